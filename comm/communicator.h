@@ -1,0 +1,106 @@
+// The Communicator interface: moves fixed-size fp32 state buffers between the
+// ranks of one group (docs/algorithm.md §3 only ever sends [B,H,D,E] states).
+//
+// Two implementations share it:
+//   MpiCommunicator   host buffers, the CPU path and CI (comm/mpi_communicator.h)
+//   NcclCommunicator  device buffers, its own CUDA stream (comm/nccl_communicator.h)
+//
+// Streams: every data operation takes the caller's *compute* stream. A device
+// communicator orders its own stream after the work already on that stream
+// (event), runs the operation there, and makes the compute stream wait for it
+// (event): the host does not block. A host communicator ignores the stream
+// (the "no-op stream", nullptr) and returns when the data has arrived.
+//
+// Failure: a peer that never answers must not hang the others forever. Every
+// implementation has a deadline (CommOptions::timeout_s); when it passes, the
+// operation throws lightring::Error naming the peer(s) it was waiting for, and
+// the communicator is aborted (unusable afterwards; destroy it).
+//
+// Communicators are RAII (the destructor frees the underlying handle) and
+// non-copyable. Member functions are not thread-safe.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace lightring::comm {
+
+// Where the buffers of a communicator must live.
+enum class MemorySpace { kHost, kDevice };
+
+struct CommOptions {
+  // Seconds a blocking wait (or the NCCL watchdog) waits for a peer before it
+  // throws. Overridden by the environment variable LIGHTRING_COMM_TIMEOUT_S
+  // when that is set (see resolve_timeout()).
+  double timeout_s = 300.0;
+};
+
+// timeout_s, or LIGHTRING_COMM_TIMEOUT_S when set to a positive number.
+double resolve_timeout(const CommOptions& options);
+
+// One half of a grouped point-to-point step: `count` fp32 values to or from `peer`.
+struct SendOp {
+  int peer = -1;
+  const float* data = nullptr;
+  size_t count = 0;
+};
+struct RecvOp {
+  int peer = -1;
+  float* data = nullptr;
+  size_t count = 0;
+};
+
+class Communicator {
+ public:
+  Communicator() = default;
+  virtual ~Communicator() = default;
+  Communicator(const Communicator&) = delete;
+  Communicator& operator=(const Communicator&) = delete;
+
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual MemorySpace memory_space() const = 0;
+  // "mpi" or "nccl", for reports and messages.
+  virtual const char* backend_name() const = 0;
+
+  // Posts every send and receive of one step together (NCCL: one group), so a
+  // ring step cannot deadlock whatever the order of posting; returns when all
+  // have completed (host) or are ordered on `stream` (device). A rank may
+  // appear at most once among the receives.
+  virtual void send_recv(const std::vector<SendOp>& sends, const std::vector<RecvOp>& recvs,
+                         void* stream) = 0;
+
+  // recv[g*count + i] = send_of_rank_g[i] for every rank g: `count` fp32 values per rank.
+  virtual void all_gather(const float* send, float* recv, size_t count, void* stream) = 0;
+
+  // A small blocking all-gather of host int64 values (shapes, lengths):
+  // recv[g*count + i] = send_of_rank_g[i]. Always host memory, whatever the
+  // memory space of the communicator.
+  virtual void all_gather_host(const int64_t* send, int64_t* recv, size_t count) = 0;
+
+  // Waits for every rank (host-blocking, bounded by the deadline).
+  virtual void barrier() = 0;
+
+  // Waits until operations enqueued on `stream` have completed, bounded by the
+  // deadline (a no-op for host communicators: their operations are complete
+  // when they return).
+  virtual void synchronize(void* stream) = 0;
+
+  // Tears down the communication context after a failure. Idempotent; further
+  // operations throw. The destructor of an aborted communicator is safe.
+  virtual void abort() = 0;
+  virtual bool aborted() const = 0;
+
+  // A new communicator over the ranks with the same color, ordered by key
+  // (MPI_Comm_split / ncclCommSplit semantics). Collective over this group.
+  virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
+
+  // Rank convenience for the ring: previous and next rank, or -1 at the ends.
+  int prev_rank() const { return rank() > 0 ? rank() - 1 : -1; }
+  int next_rank() const { return rank() + 1 < size() ? rank() + 1 : -1; }
+};
+
+}  // namespace lightring::comm

@@ -1,0 +1,108 @@
+// Sequence-parallel Lightning Attention-2 over the ranks of one SP group
+// (docs/algorithm.md §3): each rank holds one contiguous shard of the sequence,
+// shard r on SP rank r; only fixed-size [B,H,D,E] fp32 states cross ranks.
+//
+// Forward on rank r (n_r = its local length, a_r = λ^{n_r} per head):
+//   1. A_r = local_state(k, v)                       (no waiting on any peer)
+//   2. S_in(r) = X-part of S0 ⊕ (a_0,A_0) ⊕ … ⊕ (a_{r-1},A_{r-1})   (the exchange)
+//      with (a1,X1) ⊕ (a2,X2) = (a1·a2, a2·X1 + X2), per (b,h), a per-head scalar
+//   3. o = forward(q, k, v, initial_state = S_in(r))  (the main local pass)
+// Backward, the mirror image (right to left):
+//   1. C_r = local_state(q, dO) (kBackward)
+//   2. dS_out(r) = a_{r+1}·dS_out(r+1) + C_{r+1}, seeded by dS_out(P-1) = G
+//   3. backward(..., initial_state = S_in(r), d_final_state = dS_out(r));
+//      its d_initial_state is dS_in(r) = a_r·dS_out(r) + C_r; on rank 0 the global dS0.
+//
+// What backward needs from forward: the inputs and S_in(r) only, one
+// [B,H,D,E] fp32 state per layer (O(H·D·E), independent of any length).
+//
+// Schedules (all give the same states up to fp32 rounding):
+//   ring       P-1 dependent hops of one state message (rank r-1 -> r)
+//   allgather  one all-gather of every rank's state; each rank folds the prefix
+//   scan       recursive doubling: ceil(log2 P) rounds of one message each way
+//   auto       the cheapest by the cost model below (docs/schedules.md)
+// The scalar parts a_g never travel: every rank knows every n_g from the shape
+// all-gather and computes λ^{Σ n_g} itself.
+//
+// Global states: the initial state S0 is read on SP rank 0 only, the final
+// state (forward) and its gradient G (backward) live on the last SP rank.
+//
+// Shards may have different lengths (each rank passes its own seqlen >= 1);
+// B, H, D, E, dtype, device and the decay presence must agree. Every call first
+// all-gathers a small shape record; any mismatch throws lightring::Error with
+// the same message on every rank of the group (never a hang).
+//
+// Device: p.device == kCpu needs a host communicator (MpiCommunicator), kCuda
+// a device one (NcclCommunicator); states then live in device memory and the
+// combine runs as a tiny CUDA kernel on p.stream (parallel/combine_cuda.cu).
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "comm/communicator.h"
+#include "kernels/attention.h"
+
+namespace lightring::parallel {
+
+enum class Schedule { kRing, kAllGather, kScan, kAuto };
+
+// "ring", "allgather" (also "all-gather", "all_gather"), "scan", "auto"; throws otherwise.
+Schedule parse_schedule(const std::string& name);
+const char* schedule_name(Schedule s);
+
+// Cost model of one exchange (forward or backward), in microseconds, for P
+// ranks and a state message of `bytes` (= B·H·D·E·4):
+//
+//   ring       (P-1)·(α + bytes/β)             P-1 dependent hops
+//   allgather  α·ceil(log2 P) + (P-1)·bytes/β + (P-1)·bytes/γ   one collective + local fold
+//   scan       ceil(log2 P)·(α + bytes/β + bytes/γ)              doubling rounds + combines
+//
+// α = link latency (µs), β = link bandwidth (bytes/µs), γ = combine bandwidth
+// (bytes/µs, an axpy over the state). auto picks the cheapest; ties go to ring,
+// then scan. P = 1 needs no exchange (reported as ring).
+struct LinkModel {
+  double latency_us = 5.0;         // α: NVLink/NCCL small-message latency; MPI shared memory ~1-2
+  double bandwidth_Bpus = 50e3;    // β: 50 GB/s = 50e3 bytes/µs
+  double combine_Bpus = 200e3;     // γ: on-device axpy; ~5e3 for the host loop
+};
+
+double schedule_cost_us(Schedule s, int num_ranks, size_t bytes, const LinkModel& link = {});
+// Resolves kAuto by the cost model; returns any other schedule unchanged.
+Schedule choose_schedule(Schedule requested, int num_ranks, size_t bytes,
+                         const LinkModel& link = {});
+
+struct Options {
+  Schedule schedule = Schedule::kAuto;
+  LinkModel link;
+};
+
+// What one call did, for benchmarks and logs.
+struct Report {
+  Schedule schedule = Schedule::kRing;  // the schedule that ran (kAuto resolved)
+  int messages = 0;                     // state messages this rank sent
+  size_t message_bytes = 0;             // bytes of one state message (B·H·D·E·4)
+  double exchange_ms = 0.0;             // host wall time of the exchange step (2)
+};
+
+// Sequence-parallel forward of the local shard. `p` describes this rank's
+// shard exactly as kernels::forward would (same validation), with:
+//   p.initial_state  global S0, read on SP rank 0 only (nullptr there: zero);
+//                    must be nullptr on every other rank
+//   p.final_state    on the last rank the global final state; elsewhere, when
+//                    not null, this shard's S_out (nullptr to skip)
+//   s_in             out, [B,H,D,E] fp32 in p.device memory: S_in(r), the only
+//                    thing backward needs besides the inputs (S0 or 0 on rank 0)
+Report forward(comm::Communicator& sp_group, const kernels::ForwardParams& p, float* s_in,
+               const Options& options = {});
+
+// Sequence-parallel backward of the local shard:
+//   p.initial_state    S_in(r) written by forward (may be nullptr only when
+//                      forward's S_in was zero, i.e. rank 0 without S0)
+//   p.d_final_state    global G, read on the last SP rank only (nullptr: zero);
+//                      must be nullptr on every other rank
+//   p.d_initial_state  on rank 0 the global dS0; elsewhere, when not null, dS_in(r)
+Report backward(comm::Communicator& sp_group, const kernels::BackwardParams& p,
+                const Options& options = {});
+
+}  // namespace lightring::parallel
