@@ -1,0 +1,116 @@
+// Dispatch of the kernels/ API to a backend, and the small host helpers.
+#include "kernels/attention.h"
+
+#include <cmath>
+
+#include "kernels/backend.h"
+#include "kernels/error.h"
+
+namespace lightring::kernels {
+
+const char* device_name(Device d) {
+  return d == Device::kCuda ? "cuda" : "cpu";
+}
+
+DType parse_dtype(const std::string& name) {
+  if (name == "fp32" || name == "float32" || name == "float") return DType::kFloat32;
+  if (name == "bf16" || name == "bfloat16") return DType::kBFloat16;
+  if (name == "fp16" || name == "float16" || name == "half") return DType::kFloat16;
+  LR_THROW("dtype must be one of fp32, bf16, fp16 (got '", name, "')");
+}
+
+Strides contiguous_bhnd(int64_t heads, int64_t seqlen, int64_t dim) {
+  return Strides{heads * seqlen * dim, seqlen * dim, dim};
+}
+
+Strides contiguous_bnhd(int64_t heads, int64_t seqlen, int64_t dim) {
+  return Strides{seqlen * heads * dim, dim, heads * dim};
+}
+
+bool cuda_compiled() {
+#ifdef LIGHTRING_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool cuda_available() {
+#ifdef LIGHTRING_WITH_CUDA
+  return cuda::available();
+#else
+  return false;
+#endif
+}
+
+int default_block_size(Device device, int64_t qk_dim, int64_t v_dim) {
+#ifdef LIGHTRING_WITH_CUDA
+  if (device == Device::kCuda) return cuda::default_block_size(qk_dim, v_dim);
+#endif
+  (void)qk_dim;
+  (void)v_dim;
+  (void)device;
+  return cpu::kDefaultBlockSize;
+}
+
+namespace {
+
+template <typename Params>
+Params resolved(const Params& p) {
+  Params r = p;
+  if (r.block_size == 0) r.block_size = default_block_size(r.device, r.qk_dim, r.v_dim);
+  return r;
+}
+
+}  // namespace
+
+void forward(const ForwardParams& params) {
+  validate(params);
+  const ForwardParams p = resolved(params);
+#ifdef LIGHTRING_WITH_CUDA
+  if (p.device == Device::kCuda) return cuda::forward(p);
+#endif
+  cpu::forward(p);
+}
+
+void backward(const BackwardParams& params) {
+  validate(params);
+  const BackwardParams p = resolved(params);
+#ifdef LIGHTRING_WITH_CUDA
+  if (p.device == Device::kCuda) return cuda::backward(p);
+#endif
+  cpu::backward(p);
+}
+
+void local_state(const StateParams& params) {
+  validate(params);
+  const StateParams p = resolved(params);
+#ifdef LIGHTRING_WITH_CUDA
+  if (p.device == Device::kCuda) return cuda::local_state(p);
+#endif
+  cpu::local_state(p);
+}
+
+void segment_decay(const float* decay, int64_t heads, int64_t seqlen, float* out) {
+  LR_CHECK(out != nullptr, "segment_decay: out must not be null");
+  for (int64_t h = 0; h < heads; ++h) {
+    const double s = decay ? decay[h] : 0.0;
+    out[h] = static_cast<float>(std::exp(-s * static_cast<double>(seqlen)));
+  }
+}
+
+void slopes(int64_t heads, float* out) {
+  LR_CHECK(heads >= 1, "slopes: heads must be >= 1 (got ", heads, ")");
+  LR_CHECK(out != nullptr, "slopes: out must not be null");
+  // s_h = 2^(-8(h+1)/n) for n a power of two (TransNormerLLM _build_slope_tensor).
+  auto power_of_two = [](int64_t n, int64_t h) {
+    return static_cast<float>(std::pow(2.0, -8.0 * static_cast<double>(h + 1) / n));
+  };
+  int64_t p = 1;
+  while (p * 2 <= heads) p *= 2;
+  for (int64_t h = 0; h < p; ++h) out[h] = power_of_two(p, h);
+  // The rest: every other slope of 2P, starting with the first.
+  for (int64_t h = p, j = 0; h < heads; ++h, j += 2) out[h] = power_of_two(2 * p, j);
+}
+
+}  // namespace lightring::kernels

@@ -1,0 +1,116 @@
+// The local Lightning Attention-2 computation: the public kernels/ API.
+//
+// Per batch element b and head h (docs/algorithm.md §1), with λ = exp(-s_h):
+//
+//     S_t = λ·S_{t-1} + k_tᵀ v_t          (S_{-1} = S0, fp32 d×e)
+//     o_t = c · q_t S_t
+//
+// computed in the block form of §2. Everything here is rank-, torch- and
+// Python-free: callers fill a params struct and call an entry point, which
+// validates the struct and throws lightring::Error on bad input.
+//
+// Layout: q, k are [B, H, N, D]; v, o are [B, H, N, E]; gradients match their
+// tensors. Strides are in elements, not bytes, as {batch, head, seq}; the last
+// dim is contiguous. [B, N, H, D] tensors are described by strides alone.
+// States (initial, final and their gradients) are [B, H, D, E] fp32 contiguous.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/dtype.h"
+
+namespace lightring::kernels {
+
+enum class Device { kCpu, kCuda };
+
+const char* device_name(Device d);
+
+// Strides in elements of a [B, H, N, *] tensor; the innermost dim has stride 1.
+struct Strides {
+  int64_t batch = 0;
+  int64_t head = 0;
+  int64_t seq = 0;
+};
+
+// Contiguous [B, H, N, dim] strides.
+Strides contiguous_bhnd(int64_t heads, int64_t seqlen, int64_t dim);
+// Contiguous [B, N, H, dim] strides (the FLA / model-code layout).
+Strides contiguous_bnhd(int64_t heads, int64_t seqlen, int64_t dim);
+
+// Fields shared by every entry point.
+struct Problem {
+  Device device = Device::kCpu;
+  DType dtype = DType::kFloat32;
+  int64_t batch = 0;             // B
+  int64_t heads = 0;             // H
+  int64_t seqlen = 0;            // N, the (local) sequence length; any N >= 1
+  int64_t qk_dim = 0;            // D, 1..256
+  int64_t v_dim = 0;             // E, 1..256
+  const float* decay = nullptr;  // [H] fp32, s_h >= 0, λ_h = exp(-s_h); nullptr means s = 0
+  float scale = 1.0f;            // c
+  int block_size = 0;            // B of §2; 0 picks the backend's default
+  void* stream = nullptr;        // cudaStream_t for Device::kCuda; ignored on the CPU
+};
+
+struct ForwardParams : Problem {
+  const void* q = nullptr;  // [B,H,N,D]
+  const void* k = nullptr;  // [B,H,N,D]
+  const void* v = nullptr;  // [B,H,N,E]
+  void* o = nullptr;        // [B,H,N,E] out
+  Strides q_stride, k_stride, v_stride, o_stride;
+  const float* initial_state = nullptr;  // S0 [B,H,D,E]; nullptr means 0
+  float* final_state = nullptr;          // S_{N-1} [B,H,D,E] out; nullptr to skip
+};
+
+struct BackwardParams : Problem {
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  const void* d_o = nullptr;  // dL/dO [B,H,N,E]
+  void* dq = nullptr;         // [B,H,N,D] out
+  void* dk = nullptr;         // [B,H,N,D] out
+  void* dv = nullptr;         // [B,H,N,E] out
+  Strides q_stride, k_stride, v_stride, do_stride, dq_stride, dk_stride, dv_stride;
+  const float* initial_state = nullptr;  // S0 used in the forward; nullptr means 0
+  const float* d_final_state = nullptr;  // G = dL/dS_{N-1} [B,H,D,E]; nullptr means 0
+  float* d_initial_state = nullptr;      // dS0 [B,H,D,E] out; nullptr to skip
+};
+
+// The local state pair of a segment run from a zero state (§3), a weighted
+// sum of outer products over the sequence:
+//
+//     kForward:  A = Σ_t λ^{N-1-t} k_tᵀ v_t        (x = k, y = v)   the local final state
+//     kBackward: C = Σ_t c·λ^{t+1} q_tᵀ dO_t       (x = q, y = dO)  the local dS_in contribution
+//
+// The scalar part of the pair is λ^N (see segment_decay). Reads only x and y:
+// no output rows are produced, so a rank can compute it before any exchange.
+enum class StateKind { kForward, kBackward };
+
+struct StateParams : Problem {
+  StateKind kind = StateKind::kForward;
+  const void* x = nullptr;  // k [B,H,N,D] or q [B,H,N,D]
+  const void* y = nullptr;  // v [B,H,N,E] or dO [B,H,N,E]
+  Strides x_stride, y_stride;
+  float* state = nullptr;  // A or C [B,H,D,E] out
+};
+
+void forward(const ForwardParams& p);
+void backward(const BackwardParams& p);
+void local_state(const StateParams& p);
+
+// a = λ_h^N for each head: the scalar of a segment's pair. decay may be null (a = 1).
+void segment_decay(const float* decay, int64_t heads, int64_t seqlen, float* out);
+
+// Per-head slopes of TransNormerLLM / Lightning Attention (§1): for H a power
+// of two s_h = 2^(-8(h+1)/H); otherwise the slopes of the closest lower power
+// of two P, then every other slope of 2P.
+void slopes(int64_t heads, float* out);
+
+// Default block size of a backend for a problem.
+int default_block_size(Device device, int64_t qk_dim, int64_t v_dim);
+
+// Whether this build includes the CUDA backend, and whether a GPU is visible.
+bool cuda_compiled();
+bool cuda_available();
+
+}  // namespace lightring::kernels
