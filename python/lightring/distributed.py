@@ -1,0 +1,188 @@
+"""torch.distributed set-up for lightring: init under torchrun or mpirun,
+data-parallel x sequence-parallel groups, and sequence sharding helpers.
+
+    ctx = lightring.distributed.init()              # torchrun, mpirun or srun
+    dp, sp = lightring.distributed.new_groups(dp=2, sp=ctx.world_size // 2)
+    q_local = lightring.distributed.shard(q, sp, dim=2)
+"""
+import collections
+import os
+import socket
+
+import torch
+import torch.distributed as dist
+
+Context = collections.namedtuple("Context", "rank world_size local_rank device backend")
+
+# Launcher variables, first match wins: torchrun, Open MPI, MPICH / Intel MPI (PMI), Slurm.
+_RANK = ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "SLURM_PROCID")
+_WORLD = ("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS")
+_LOCAL_RANK = ("LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID")
+_LOCAL_WORLD = ("LOCAL_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS",
+                "SLURM_NTASKS_PER_NODE")
+
+
+def _env_int(names, default=None):
+    for name in names:
+        value = os.environ.get(name)
+        if value not in (None, ""):
+            try:
+                return int(value.split("(")[0])
+            except ValueError:
+                raise ValueError(f"environment variable {name}={value!r} is not an integer")
+    return default
+
+
+def _free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+def _rendezvous(rank, world_size, single_node):
+    """MASTER_ADDR / MASTER_PORT from rank 0, broadcast over MPI (mpi4py)."""
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        MPI = None
+    if MPI is not None and MPI.COMM_WORLD.Get_size() == world_size:
+        address = None
+        if rank == 0:
+            host = "127.0.0.1" if single_node else socket.gethostbyname(socket.getfqdn())
+            address = (host, _free_port())
+        return MPI.COMM_WORLD.bcast(address, root=0)
+    if single_node:
+        # Without mpi4py: every rank of one launcher shares its parent (the MPI daemon).
+        return "127.0.0.1", 20000 + os.getppid() % 20000
+    raise RuntimeError("lightring.distributed.init(): MASTER_ADDR/MASTER_PORT are not set and "
+                       "mpi4py is not available to broadcast them from rank 0; export them or "
+                       "install mpi4py")
+
+
+def init(backend=None, device=None, timeout=None):
+    """Initialises torch.distributed from torchrun, mpirun (Open MPI, MPICH/PMI) or Slurm.
+
+    Maps the launcher's variables to RANK / WORLD_SIZE / LOCAL_RANK, sets
+    MASTER_ADDR / MASTER_PORT from rank 0 (via mpi4py) when the launcher did
+    not, picks the device (cuda:LOCAL_RANK when CUDA is available, else cpu)
+    and the backend (nccl on CUDA, gloo on cpu). A single process without a
+    launcher becomes a world of one. Returns Context(rank, world_size,
+    local_rank, device, backend); calling it again returns the same context.
+    """
+    rank = _env_int(_RANK, 0)
+    world_size = _env_int(_WORLD, 1)
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is outside a world of {world_size} processes")
+    local_world = _env_int(_LOCAL_WORLD)
+    local_rank = _env_int(_LOCAL_RANK)
+    if local_rank is None:
+        local_rank = rank % local_world if local_world else rank
+    single_node = local_world == world_size if local_world else world_size == 1
+
+    if device is None:
+        if torch.cuda.is_available():
+            count = torch.cuda.device_count()
+            device = torch.device("cuda", local_rank % count)
+        else:
+            device = torch.device("cpu")
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if backend is None:
+        backend = "nccl" if device.type == "cuda" else "gloo"
+
+    if not dist.is_initialized():
+        os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(local_rank))
+        if local_world:
+            os.environ["LOCAL_WORLD_SIZE"] = str(local_world)
+        if "MASTER_ADDR" not in os.environ or "MASTER_PORT" not in os.environ:
+            if world_size == 1:
+                host, port = "127.0.0.1", _free_port()
+            else:
+                host, port = _rendezvous(rank, world_size, single_node)
+            os.environ.setdefault("MASTER_ADDR", host)
+            os.environ.setdefault("MASTER_PORT", str(port))
+        kwargs = {} if timeout is None else {"timeout": timeout}
+        dist.init_process_group(backend, rank=rank, world_size=world_size, init_method="env://",
+                                **kwargs)
+    else:
+        rank, world_size = dist.get_rank(), dist.get_world_size()
+        backend = dist.get_backend()
+    try:
+        from . import _ext
+        _ext.load().set_error_rank(rank)
+    except ImportError:
+        pass
+    return Context(rank, world_size, local_rank, device, backend)
+
+
+def new_groups(dp, sp):
+    """Data-parallel x sequence-parallel groups over the world, sp fastest:
+
+        world rank = d * sp + s,  d in [0, dp), s in [0, sp)
+
+    The sequence-parallel group of a rank holds the sp consecutive ranks of its
+    d (they share one sequence, in rank order); its data-parallel group holds
+    the ranks with its s. Every rank must call this (it creates all groups).
+    Returns (dp_group, sp_group) of the calling rank.
+    """
+    if not dist.is_initialized():
+        raise RuntimeError("new_groups needs torch.distributed to be initialised "
+                           "(lightring.distributed.init())")
+    for name, value in (("dp", dp), ("sp", sp)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int (got {value!r})")
+    world = dist.get_world_size()
+    if dp * sp != world:
+        raise ValueError(f"dp x sp must equal the world size (got {dp} x {sp} = {dp * sp} for a "
+                         f"world of {world})")
+    rank = dist.get_rank()
+    dp_group = sp_group = None
+    for d in range(dp):
+        g = dist.new_group([d * sp + s for s in range(sp)])
+        if rank // sp == d:
+            sp_group = g
+    for s in range(sp):
+        g = dist.new_group([d * sp + s for d in range(dp)])
+        if rank % sp == s:
+            dp_group = g
+    return dp_group, sp_group
+
+
+def _group_size_rank(group):
+    if not dist.is_initialized():
+        raise RuntimeError("shard/gather need torch.distributed to be initialised")
+    rank = dist.get_rank(group)
+    if rank < 0:
+        raise ValueError("this process is not a member of the group")
+    return dist.get_world_size(group), rank
+
+
+def shard(x, group=None, dim=2):
+    """This rank's contiguous piece of x along dim (the sequence; 2 for [B, H, N, D],
+    1 for [B, N, H, D]). Lengths differ by at most one, earlier ranks longer;
+    the result is a view of x."""
+    size, rank = _group_size_rank(group)
+    if x.shape[dim] < size:
+        raise ValueError(f"cannot shard a sequence of {x.shape[dim]} tokens (dim {dim}) over "
+                         f"{size} ranks: every rank needs at least one token")
+    return torch.tensor_split(x, size, dim=dim)[rank]
+
+
+def gather(x, group=None, dim=2):
+    """Inverse of shard: the concatenation of every rank's piece along dim, on every
+    rank. Pieces may differ in length along dim; other dims must match."""
+    size, _ = _group_size_rank(group)
+    lengths = torch.tensor([x.shape[dim]], dtype=torch.int64, device=x.device)
+    all_lengths = [torch.empty_like(lengths) for _ in range(size)]
+    dist.all_gather(all_lengths, lengths, group=group)
+    all_lengths = [int(n.item()) for n in all_lengths]
+    longest = max(all_lengths)
+    padded = x
+    if x.shape[dim] < longest:
+        pad_shape = list(x.shape)
+        pad_shape[dim] = longest - x.shape[dim]
+        padded = torch.cat([x, x.new_zeros(pad_shape)], dim=dim)
+    parts = [torch.empty_like(padded.contiguous()) for _ in range(size)]
+    dist.all_gather(parts, padded.contiguous(), group=group)
+    return torch.cat([p.narrow(dim, 0, n) for p, n in zip(parts, all_lengths)], dim=dim)

@@ -1,0 +1,199 @@
+"""The functional API: ``lightning_attention`` and its autograd.
+
+Per batch element and head (docs/algorithm.md §1), with λ = exp(-decay[h]):
+
+    S_t = λ·S_{t-1} + k_tᵀ v_t      (S_{-1} = initial_state, fp32 [B, H, D, E])
+    o_t = scale · q_t S_t
+
+Autograd covers q, k, v and initial_state, and accepts a gradient on the final
+state. Inputs are checked here, with messages that name the argument, before
+anything runs (and, with a group, before any rank waits on another).
+"""
+import math
+
+import torch
+
+from . import _ext
+
+_LAYOUTS = ("bhnd", "bnhd")
+SCHEDULES = ("auto", "ring", "allgather", "scan")
+_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+_MAX_BLOCK = 256
+
+
+def _shape(t):
+    return list(t.shape)
+
+
+def check_inputs(q, k, v, decay, initial_state, layout, scale, block_size):
+    """Validates the arguments of lightning_attention; returns (B, H, N, D, E).
+
+    Raises TypeError / ValueError naming the argument and what was passed.
+    """
+    if layout not in _LAYOUTS:
+        raise ValueError(f"layout must be 'bhnd' or 'bnhd' (got {layout!r})")
+    dims = "[B, H, N, D]" if layout == "bhnd" else "[B, N, H, D]"
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor (got {type(t).__name__})")
+        if t.dim() != 4:
+            raise ValueError(f"{name} must be 4-D {dims} for layout={layout!r} "
+                             f"(got shape {_shape(t)})")
+        if t.dtype not in _DTYPES:
+            raise TypeError(f"{name} must be float32, bfloat16 or float16 (got {t.dtype}); "
+                            "lightring computes in fp32 with fp32 states")
+        if t.device.type not in ("cpu", "cuda"):
+            raise ValueError(f"{name} must be on cpu or cuda (got {t.device})")
+        if t.numel() == 0:
+            raise ValueError(f"{name} must not be empty (got shape {_shape(t)})")
+        if t.shape[-1] > 1 and t.stride(-1) != 1:
+            raise ValueError(f"{name} must have a contiguous last dim (stride 1, got "
+                             f"{t.stride(-1)}); call .contiguous() first")
+    for name, t in (("k", k), ("v", v)):
+        if t.device != q.device:
+            raise ValueError(f"{name} must be on the device of q (got {t.device} and {q.device})")
+        if t.dtype != q.dtype:
+            raise TypeError(f"{name} must have the dtype of q (got {t.dtype} and {q.dtype})")
+    if layout == "bnhd":
+        (b, n, h, d), e = q.shape, v.shape[3]
+        bhn = lambda t: [t.shape[0], t.shape[2], t.shape[1]]  # noqa: E731
+    else:
+        (b, h, n, d), e = q.shape, v.shape[3]
+        bhn = lambda t: [t.shape[0], t.shape[1], t.shape[2]]  # noqa: E731
+    for name, t in (("k", k), ("v", v)):
+        if bhn(t) != bhn(q):
+            raise ValueError(f"{name} must have the same batch, heads and length [B, H, N] as q "
+                             f"(got {bhn(t)} and {bhn(q)}; layout={layout!r})")
+    if k.shape[3] != d:
+        raise ValueError(f"q and k must have the same head dim D (got {d} and {k.shape[3]})")
+    if d > 256 or e > 256:
+        raise ValueError(f"head dims D and E must be <= 256 (got D={d}, E={e})")
+    if decay is not None:
+        if not isinstance(decay, torch.Tensor):
+            raise TypeError(f"decay must be a float32 tensor of shape [H] or None "
+                            f"(got {type(decay).__name__}); see lightring.slopes(H)")
+        if decay.dim() != 1 or decay.shape[0] != h:
+            raise ValueError(f"decay must have shape [H] = [{h}], one rate per head "
+                             f"(got shape {_shape(decay)})")
+        if decay.dtype != torch.float32:
+            raise TypeError(f"decay must be float32 (got {decay.dtype})")
+        if decay.device != q.device:
+            raise ValueError(f"decay must be on the device of q (got {decay.device} and "
+                             f"{q.device})")
+        if decay.device.type == "cpu" and not bool(torch.isfinite(decay).all() and
+                                                   (decay >= 0).all()):
+            raise ValueError(f"decay must be finite and >= 0 (got {decay.tolist()})")
+    if initial_state is not None:
+        check_state(initial_state, "initial_state", (b, h, d, e), q.device)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+        raise TypeError(f"scale must be a finite float (got {scale!r})")
+    if block_size is not None:
+        if isinstance(block_size, bool) or not isinstance(block_size, int) or \
+                not 1 <= block_size <= _MAX_BLOCK:
+            raise ValueError(f"block_size must be None or an int in [1, {_MAX_BLOCK}] "
+                             f"(got {block_size!r})")
+    return b, h, n, d, e
+
+
+def check_state(s, name, shape, device):
+    if not isinstance(s, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor or None (got {type(s).__name__})")
+    if list(s.shape) != list(shape):
+        raise ValueError(f"{name} must have shape [B, H, D, E] = {list(shape)} "
+                         f"(got {_shape(s)})")
+    if s.dtype != torch.float32:
+        raise TypeError(f"{name} must be float32 whatever the input dtype (got {s.dtype})")
+    if s.device != device:
+        raise ValueError(f"{name} must be on the device of q (got {s.device} and {device})")
+
+
+def rows(t):
+    """t as a [B, H, N, dim] view the kernels accept (contiguous last dim, rows
+    that do not overlap); copies only when it must (e.g. an expanded gradient)."""
+    if (t.shape[3] > 1 and t.stride(3) != 1) or (t.shape[2] > 1 and t.stride(2) < t.shape[3]) \
+            or (t.shape[1] > 1 and t.stride(1) == 0) or (t.shape[0] > 1 and t.stride(0) == 0):
+        return t.contiguous()
+    return t
+
+
+def state(t):
+    return t if t.is_contiguous() else t.contiguous()
+
+
+class _LocalAttention(torch.autograd.Function):
+    """The whole sequence on this process: one forward op, one backward op."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, decay, initial_state, scale, block_size, output_final_state):
+        s0 = None if initial_state is None else state(initial_state)
+        o, final = torch.ops.lightring.forward(q, k, v, decay, scale, s0, output_final_state,
+                                               block_size)
+        ctx.save_for_backward(q, k, v, decay, s0)
+        ctx.scale, ctx.block_size = scale, block_size
+        ctx.output_final_state = output_final_state
+        if not output_final_state:
+            ctx.mark_non_differentiable(final)
+        return o, final
+
+    @staticmethod
+    def backward(ctx, d_o, d_final):
+        q, k, v, decay, s0 = ctx.saved_tensors
+        want_ds0 = s0 is not None and ctx.needs_input_grad[4]
+        g = state(d_final) if ctx.output_final_state and d_final is not None else None
+        if d_o is None:
+            d_o = torch.zeros_like(v)
+        dq, dk, dv, ds0 = torch.ops.lightring.backward(q, k, v, rows(d_o), decay, ctx.scale, s0,
+                                                       g, want_ds0, ctx.block_size)
+        return dq, dk, dv, None, (ds0 if want_ds0 else None), None, None, None
+
+
+def lightning_attention(q, k, v, decay=None, *, scale=1.0, initial_state=None,
+                        output_final_state=False, layout="bhnd", group=None, schedule="auto",
+                        block_size=None):
+    """Causal Lightning Attention-2 with per-head decay.
+
+    q, k: [B, H, N, D]; v: [B, H, N, E] (layout="bhnd"), or [B, N, H, *] with
+    layout="bnhd" (read through strides, no copy). decay: [H] fp32 rates s >= 0,
+    λ = exp(-s) (None: s = 0). scale: c in o_t = c·q_t S_t (1.0 as in Lightning
+    Attention; FLA uses 1/sqrt(D)). initial_state: [B, H, D, E] fp32.
+
+    group: None, or a torch.distributed process group over which the sequence is
+    sharded: q, k, v are this rank's contiguous shard, rank order = sequence
+    order (see lightring.distributed.shard). initial_state is then the state
+    before the first token of the global sequence, read on the group's first
+    rank (the other ranks receive a zero gradient for theirs); every rank must
+    pass one or none. The returned final state is the global one, on every
+    rank, and its gradients from all ranks are summed. schedule picks the state
+    exchange: "allgather", "ring", "scan" or "auto" (docs/algorithm.md §3).
+
+    Returns o (in the layout of q), or (o, final_state) when output_final_state.
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)} (got {schedule!r})")
+    _ext.load()
+    bs = 0 if block_size is None else block_size
+    if group is None:
+        check_inputs(q, k, v, decay, initial_state, layout, scale, block_size)
+        if layout == "bnhd":
+            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        o, final = _LocalAttention.apply(q, k, v, decay, initial_state, float(scale), bs,
+                                         bool(output_final_state))
+    else:
+        from . import sequence_parallel
+        # A bad input on one rank must fail every rank of the group, not hang them:
+        # the error travels in the consistency check that precedes any exchange.
+        try:
+            check_inputs(q, k, v, decay, initial_state, layout, scale, block_size)
+            error = None
+        except (TypeError, ValueError) as e:
+            error = e
+        exchange = sequence_parallel.Exchange(group, schedule)
+        exchange.check_consistent(error, q, k, v, decay, initial_state, layout, scale, bs,
+                                  output_final_state)
+        if layout == "bnhd":
+            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        o, final = sequence_parallel.attention(q, k, v, decay, initial_state, float(scale), bs,
+                                               bool(output_final_state), exchange)
+    if layout == "bnhd":
+        o = o.transpose(1, 2)
+    return (o, final) if output_final_state else o
