@@ -1,0 +1,206 @@
+"""Multi-process checks, one process per rank, launched by test_distributed.py as
+
+    mpirun --allow-run-as-root --oversubscribe -np P python3 mp_worker.py CHECK...
+
+with gloo on CPU (or NCCL on GPUs with --device cuda). Every check compares the
+sequence-parallel result with the unsharded one computed on every rank from the
+same seeded inputs, asserts, and prints "PASS <check> rank <r>"; any failure
+raises (a non-zero exit fails the mpirun).
+"""
+import argparse
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "python"))
+sys.path.insert(0, HERE)
+
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+
+import lightring  # noqa: E402
+from lightring import distributed as lrd  # noqa: E402
+from lightring.sequence_parallel import group_ranks  # noqa: E402
+import oracle  # noqa: E402
+
+TOL = {torch.float32: 2e-5, torch.bfloat16: 3e-2}
+
+
+def leaf(t):
+    return t.detach().clone().requires_grad_()
+
+
+def all_sum(t, group):
+    t = t.clone()
+    dist.all_reduce(t, group=group)
+    return t
+
+
+def sharded_vs_unsharded(group, schedule, layout, n, device, dtype=torch.float32, seed=0,
+                         with_state=True, label=""):
+    """Runs one attention call sharded over group and unsharded; asserts they agree."""
+    b, h, d, e = 2, 3, 6, 5
+    g = torch.Generator().manual_seed(seed)
+    shape = (lambda x: (b, h, n, x)) if layout == "bhnd" else (lambda x: (b, n, h, x))
+    seq = 2 if layout == "bhnd" else 1
+    q, k = (0.5 * torch.randn(shape(d), generator=g) for _ in range(2))
+    v = torch.randn(shape(e), generator=g)
+    w_o = torch.randn(shape(e), generator=g)
+    s0 = 0.3 * torch.randn(b, h, d, e, generator=g) if with_state else None
+    decay = lightring.slopes(h).to(device)
+    q, k, v, w_o = (t.to(device=device, dtype=dtype) for t in (q, k, v, w_o))
+    size, rank = dist.get_world_size(group), dist.get_rank(group)
+    # A different final-state loss weight on each rank: their gradients must add up.
+    w_f = [torch.randn(b, h, d, e, generator=g).to(device) for _ in range(size)]
+
+    # Unsharded reference (every rank computes the same).
+    rq, rk, rv = leaf(q), leaf(k), leaf(v)
+    rs0 = leaf(s0.to(device)) if with_state else None
+    ro, rfinal = lightring.lightning_attention(rq, rk, rv, decay, scale=0.8, initial_state=rs0,
+                                               output_final_state=True, layout=layout)
+    ((ro.float() * w_o.float()).sum() + sum((rfinal * w).sum() for w in w_f)).backward()
+
+    # Sharded: this rank's piece of the sequence.
+    lq, lk, lv = (leaf(lrd.shard(t, group, dim=seq)) for t in (q, k, v))
+    ls0 = leaf(s0.to(device)) if with_state else None
+    lo, lfinal = lightring.lightning_attention(lq, lk, lv, decay, scale=0.8, initial_state=ls0,
+                                               output_final_state=True, layout=layout,
+                                               group=group, schedule=schedule)
+    lw = lrd.shard(w_o, group, dim=seq)
+    ((lo.float() * lw.float()).sum() + (lfinal * w_f[rank]).sum()).backward()
+
+    tol = TOL[dtype]
+    where = f"{label} schedule={schedule} layout={layout} n={n} rank={rank}"
+    assert lo.shape == lrd.shard(ro, group, dim=seq).shape, where
+    checks = [("o", lrd.gather(lo.detach(), group, dim=seq), ro),
+              ("final", lfinal, rfinal),
+              ("dq", lrd.gather(lq.grad, group, dim=seq), rq.grad),
+              ("dk", lrd.gather(lk.grad, group, dim=seq), rk.grad),
+              ("dv", lrd.gather(lv.grad, group, dim=seq), rv.grad)]
+    if with_state:
+        checks.append(("ds0", all_sum(ls0.grad, group), rs0.grad))
+    for name, got, ref in checks:
+        err = oracle.rel_err(got, ref)
+        assert err < tol, f"{name}: relative error {err:.2e} >= {tol} ({where})"
+
+
+def check_init(args):
+    ctx = lrd.init()
+    assert ctx.rank == int(os.environ["OMPI_COMM_WORLD_RANK"]), ctx
+    assert ctx.world_size == int(os.environ["OMPI_COMM_WORLD_SIZE"]), ctx
+    assert ctx.local_rank == int(os.environ["OMPI_COMM_WORLD_LOCAL_RANK"]), ctx
+    assert os.environ["RANK"] == str(ctx.rank) and os.environ["WORLD_SIZE"] == str(ctx.world_size)
+    assert dist.is_initialized() and dist.get_rank() == ctx.rank
+    expected_backend = "nccl" if args.device == "cuda" else "gloo"
+    assert ctx.backend == expected_backend and ctx.device.type == args.device, ctx
+    total = all_sum(torch.tensor([float(ctx.rank)], device=ctx.device), None)
+    assert total.item() == ctx.world_size * (ctx.world_size - 1) / 2
+    assert lrd.init() == ctx  # idempotent
+    return ctx
+
+
+def check_schedules(ctx, args):
+    world = dist.group.WORLD
+    p = ctx.world_size
+    for schedule in lightring.SCHEDULES:
+        for layout in ("bhnd", "bnhd"):
+            for n in (37, p, 2 * p + 1):
+                sharded_vs_unsharded(world, schedule, layout, n, ctx.device, seed=n)
+        sharded_vs_unsharded(world, schedule, "bhnd", 29, ctx.device, with_state=False, seed=5)
+    if args.device == "cuda":
+        for schedule in lightring.SCHEDULES:
+            sharded_vs_unsharded(world, schedule, "bnhd", 257, ctx.device, dtype=torch.bfloat16)
+
+
+def check_dpsp(ctx, args):
+    p = ctx.world_size
+    layouts = [(p // 2, 2), (1, p)] if p >= 4 else [(1, p), (p, 1)]
+    for dp, sp in layouts:
+        dp_group, sp_group = lrd.new_groups(dp, sp)
+        d_index, s_index = ctx.rank // sp, ctx.rank % sp
+        assert group_ranks(sp_group) == [d_index * sp + s for s in range(sp)]
+        assert group_ranks(dp_group) == [d * sp + s_index for d in range(dp)]
+        assert dist.get_rank(sp_group) == s_index and dist.get_rank(dp_group) == d_index
+        # Each data-parallel replica has its own data; the sequence is split over sp.
+        for schedule in ("allgather", "ring", "scan"):
+            sharded_vs_unsharded(sp_group, schedule, "bnhd", 23, ctx.device, seed=100 + d_index,
+                                 label=f"dp={dp} sp={sp}")
+        replicas = all_sum(torch.tensor([float(d_index)], device=ctx.device), dp_group)
+        assert replicas.item() == dp * (dp - 1) / 2
+        check_module(sp_group, ctx.device, seed=d_index)
+
+
+def check_module(group, device, seed):
+    """lightring.nn.LightningAttention sharded over group equals it unsharded, and the
+    parameter gradients summed over the group equal the unsharded ones."""
+    torch.manual_seed(seed)
+    ref = lightring.nn.LightningAttention(24, 4, layer_idx=1, num_layers=3).to(device)
+    mod = lightring.nn.LightningAttention(24, 4, layer_idx=1, num_layers=3, group=group).to(device)
+    mod.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 31, 24, device=device)
+    w = torch.randn(2, 31, 24, device=device)
+    (ref(x) * w).sum().backward()
+    y = mod(lrd.shard(x, group, dim=1))
+    (y * lrd.shard(w, group, dim=1)).sum().backward()
+    assert oracle.rel_err(lrd.gather(y.detach(), group, dim=1), ref(x)) < 2e-5
+    for (name, p_ref), p in zip(ref.named_parameters(), mod.parameters()):
+        err = oracle.rel_err(all_sum(p.grad, group), p_ref.grad)
+        assert err < 2e-5, f"module grad {name}: {err:.2e}"
+
+
+def expect_error(fn, error, match):
+    try:
+        fn()
+    except error as e:
+        assert match in str(e), f"expected {match!r} in {e!r}"
+        return
+    raise AssertionError(f"expected {error.__name__} containing {match!r}")
+
+
+def check_errors(ctx, args):
+    rank, world, dev = ctx.rank, dist.group.WORLD, ctx.device
+    q = torch.randn(1, 2, 5, 4, device=dev)
+    v = torch.randn(1, 2, 5, 3, device=dev)
+    la = lightring.lightning_attention
+    # A disagreement between ranks fails every rank before any state exchange.
+    qd = torch.randn(1, 2, 5, 6, device=dev) if rank == 1 else q
+    expect_error(lambda: la(qd, qd, v, group=world), ValueError,
+                 "every rank of the sequence-parallel group must pass the same head dim D")
+    s0 = torch.zeros(1, 2, 4, 3, device=dev) if rank == 0 else None
+    expect_error(lambda: la(q, q, v, initial_state=s0, group=world), ValueError,
+                 "initial_state (given or None)")
+    decay = lightring.slopes(2).to(dev) * (2.0 if rank == ctx.world_size - 1 else 1.0)
+    expect_error(lambda: la(q, q, v, decay, group=world), ValueError, "decay values")
+    # An invalid input on one rank: that rank gets its error, the others name it.
+    last = ctx.world_size - 1
+    qb = q.double() if rank == last else q
+    if rank == last:
+        expect_error(lambda: la(qb, qb, v, group=world), TypeError, "q must be float32")
+    else:
+        expect_error(lambda: la(qb, qb, v, group=world), ValueError,
+                     f"rank(s) [{last}] of the sequence-parallel group passed invalid inputs")
+    # The group is still usable afterwards.
+    sharded_vs_unsharded(world, "auto", "bhnd", 11, dev, label="after errors")
+    with_bad = lambda: lrd.new_groups(3, 5)  # noqa: E731
+    expect_error(with_bad, ValueError, "dp x sp must equal the world size")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("checks", nargs="+",
+                        choices=["init", "schedules", "dpsp", "errors"])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    args = parser.parse_args()
+    ctx = check_init(args)
+    print(f"PASS init rank {ctx.rank}", flush=True)
+    for name in args.checks:
+        if name == "init":
+            continue
+        globals()[f"check_{name}"](ctx, args)
+        print(f"PASS {name} rank {ctx.rank}", flush=True)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
