@@ -1,0 +1,24 @@
+// CUDA error checking for the CUDA backend: every runtime call and every
+// launch goes through LR_CUDA_CHECK, which throws lightring::Error with the
+// call, the cudaGetErrorString text and the source location.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "kernels/error.h"
+
+#define LR_CUDA_CHECK(call)                                                                \
+  do {                                                                                     \
+    const cudaError_t lr_cuda_err_ = (call);                                               \
+    LR_CHECK(lr_cuda_err_ == cudaSuccess, "CUDA call failed: ", #call, ": ",               \
+             cudaGetErrorString(lr_cuda_err_), " (", cudaGetErrorName(lr_cuda_err_), ")"); \
+  } while (0)
+
+// After a kernel launch: launch-configuration errors and sticky errors of earlier work.
+#define LR_CUDA_CHECK_LAUNCH(what)                                                                \
+  do {                                                                                            \
+    const cudaError_t lr_cuda_err_ = cudaGetLastError();                                          \
+    LR_CHECK(lr_cuda_err_ == cudaSuccess, "CUDA launch of ", what,                                \
+             " failed: ", cudaGetErrorString(lr_cuda_err_), " (", cudaGetErrorName(lr_cuda_err_), \
+             ")");                                                                                \
+  } while (0)

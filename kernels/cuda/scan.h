@@ -1,0 +1,82 @@
+// The one device primitive of the CUDA backend: a chunked linear-attention
+// scan over a "view" of the sequence, and the segment combine around it.
+//
+// For every (b, h), rows t = 0..N-1 of the view, kernel dims dk (q, k) and dv
+// (v, o), decay λ = exp(-s_h), scales (c_intra, c_inter, c_state) and a
+// shift σ ∈ {0, 1}, the scan computes
+// the block form of docs/algorithm.md §2 with 64-row chunks: for a chunk of
+// L rows, local row r, entering state X,
+//
+//     O      = c_intra·[(Q Kᵀ) ⊙ M] V + c_inter·diag(λ^{r+1-σ}) Q X
+//     X_next = λ^L X + c_state·Kᵀ diag(λ^{L-1-r+σ}) V
+//
+// Every pass of the backend is this scan on a view (docs/algorithm.md §2):
+//   forward:  q=Q,  k=K,  v=V,  X=S,   σ=0, (c, c, 1)           -> O, S_final
+//   dQ:       q=dO, k=V,  v=K,  X=Sᵀ,  σ=0, (c, c, 1)           -> dQ
+//   dV:       q=K,  k=Q,  v=dO, X=dS,  σ=1, (c, 1, c), reversed -> dV, dS0
+//   dK:       q=V,  k=dO, v=Q,  X=dSᵀ, σ=1, (c, 1, c), reversed -> dK
+// where "reversed" is the view t' = N-1-t (a negative seq stride): running
+// the reversed scan from X = G gives X = dS(i+1) at each chunk, as §2 needs.
+//
+// Segments (§3): the view is cut into num_segs segments of seg_len rows
+// (a multiple of 64); each CTA owns one (b·h, segment, dv-slice). A state
+// pass (o == nullptr) writes each segment's local pair X_g from a zero state;
+// combine() turns them into the state entering each segment; the output pass
+// then starts every segment from its entering state.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/dtype.h"
+
+namespace lightring::kernels::cuda {
+
+constexpr int kChunk = 64;  // rows per chunk (the block size B of §2)
+
+// One [B, H, N, dim] operand seen through a view: element (b, h, t, j) at
+// ptr + b*sb + h*sh + t*st + j. st may be negative (reversed views).
+struct Operand {
+  const void* ptr = nullptr;
+  int64_t sb = 0, sh = 0, st = 0;
+};
+
+// A [B·H, G, dk, dv] fp32 state array: element (bh, g, i, j) at
+// ptr + bh*sbh + g*sg + i*si + j*sj.
+struct StateRef {
+  float* ptr = nullptr;
+  int64_t sbh = 0, sg = 0, si = 0, sj = 0;
+};
+
+struct ScanParams {
+  DType dtype = DType::kBFloat16;
+  int64_t batch = 0, heads = 0, seqlen = 0;
+  int dk = 0, dv = 0;
+  Operand q, k, v;
+  void* o = nullptr;  // nullptr: state pass (no outputs, q unused)
+  int64_t o_sb = 0, o_sh = 0, o_st = 0;
+  const float* decay = nullptr;  // [H] device, s_h; nullptr means 0
+  float c_intra = 1.0f, c_inter = 1.0f, c_state = 1.0f;
+  int shift = 0;        // σ
+  int64_t seg_len = 0;  // multiple of kChunk
+  int num_segs = 1;
+  StateRef state_in;   // entering state per segment; ptr nullptr means 0
+  StateRef state_out;  // final state of each segment's scan; ptr nullptr to skip
+};
+
+// Launches the scan. Throws lightring::Error on a CUDA error.
+void scan(const ScanParams& p, void* stream);
+
+// Segment combine (docs/algorithm.md §3), in place on a [B·H, G, dk, dv]
+// contiguous array of local pairs X_g:
+//     ws[g] <- X_in(g),  X_in(0) = init,  X_in(g+1) = λ^{L_g}·X_in(g) + X_g
+// init ([B·H, dk, dv], may be null = 0); final_out ([B·H, dk, dv], may be null)
+// receives X_in(G). L_g = min(seg_len, N - g·seg_len).
+void combine(float* ws, int64_t bh, int num_segs, int64_t seg_len, int64_t seqlen, int64_t heads,
+             int dk, int dv, const float* decay, const float* init, float* final_out, void* stream);
+
+// Width of the dv slice one CTA owns, per element type.
+inline int slice_width(DType t) {
+  return t == DType::kFloat32 ? 32 : 64;
+}
+
+}  // namespace lightring::kernels::cuda

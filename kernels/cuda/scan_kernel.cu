@@ -1,0 +1,337 @@
+// The chunked scan of scan.h on tensor cores (docs/algorithm.md §2):
+//
+//     O      = c_intra·[(Q Kᵀ) ⊙ M] V + c_inter·diag(λ^{r+1-σ}) Q X
+//     X_next = λ^L X + c_state·Kᵀ diag(λ^{L-1-r+σ}) V
+//
+// One CTA of 4 warps owns one (b·h, segment, dv-slice of kEt columns) and
+// walks the segment's 64-row chunks in order. Per chunk:
+//   1. Q, K (all dk columns) and the V slice are loaded to shared memory,
+//      zero-padded to dkp = roundup(dk, 16) columns and to 64 rows;
+//   2. warp w owns rows 16w..16w+15: P = (Q Kᵀ ⊙ M)·c_intra (causal 16×16
+//      tiles only) goes to shared memory in the element type; O accumulates
+//      Q X (X read from its element-type copy), its rows are scaled, then P V
+//      is added; O is staged through the warp's own P rows and stored;
+//   3. V rows are scaled in place by c_state·λ^{L-1-r+σ} and X (fp32 in
+//      shared memory) is updated with Kᵀ(ΓV), warps splitting X's rows.
+// X stays fp32 for the whole segment; only its operand copy is rounded to
+// the element type (as FLA does), and all products accumulate in fp32.
+// Shared memory: Q, K [64][dkp+pad], V, P [64][kEt / 64 + pad] (element type),
+// X [dkp][kEt+4] fp32 and its operand copy [dkp][kEt+pad], λ^0..λ^64.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+
+#include "kernels/cuda/check.h"
+#include "kernels/cuda/mma.cuh"
+#include "kernels/cuda/scan.h"
+
+namespace lightring::kernels::cuda {
+
+namespace {
+
+constexpr int kThreads = 128;
+constexpr int kWarps = kThreads / 32;
+
+__host__ __device__ constexpr int round_up(int x, int m) {
+  return (x + m - 1) / m * m;
+}
+__host__ __device__ constexpr size_t align16(size_t x) {
+  return (x + 15) / 16 * 16;
+}
+
+// Byte offsets of the shared-memory tiles of one CTA.
+template <typename T, int kEt>
+struct Layout {
+  static constexpr int kPad = 16 / sizeof(T);  // one 16-byte vector per row: no ldmatrix conflicts
+  int ldk, ldv, ldp, lds, ldst;
+  size_t q, k, v, p, pw, s, st, total;
+  __host__ __device__ Layout(int dkp, bool with_out) {
+    ldk = dkp + kPad;
+    ldv = kEt + kPad;
+    ldp = kChunk + kPad;
+    lds = kEt + 4;
+    ldst = sizeof(T) == 4 ? lds : kEt + kPad;
+    size_t off = 0;
+    q = off;
+    off += with_out ? align16(sizeof(T) * kChunk * ldk) : 0;
+    k = off;
+    off += align16(sizeof(T) * kChunk * ldk);
+    v = off;
+    off += align16(sizeof(T) * kChunk * ldv);
+    p = off;
+    off += with_out ? align16(sizeof(T) * kChunk * ldp) : 0;
+    pw = off;
+    off += align16(sizeof(float) * (kChunk + 1));
+    s = off;
+    off += align16(sizeof(float) * dkp * lds);
+    st = sizeof(T) == 4 ? s : off;
+    off += sizeof(T) == 4 ? 0 : align16(sizeof(T) * dkp * ldst);
+    total = off;
+  }
+};
+
+// s[r][0..cols_pad) <- row t0 + r of the operand, columns col0.. (valid: ncols), zero elsewhere,
+// for r < 64 (rows >= L are zero).
+template <typename T>
+__device__ __forceinline__ void load_tile(T* s, int ld, int cols_pad, const T* rows, int64_t st,
+                                          int L, int col0, int ncols) {
+  constexpr int kVec = 16 / sizeof(T);
+  const int vecs = cols_pad / kVec;
+  for (int idx = threadIdx.x; idx < kChunk * vecs; idx += kThreads) {
+    const int r = idx / vecs, c = (idx % vecs) * kVec;
+    T* dst = s + r * ld + c;
+    const T* src = rows + r * st + col0 + c;
+    if (r < L && c + kVec <= ncols && (reinterpret_cast<uintptr_t>(src) & 15) == 0) {
+      *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
+    } else if (r < L && c < ncols) {  // ragged edge or unaligned rows: element by element
+      for (int j = 0; j < kVec; ++j) dst[j] = c + j < ncols ? src[j] : from_f32<T>(0.0f);
+    } else {
+      *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
+    }
+  }
+}
+
+template <typename T, int kEt, bool kOut>
+__global__ void __launch_bounds__(kThreads) scan_kernel(const ScanParams p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  constexpr int kA = FragSize<T>::kA, kB = FragSize<T>::kB;
+  constexpr int kNt = kEt / 8;  // n8 tiles of a dv slice
+
+  const int num_slices = (p.dv + kEt - 1) / kEt;
+  const int slice = blockIdx.x % num_slices;
+  const int seg = blockIdx.x / num_slices;
+  const int64_t bh = blockIdx.y;
+  const int64_t b = bh / p.heads, h = bh % p.heads;
+  const int dkp = round_up(p.dk, 16);
+  const int col0 = slice * kEt;
+  const int ncols = min(kEt, p.dv - col0);
+  const Layout<T, kEt> lay(dkp, kOut);
+  T* sQ = reinterpret_cast<T*>(smem + lay.q);
+  T* sK = reinterpret_cast<T*>(smem + lay.k);
+  T* sV = reinterpret_cast<T*>(smem + lay.v);
+  T* sP = reinterpret_cast<T*>(smem + lay.p);
+  float* pw = reinterpret_cast<float*>(smem + lay.pw);
+  float* sS = reinterpret_cast<float*>(smem + lay.s);
+  T* sST = reinterpret_cast<T*>(smem + lay.st);
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int gq = lane >> 2, tq = lane & 3;
+
+  // pw[n] = λ^n, n = 0..64: only bounded, non-negative exponents.
+  const float s_h = p.decay ? p.decay[h] : 0.0f;
+  for (int n = threadIdx.x; n <= kChunk; n += kThreads) pw[n] = expf(-s_h * static_cast<float>(n));
+
+  // Entering state of this segment (zero for a state pass or a null pointer).
+  for (int idx = threadIdx.x; idx < dkp * kEt; idx += kThreads) {
+    const int i = idx / kEt, j = idx % kEt;
+    float x = 0.0f;
+    if (p.state_in.ptr && i < p.dk && j < ncols) {
+      const StateRef& r = p.state_in;
+      x = r.ptr[bh * r.sbh + seg * r.sg + i * r.si + (col0 + j) * r.sj];
+    }
+    sS[i * lay.lds + j] = x;
+    if constexpr (sizeof(T) == 2) sST[i * lay.ldst + j] = from_f32<T>(x);
+  }
+
+  const T* q_rows = static_cast<const T*>(p.q.ptr) + b * p.q.sb + h * p.q.sh;
+  const T* k_rows = static_cast<const T*>(p.k.ptr) + b * p.k.sb + h * p.k.sh;
+  const T* v_rows = static_cast<const T*>(p.v.ptr) + b * p.v.sb + h * p.v.sh;
+  T* o_rows = kOut ? static_cast<T*>(p.o) + b * p.o_sb + h * p.o_sh : nullptr;
+
+  const int64_t t_begin = seg * p.seg_len;
+  const int64_t t_end = min(p.seqlen, t_begin + p.seg_len);
+  for (int64_t t0 = t_begin; t0 < t_end; t0 += kChunk) {
+    const int L = static_cast<int>(min(static_cast<int64_t>(kChunk), t_end - t0));
+    __syncthreads();  // the previous chunk is done with every tile
+    if constexpr (kOut) load_tile(sQ, lay.ldk, dkp, q_rows + t0 * p.q.st, p.q.st, L, 0, p.dk);
+    load_tile(sK, lay.ldk, dkp, k_rows + t0 * p.k.st, p.k.st, L, 0, p.dk);
+    load_tile(sV, lay.ldv, kEt, v_rows + t0 * p.v.st, p.v.st, L, col0, ncols);
+    __syncthreads();
+
+    if constexpr (kOut) {
+      const int r0 = warp * 16;
+      // P = (Q Kᵀ ⊙ M)·c_intra for rows r0..r0+15; column tiles above the diagonal stay 0.
+      float acc[8][4] = {};
+      for (int kt = 0; kt < dkp / 16; ++kt) {
+        uint32_t a[kA];
+        load_a<T, false>(a, sQ, lay.ldk, r0, kt * 16);
+#pragma unroll
+        for (int np = 0; np < 4; ++np) {
+          if (np <= warp) {
+            uint32_t bf[2 * kB];
+            load_b<T, false>(bf, sK, lay.ldk, kt * 16, np * 16);
+            mma<T>(acc[2 * np], a, bf);
+            mma<T>(acc[2 * np + 1], a, bf + kB);
+          }
+        }
+      }
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+        for (int hf = 0; hf < 2; ++hf) {
+          const int r = r0 + gq + hf * 8, c = nt * 8 + 2 * tq;
+          const float x0 = r >= c ? acc[nt][2 * hf] * p.c_intra * pw[r - c] : 0.0f;
+          const float x1 = r >= c + 1 ? acc[nt][2 * hf + 1] * p.c_intra * pw[r - c - 1] : 0.0f;
+          store_pair(sP + r * lay.ldp + c, x0, x1);
+        }
+      }
+
+      // O = c_inter·diag(λ^{r+1-σ}) Q X + P V.
+      float o[kNt][4] = {};
+      for (int kt = 0; kt < dkp / 16; ++kt) {
+        uint32_t a[kA];
+        load_a<T, false>(a, sQ, lay.ldk, r0, kt * 16);
+#pragma unroll
+        for (int np = 0; np < kNt / 2; ++np) {
+          uint32_t bf[2 * kB];
+          load_b<T, true>(bf, sST, lay.ldst, kt * 16, np * 16);
+          mma<T>(o[2 * np], a, bf);
+          mma<T>(o[2 * np + 1], a, bf + kB);
+        }
+      }
+      const float w0 = p.c_inter * pw[r0 + gq + 1 - p.shift];
+      const float w1 = p.c_inter * pw[r0 + gq + 9 - p.shift];
+#pragma unroll
+      for (int nt = 0; nt < kNt; ++nt) {
+        o[nt][0] *= w0;
+        o[nt][1] *= w0;
+        o[nt][2] *= w1;
+        o[nt][3] *= w1;
+      }
+      __syncwarp();
+      for (int kt = 0; kt <= warp; ++kt) {
+        uint32_t a[kA];
+        load_a<T, false>(a, sP, lay.ldp, r0, kt * 16);
+#pragma unroll
+        for (int np = 0; np < kNt / 2; ++np) {
+          uint32_t bf[2 * kB];
+          load_b<T, true>(bf, sV, lay.ldv, kt * 16, np * 16);
+          mma<T>(o[2 * np], a, bf);
+          mma<T>(o[2 * np + 1], a, bf + kB);
+        }
+      }
+      // Stage O through this warp's own P rows, then store whole rows.
+      __syncwarp();
+#pragma unroll
+      for (int nt = 0; nt < kNt; ++nt) {
+        store_pair(sP + (r0 + gq) * lay.ldp + nt * 8 + 2 * tq, o[nt][0], o[nt][1]);
+        store_pair(sP + (r0 + gq + 8) * lay.ldp + nt * 8 + 2 * tq, o[nt][2], o[nt][3]);
+      }
+      __syncwarp();
+      constexpr int kVec = 16 / sizeof(T);
+      for (int idx = lane; idx < 16 * (kEt / kVec); idx += 32) {
+        const int r = r0 + idx / (kEt / kVec), c = (idx % (kEt / kVec)) * kVec;
+        if (r >= L || c >= ncols) continue;
+        T* dst = o_rows + (t0 + r) * p.o_st + col0 + c;
+        const T* src = sP + r * lay.ldp + c;
+        if (c + kVec <= ncols && (reinterpret_cast<uintptr_t>(dst) & 15) == 0) {
+          *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
+        } else {
+          for (int j = 0; j < kVec && c + j < ncols; ++j) dst[j] = src[j];
+        }
+      }
+    }
+
+    __syncthreads();  // every warp is done with V and with the operand copy of X
+    // V rows <- c_state·λ^{L-1-r+σ}·V rows (rows >= L are zero).
+    for (int idx = threadIdx.x; idx < L * kEt; idx += kThreads) {
+      const int r = idx / kEt, c = idx % kEt;
+      T* e = sV + r * lay.ldv + c;
+      *e = from_f32<T>(to_f32(*e) * p.c_state * pw[L - 1 - r + p.shift]);
+    }
+    __syncthreads();
+    // X = λ^L X + Kᵀ (ΓV): warp w owns row tiles w, w+4, ... of X.
+    const float decay_L = pw[L];
+    for (int mt = warp; mt < dkp / 16; mt += kWarps) {
+      const int m0 = mt * 16;
+      float x[kNt][4];
+#pragma unroll
+      for (int nt = 0; nt < kNt; ++nt) {
+        const float* s0 = sS + (m0 + gq) * lay.lds + nt * 8 + 2 * tq;
+        const float* s1 = s0 + 8 * lay.lds;
+        x[nt][0] = decay_L * s0[0];
+        x[nt][1] = decay_L * s0[1];
+        x[nt][2] = decay_L * s1[0];
+        x[nt][3] = decay_L * s1[1];
+      }
+#pragma unroll
+      for (int kt = 0; kt < kChunk / 16; ++kt) {
+        uint32_t a[kA];
+        load_a<T, true>(a, sK, lay.ldk, m0, kt * 16);
+#pragma unroll
+        for (int np = 0; np < kNt / 2; ++np) {
+          uint32_t bf[2 * kB];
+          load_b<T, true>(bf, sV, lay.ldv, kt * 16, np * 16);
+          mma<T>(x[2 * np], a, bf);
+          mma<T>(x[2 * np + 1], a, bf + kB);
+        }
+      }
+#pragma unroll
+      for (int nt = 0; nt < kNt; ++nt) {
+        const int c = nt * 8 + 2 * tq;
+        float* s0 = sS + (m0 + gq) * lay.lds + c;
+        float* s1 = s0 + 8 * lay.lds;
+        s0[0] = x[nt][0];
+        s0[1] = x[nt][1];
+        s1[0] = x[nt][2];
+        s1[1] = x[nt][3];
+        if constexpr (sizeof(T) == 2) {
+          store_pair(sST + (m0 + gq) * lay.ldst + c, x[nt][0], x[nt][1]);
+          store_pair(sST + (m0 + gq + 8) * lay.ldst + c, x[nt][2], x[nt][3]);
+        }
+      }
+    }
+  }
+
+  if (p.state_out.ptr) {
+    __syncthreads();
+    const StateRef& r = p.state_out;
+    for (int idx = threadIdx.x; idx < p.dk * kEt; idx += kThreads) {
+      const int i = idx / kEt, j = idx % kEt;
+      if (j < ncols)
+        r.ptr[bh * r.sbh + seg * r.sg + i * r.si + (col0 + j) * r.sj] = sS[i * lay.lds + j];
+    }
+  }
+}
+
+template <typename T, int kEt, bool kOut>
+void launch(const ScanParams& p, cudaStream_t stream) {
+  const int dkp = round_up(p.dk, 16);
+  const size_t smem = Layout<T, kEt>(dkp, kOut).total;
+  auto* kernel = &scan_kernel<T, kEt, kOut>;
+  LR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     static_cast<int>(smem)));
+  const int num_slices = (p.dv + kEt - 1) / kEt;
+  const dim3 grid(num_slices * p.num_segs, static_cast<unsigned>(p.batch * p.heads));
+  LR_CHECK(grid.y <= 65535u, "CUDA scan: batch*heads must be <= 65535 (got ", grid.y, ")");
+  kernel<<<grid, kThreads, smem, stream>>>(p);
+  LR_CUDA_CHECK_LAUNCH("scan_kernel");
+}
+
+template <typename T, int kEt>
+void launch_mode(const ScanParams& p, cudaStream_t stream) {
+  if (p.o) {
+    launch<T, kEt, true>(p, stream);
+  } else {
+    launch<T, kEt, false>(p, stream);
+  }
+}
+
+}  // namespace
+
+void scan(const ScanParams& p, void* stream_ptr) {
+  const auto stream = static_cast<cudaStream_t>(stream_ptr);
+  LR_CHECK(p.seg_len % kChunk == 0, "CUDA scan: seg_len must be a multiple of ", kChunk);
+  switch (p.dtype) {
+    case DType::kBFloat16:
+      return launch_mode<__nv_bfloat16, 64>(p, stream);
+    case DType::kFloat16:
+      return launch_mode<__half, 64>(p, stream);
+    case DType::kFloat32:
+      return launch_mode<float, 32>(p, stream);
+  }
+  LR_THROW("CUDA scan: unsupported dtype");
+}
+
+}  // namespace lightring::kernels::cuda

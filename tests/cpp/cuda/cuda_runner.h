@@ -1,0 +1,232 @@
+// Runs the CUDA backend on a test Problem (common/run_cpu.h): device buffers,
+// NaN-poisoned outputs, optional [B, N, H, D] layout, and the results copied
+// back as float64 for comparison with the oracle.
+#pragma once
+
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include "common/run_cpu.h"
+#include "kernels/attention.h"
+
+namespace lightring::test {
+
+#define ASSERT_CUDA(call) ASSERT_EQ((call), cudaSuccess) << cudaGetErrorString(cudaGetLastError())
+
+// Owns one device allocation; never copied.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(size_t bytes) : bytes_(bytes) {
+    if (bytes && cudaMalloc(&ptr_, bytes) != cudaSuccess)
+      throw std::runtime_error("cudaMalloc failed");
+  }
+  DeviceBuffer(const void* host, size_t bytes) : DeviceBuffer(bytes) { upload(host); }
+  ~DeviceBuffer() {
+    if (ptr_) cudaFree(ptr_);
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) { o.ptr_ = nullptr; }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    std::swap(ptr_, o.ptr_);
+    std::swap(bytes_, o.bytes_);
+    return *this;
+  }
+  void upload(const void* host) {
+    if (cudaMemcpy(ptr_, host, bytes_, cudaMemcpyHostToDevice) != cudaSuccess)
+      throw std::runtime_error("cudaMemcpy H2D failed");
+  }
+  void download(void* host) const {
+    if (cudaMemcpy(host, ptr_, bytes_, cudaMemcpyDeviceToHost) != cudaSuccess)
+      throw std::runtime_error("cudaMemcpy D2H failed");
+  }
+  void* get() const { return ptr_; }
+  float* f() const { return static_cast<float*>(ptr_); }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// A [B,H,N,dim] tensor in the chosen layout: values are given [B,H,N,dim] contiguous.
+struct LaidOut {
+  HostTensor host;
+  kernels::Strides strides;
+};
+inline LaidOut lay_out(const HostTensor& t, const Shape& s, int64_t dim, bool bnhd) {
+  if (!bnhd) return {t, kernels::contiguous_bhnd(s.H, s.N, dim)};
+  HostTensor out(t.dtype(), t.numel());
+  for (int64_t b = 0; b < s.B; ++b)
+    for (int64_t h = 0; h < s.H; ++h)
+      for (int64_t n = 0; n < s.N; ++n)
+        for (int64_t j = 0; j < dim; ++j)
+          out.set(((b * s.N + n) * s.H + h) * dim + j, t.get(((b * s.H + h) * s.N + n) * dim + j));
+  return {out, kernels::contiguous_bnhd(s.H, s.N, dim)};
+}
+// Back to [B,H,N,dim] float64.
+inline std::vector<double> to_bhnd(const HostTensor& t, const Shape& s, int64_t dim, bool bnhd) {
+  if (!bnhd) return t.to_double();
+  std::vector<double> out(t.numel());
+  for (int64_t b = 0; b < s.B; ++b)
+    for (int64_t h = 0; h < s.H; ++h)
+      for (int64_t n = 0; n < s.N; ++n)
+        for (int64_t j = 0; j < dim; ++j)
+          out[((b * s.H + h) * s.N + n) * dim + j] = t.get(((b * s.N + n) * s.H + h) * dim + j);
+  return out;
+}
+
+inline HostTensor poisoned(DType dtype, size_t numel) {
+  HostTensor t(dtype, numel);
+  t.poison();
+  return t;
+}
+
+struct CudaResults {
+  std::vector<double> o, final_state, dq, dk, dv, ds0, state_fwd, state_bwd;
+};
+
+// Forward (final state), backward (dS0) and both local states on the GPU.
+inline CudaResults run_cuda(const Problem& pr, bool bnhd, int block_size = 0) {
+  const Shape& s = pr.shape;
+  const size_t nd = s.B * s.H * s.N * s.D, ne = s.B * s.H * s.N * s.E, de = s.B * s.H * s.D * s.E;
+  const size_t es = kernels::dtype_size(pr.dtype);
+  const LaidOut q = lay_out(pr.q, s, s.D, bnhd), k = lay_out(pr.k, s, s.D, bnhd);
+  const LaidOut v = lay_out(pr.v, s, s.E, bnhd), dout = lay_out(pr.dout, s, s.E, bnhd);
+  DeviceBuffer dq_in(q.host.data(), nd * es), dk_in(k.host.data(), nd * es);
+  DeviceBuffer dv_in(v.host.data(), ne * es), ddo_in(dout.host.data(), ne * es);
+  DeviceBuffer d_decay, d_s0, d_g;
+  if (!pr.decay_f.empty()) d_decay = DeviceBuffer(pr.decay_f.data(), s.H * sizeof(float));
+  if (!pr.s0_f.empty()) d_s0 = DeviceBuffer(pr.s0_f.data(), de * sizeof(float));
+  if (!pr.g_f.empty()) d_g = DeviceBuffer(pr.g_f.data(), de * sizeof(float));
+
+  const HostTensor pe = poisoned(pr.dtype, ne), pd = poisoned(pr.dtype, nd);
+  const std::vector<float> pstate(de, std::nanf(""));
+  DeviceBuffer o(pe.data(), ne * es), dq(pd.data(), nd * es), dk(pd.data(), nd * es),
+      dv(pe.data(), ne * es);
+  DeviceBuffer fs(pstate.data(), de * 4), ds0(pstate.data(), de * 4), sf(pstate.data(), de * 4),
+      sb(pstate.data(), de * 4);
+
+  auto fill = [&](kernels::Problem* p) {
+    p->device = kernels::Device::kCuda;
+    p->dtype = pr.dtype;
+    p->batch = s.B;
+    p->heads = s.H;
+    p->seqlen = s.N;
+    p->qk_dim = s.D;
+    p->v_dim = s.E;
+    p->decay = d_decay.f();
+    p->scale = static_cast<float>(pr.scale);
+    p->block_size = block_size;
+  };
+  kernels::ForwardParams f;
+  fill(&f);
+  f.q = dq_in.get();
+  f.k = dk_in.get();
+  f.v = dv_in.get();
+  f.o = o.get();
+  f.q_stride = q.strides;
+  f.k_stride = k.strides;
+  f.v_stride = v.strides;
+  f.o_stride = v.strides;
+  f.initial_state = d_s0.f();
+  f.final_state = fs.f();
+  kernels::forward(f);
+
+  kernels::BackwardParams b;
+  fill(&b);
+  b.q = dq_in.get();
+  b.k = dk_in.get();
+  b.v = dv_in.get();
+  b.d_o = ddo_in.get();
+  b.dq = dq.get();
+  b.dk = dk.get();
+  b.dv = dv.get();
+  b.q_stride = b.k_stride = b.dq_stride = b.dk_stride = q.strides;
+  b.v_stride = b.do_stride = b.dv_stride = v.strides;
+  b.initial_state = d_s0.f();
+  b.d_final_state = d_g.f();
+  b.d_initial_state = ds0.f();
+  kernels::backward(b);
+
+  kernels::StateParams st;
+  fill(&st);
+  st.kind = kernels::StateKind::kForward;
+  st.x = dk_in.get();
+  st.y = dv_in.get();
+  st.x_stride = k.strides;
+  st.y_stride = v.strides;
+  st.state = sf.f();
+  kernels::local_state(st);
+  st.kind = kernels::StateKind::kBackward;
+  st.x = dq_in.get();
+  st.y = ddo_in.get();
+  st.x_stride = q.strides;
+  st.y_stride = dout.strides;
+  st.state = sb.f();
+  kernels::local_state(st);
+  if (cudaDeviceSynchronize() != cudaSuccess) throw std::runtime_error("CUDA kernels failed");
+
+  HostTensor ho(pr.dtype, ne), hdq(pr.dtype, nd), hdk(pr.dtype, nd), hdv(pr.dtype, ne);
+  o.download(ho.data());
+  dq.download(hdq.data());
+  dk.download(hdk.data());
+  dv.download(hdv.data());
+  std::vector<float> hfs(de), hds0(de), hsf(de), hsb(de);
+  fs.download(hfs.data());
+  ds0.download(hds0.data());
+  sf.download(hsf.data());
+  sb.download(hsb.data());
+  return {to_bhnd(ho, s, s.E, bnhd),
+          to_double(hfs),
+          to_bhnd(hdq, s, s.D, bnhd),
+          to_bhnd(hdk, s, s.D, bnhd),
+          to_bhnd(hdv, s, s.E, bnhd),
+          to_double(hds0),
+          to_double(hsf),
+          to_double(hsb)};
+}
+
+// The local pairs of §3 in float64: A = Σ λ^{N-1-t} k_tᵀ v_t, C = Σ c·λ^{t+1} q_tᵀ dO_t.
+inline void oracle_local_states(const Problem& pr, std::vector<double>* a, std::vector<double>* c) {
+  const Shape& s = pr.shape;
+  a->assign(s.B * s.H * s.D * s.E, 0.0);
+  c->assign(s.B * s.H * s.D * s.E, 0.0);
+  for (int64_t bh = 0; bh < s.B * s.H; ++bh) {
+    const int64_t h = bh % s.H;
+    for (int64_t t = 0; t < s.N; ++t) {
+      const double wa = lam_pow(pr.decay, h, s.N - 1 - t),
+                   wc = pr.scale * lam_pow(pr.decay, h, t + 1);
+      for (int64_t d = 0; d < s.D; ++d) {
+        const double kd = wa * pr.kd[(bh * s.N + t) * s.D + d],
+                     qd = wc * pr.qd[(bh * s.N + t) * s.D + d];
+        for (int64_t e = 0; e < s.E; ++e) {
+          (*a)[(bh * s.D + d) * s.E + e] += kd * pr.vd[(bh * s.N + t) * s.E + e];
+          (*c)[(bh * s.D + d) * s.E + e] += qd * pr.dod[(bh * s.N + t) * s.E + e];
+        }
+      }
+    }
+  }
+}
+
+// Relative-error tolerance of the CUDA backend: bf16/fp16 operands of every
+// product (P and the state rounded to the element type, as in FLA), fp32
+// accumulation; fp32 inputs run on tf32 tensor cores.
+inline double cuda_tolerance(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat32:
+      return 2e-3;
+    case DType::kBFloat16:
+      return 1.5e-2;
+    case DType::kFloat16:
+      return 3e-3;
+  }
+  return 0;
+}
+
+}  // namespace lightring::test

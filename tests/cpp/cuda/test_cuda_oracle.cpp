@@ -1,0 +1,128 @@
+// CUDA backend vs the float64 closed-form oracle (docs/algorithm.md §1):
+// forward, final state, dQ, dK, dV, dS0 and both local states (§3), over odd
+// lengths (N < 64 included), the (D, E) pairs of issue 4, decay on/off,
+// states on/off, fp32 / bf16 / fp16, both layouts, one and many segments.
+// Every output is NaN-poisoned before the run; inputs are fresh per case.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <string>
+#include <tuple>
+
+#include "cuda/cuda_runner.h"
+
+namespace lightring::test {
+namespace {
+
+using Dims = std::pair<int64_t, int64_t>;
+using Param = std::tuple<int64_t /*N*/, Dims, bool /*decay*/, bool /*states*/, DType>;
+
+// Sets LIGHTRING_CUDA_SEG_LEN for one scope (forces many segments at small N).
+class ScopedSegLen {
+ public:
+  explicit ScopedSegLen(int64_t seg_len) {
+    if (seg_len > 0) setenv("LIGHTRING_CUDA_SEG_LEN", std::to_string(seg_len).c_str(), 1);
+  }
+  ~ScopedSegLen() { unsetenv("LIGHTRING_CUDA_SEG_LEN"); }
+};
+
+void check_case(const Shape& s, DType dtype, bool decay_on, bool states, bool bnhd, int64_t seg_len,
+                uint64_t seed) {
+  const double scale = states ? 0.75 : 1.0;
+  const Problem pr = make_problem(s, dtype, decay_on, states, states, seed, scale);
+  const OracleOut ref = oracle_forward(s, pr.qd, pr.kd, pr.vd, pr.decay, pr.scale, pr.s0);
+  const OracleGrad gref =
+      oracle_backward(s, pr.qd, pr.kd, pr.vd, pr.decay, pr.scale, pr.s0, pr.dod, pr.g);
+  std::vector<double> a_ref, c_ref;
+  oracle_local_states(pr, &a_ref, &c_ref);
+
+  CudaResults r;
+  {
+    ScopedSegLen forced(seg_len);
+    r = run_cuda(pr, bnhd);
+  }
+  const double tol = cuda_tolerance(dtype);
+  EXPECT_LT(rel_err(r.o, ref.o), tol) << "o";
+  EXPECT_LT(rel_err(r.final_state, ref.final_state), tol) << "final_state";
+  EXPECT_LT(rel_err(r.dq, gref.dq), tol) << "dq";
+  EXPECT_LT(rel_err(r.dk, gref.dk), tol) << "dk";
+  EXPECT_LT(rel_err(r.dv, gref.dv), tol) << "dv";
+  EXPECT_LT(rel_err(r.ds0, gref.ds0), tol) << "ds0";
+  EXPECT_LT(rel_err(r.state_fwd, a_ref), tol) << "local_state kForward";
+  EXPECT_LT(rel_err(r.state_bwd, c_ref), tol) << "local_state kBackward";
+}
+
+class CudaOracle : public ::testing::TestWithParam<Param> {
+ protected:
+  void SetUp() override {
+    if (!kernels::cuda_available()) GTEST_SKIP() << "no CUDA GPU visible";
+  }
+};
+
+TEST_P(CudaOracle, MatchesFloat64) {
+  const auto [N, de, decay_on, states, dtype] = GetParam();
+  const Shape s =
+      N >= 97 ? Shape{1, 2, N, de.first, de.second} : Shape{2, 3, N, de.first, de.second};
+  const uint64_t seed = 7000 + N * 13 + de.first * 3 + de.second + decay_on * 5 + states * 11;
+  // Long cases also run with 64-row segments: many segments and the combine of §3.
+  check_case(s, dtype, decay_on, states, /*bnhd=*/false, /*seg_len=*/0, seed);
+  if (N >= 97) {
+    SCOPED_TRACE("seg_len=64");
+    check_case(s, dtype, decay_on, states, /*bnhd=*/false, 64, seed + 1);
+  }
+}
+
+std::string param_name(const ::testing::TestParamInfo<Param>& info) {
+  const auto [N, de, decay_on, states, dtype] = info.param;
+  return "N" + std::to_string(N) + "_D" + std::to_string(de.first) + "E" +
+         std::to_string(de.second) + (decay_on ? "_decay" : "_nodecay") +
+         (states ? "_states" : "_nostates") + "_" + kernels::dtype_name(dtype);
+}
+
+const auto kDims = ::testing::Values(Dims{16, 16}, Dims{48, 80}, Dims{64, 64}, Dims{128, 128},
+                                     Dims{192, 192}, Dims{256, 128});
+const auto kDtypes = ::testing::Values(DType::kFloat32, DType::kBFloat16, DType::kFloat16);
+
+INSTANTIATE_TEST_SUITE_P(Short, CudaOracle,
+                         ::testing::Combine(::testing::Values<int64_t>(1, 37, 130), kDims,
+                                            ::testing::Bool(), ::testing::Bool(), kDtypes),
+                         param_name);
+
+// Several natural segments (B·H = 2 gives G = N / 256 segments).
+INSTANTIATE_TEST_SUITE_P(Long, CudaOracle,
+                         ::testing::Combine(::testing::Values<int64_t>(1000), kDims,
+                                            ::testing::Values(true), ::testing::Values(true),
+                                            kDtypes),
+                         param_name);
+
+class CudaLayout : public CudaOracle {};
+
+// [B, N, H, D] inputs and outputs through strides, odd D, both segment regimes.
+TEST_F(CudaLayout, BnhdStridesMatchFloat64) {
+  for (DType dtype : {DType::kFloat32, DType::kBFloat16}) {
+    SCOPED_TRACE(kernels::dtype_name(dtype));
+    check_case(Shape{2, 3, 333, 40, 24}, dtype, true, true, /*bnhd=*/true, 0, 99);
+    check_case(Shape{2, 3, 333, 40, 24}, dtype, true, true, /*bnhd=*/true, 128, 100);
+  }
+}
+
+// Block size is accepted for any value and does not change the function.
+TEST_F(CudaLayout, AnyBlockSizeGivesTheSameFunction) {
+  const Shape s{1, 2, 200, 64, 64};
+  const Problem pr = make_problem(s, DType::kBFloat16, true, true, true, 5, 0.5);
+  const OracleOut ref = oracle_forward(s, pr.qd, pr.kd, pr.vd, pr.decay, pr.scale, pr.s0);
+  for (int block : {1, 17, 64, 256}) {
+    const CudaResults r = run_cuda(pr, false, block);
+    EXPECT_LT(rel_err(r.o, ref.o), cuda_tolerance(DType::kBFloat16)) << "block_size " << block;
+  }
+}
+
+TEST_F(CudaLayout, NegativeDecayOnTheDeviceIsRejected) {
+  const Shape s{1, 2, 16, 16, 16};
+  Problem pr = make_problem(s, DType::kBFloat16, true, false, false, 3);
+  pr.decay_f[1] = -0.5f;
+  EXPECT_THROW(run_cuda(pr, false), lightring::Error);
+}
+
+}  // namespace
+}  // namespace lightring::test
