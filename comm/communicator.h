@@ -68,8 +68,8 @@ class Communicator {
 
   // Posts every send and receive of one step together (NCCL: one group), so a
   // ring step cannot deadlock whatever the order of posting; returns when all
-  // have completed (host) or are ordered on `stream` (device). A rank may
-  // appear at most once among the receives.
+  // have completed (host) or are ordered on `stream` (device). Several
+  // messages between one pair of ranks match in posting order.
   virtual void send_recv(const std::vector<SendOp>& sends, const std::vector<RecvOp>& recvs,
                          void* stream) = 0;
 

@@ -62,9 +62,9 @@ const char* schedule_name(Schedule s);
 // (bytes/µs, an axpy over the state). auto picks the cheapest; ties go to ring,
 // then scan. P = 1 needs no exchange (reported as ring).
 struct LinkModel {
-  double latency_us = 5.0;         // α: NVLink/NCCL small-message latency; MPI shared memory ~1-2
-  double bandwidth_Bpus = 50e3;    // β: 50 GB/s = 50e3 bytes/µs
-  double combine_Bpus = 200e3;     // γ: on-device axpy; ~5e3 for the host loop
+  double latency_us = 5.0;       // α: NVLink/NCCL small-message latency; MPI shared memory ~1-2
+  double bandwidth_Bpus = 50e3;  // β: 50 GB/s = 50e3 bytes/µs
+  double combine_Bpus = 200e3;   // γ: on-device axpy; ~5e3 for the host loop
 };
 
 double schedule_cost_us(Schedule s, int num_ranks, size_t bytes, const LinkModel& link = {});

@@ -1,0 +1,290 @@
+// NcclCommunicator: non-blocking NCCL with deadlines (see nccl_communicator.h).
+#include "comm/nccl_communicator.h"
+
+#include <cuda_runtime.h>
+#include <nccl.h>
+
+#include <chrono>
+#include <cstring>
+#include <sstream>
+#include <thread>
+
+#include "kernels/error.h"
+
+// Feature macros, derived once.
+#define LIGHTRING_NCCL_HAS_SPLIT (NCCL_VERSION_CODE >= NCCL_VERSION(2, 18, 0))
+
+namespace lightring::comm {
+
+static_assert(sizeof(ncclUniqueId) == std::tuple_size<NcclUniqueId>::value,
+              "NcclUniqueId must hold exactly NCCL_UNIQUE_ID_BYTES");
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+#define LR_CUDA_OK(call)                                                         \
+  do {                                                                           \
+    const cudaError_t lr_e = (call);                                             \
+    LR_CHECK(lr_e == cudaSuccess, #call, " failed: ", cudaGetErrorString(lr_e)); \
+  } while (0)
+
+// ncclInProgress is expected from a non-blocking communicator; anything else is an error.
+#define LR_NCCL_ENQUEUE(call)                                                              \
+  do {                                                                                     \
+    const ncclResult_t lr_r = (call);                                                      \
+    LR_CHECK(lr_r == ncclSuccess || lr_r == ncclInProgress, #call,                         \
+             " failed: ", ncclGetErrorString(lr_r), " (", ncclGetLastError(nullptr), ")"); \
+  } while (0)
+
+ncclConfig_t nonblocking_config() {
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 0;
+  return config;
+}
+
+cudaStream_t cs(void* s) {
+  return static_cast<cudaStream_t>(s);
+}
+
+std::string peers_str(const std::vector<int>& peers) {
+  if (peers.empty()) return "its peers";
+  std::ostringstream os;
+  os << (peers.size() == 1 ? "rank " : "ranks ");
+  for (size_t i = 0; i < peers.size(); ++i) os << (i ? ", " : "") << peers[i];
+  return os.str();
+}
+
+}  // namespace
+
+NcclUniqueId nccl_unique_id() {
+  ncclUniqueId id;
+  const ncclResult_t r = ncclGetUniqueId(&id);
+  LR_CHECK(r == ncclSuccess, "ncclGetUniqueId failed: ", ncclGetErrorString(r));
+  NcclUniqueId out;
+  std::memcpy(out.data(), &id, out.size());
+  return out;
+}
+
+NcclUniqueId nccl_unique_id_from_bytes(const void* bytes, size_t num_bytes) {
+  LR_CHECK(bytes != nullptr, "NCCL unique id bytes must not be null");
+  LR_CHECK(num_bytes == sizeof(ncclUniqueId), "an NCCL unique id has ", sizeof(ncclUniqueId),
+           " bytes (got ", num_bytes, ")");
+  NcclUniqueId out;
+  std::memcpy(out.data(), bytes, out.size());
+  return out;
+}
+
+NcclCommunicator::NcclCommunicator(const NcclUniqueId& id, int rank, int size, int device,
+                                   const CommOptions& options)
+    : rank_(rank), size_(size), device_(device), timeout_s_(resolve_timeout(options)) {
+  LR_CHECK(size >= 1 && rank >= 0 && rank < size, "NcclCommunicator: rank ", rank,
+           " is not in a group of ", size);
+  LR_CHECK(timeout_s_ > 0, "NcclCommunicator: timeout_s must be > 0 (got ", timeout_s_, ")");
+  LR_CUDA_OK(cudaSetDevice(device));
+  ncclUniqueId nid;
+  std::memcpy(&nid, id.data(), id.size());
+  ncclConfig_t config = nonblocking_config();
+  pending_peers_.clear();
+  LR_NCCL_ENQUEUE(ncclCommInitRankConfig(&comm_, size, nid, rank, &config));
+  wait_ready("init");
+  create_stream_and_events();
+}
+
+NcclCommunicator::NcclCommunicator(ncclComm_t comm, int rank, int size, int device,
+                                   double timeout_s, Adopt)
+    : comm_(comm), rank_(rank), size_(size), device_(device), timeout_s_(timeout_s) {
+  create_stream_and_events();
+}
+
+void NcclCommunicator::create_stream_and_events() {
+  cudaStream_t s;
+  cudaEvent_t a, b;
+  LR_CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  LR_CUDA_OK(cudaEventCreateWithFlags(&a, cudaEventDisableTiming));
+  LR_CUDA_OK(cudaEventCreateWithFlags(&b, cudaEventDisableTiming));
+  stream_ = s;
+  ready_ = a;
+  done_ = b;
+}
+
+NcclCommunicator::~NcclCommunicator() {
+  cudaSetDevice(device_);
+  if (comm_ && !aborted_) {
+    // Flush issued work (finalize is non-blocking here), bounded by the
+    // deadline; a communicator that does not drain is aborted instead.
+    ncclResult_t st = ncclCommFinalize(comm_);
+    const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s_);
+    while (st == ncclInProgress && Clock::now() < deadline) ncclCommGetAsyncError(comm_, &st);
+    if (st == ncclSuccess) {
+      ncclCommDestroy(comm_);
+    } else {
+      ncclCommAbort(comm_);
+    }
+  }
+  if (ready_) cudaEventDestroy(ready_);
+  if (done_) cudaEventDestroy(done_);
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+void NcclCommunicator::check_usable(const char* op) const {
+  LR_CHECK(!aborted_, "NcclCommunicator::", op,
+           ": the communicator was aborted after an earlier failure; create a new one");
+}
+
+void NcclCommunicator::abort() {
+  if (aborted_) return;
+  aborted_ = true;
+  if (comm_) ncclCommAbort(comm_);
+  comm_ = nullptr;
+}
+
+void NcclCommunicator::fail(const char* what, const char* reason) {
+  const std::string who = peers_str(pending_peers_);
+  abort();
+  LR_THROW("NCCL ", what, " ", reason, " (this is rank ", rank_, " of ", size_, ", waiting for ",
+           who,
+           "); the communicator was aborted. A peer failed, hung, or "
+           "skipped this step. Set LIGHTRING_COMM_TIMEOUT_S to change the deadline");
+}
+
+void NcclCommunicator::wait_ready(const char* what) {
+  const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s_);
+  for (;;) {
+    ncclResult_t st = ncclSuccess;
+    const ncclResult_t r = ncclCommGetAsyncError(comm_, &st);
+    if (r != ncclSuccess) fail(what, ncclGetErrorString(r));
+    if (st == ncclSuccess) return;
+    if (st != ncclInProgress) fail(what, ncclGetErrorString(st));
+    if (Clock::now() > deadline) fail(what, "timed out");
+    std::this_thread::yield();
+  }
+}
+
+void NcclCommunicator::wait_stream(const char* what) {
+  const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s_);
+  for (;;) {
+    ncclResult_t st = ncclSuccess;
+    ncclCommGetAsyncError(comm_, &st);
+    if (st != ncclSuccess && st != ncclInProgress) fail(what, ncclGetErrorString(st));
+    const cudaError_t q = cudaStreamQuery(cs(stream_));
+    if (q == cudaSuccess) {
+      pending_peers_.clear();
+      return;
+    }
+    if (q != cudaErrorNotReady) fail(what, cudaGetErrorString(q));
+    if (Clock::now() > deadline) fail(what, "timed out");
+    std::this_thread::yield();
+  }
+}
+
+void NcclCommunicator::begin(void* compute_stream) {
+  LR_CUDA_OK(cudaSetDevice(device_));
+  LR_CUDA_OK(cudaEventRecord(ready_, cs(compute_stream)));
+  LR_CUDA_OK(cudaStreamWaitEvent(cs(stream_), ready_, 0));
+}
+
+void NcclCommunicator::end(void* compute_stream) {
+  LR_CUDA_OK(cudaEventRecord(done_, cs(stream_)));
+  LR_CUDA_OK(cudaStreamWaitEvent(cs(compute_stream), done_, 0));
+}
+
+void NcclCommunicator::send_recv(const std::vector<SendOp>& sends, const std::vector<RecvOp>& recvs,
+                                 void* stream) {
+  check_usable("send_recv");
+  begin(stream);
+  LR_NCCL_ENQUEUE(ncclGroupStart());
+  for (const SendOp& s : sends) {
+    LR_CHECK(s.peer >= 0 && s.peer < size_, "send_recv: send peer ", s.peer,
+             " is not a rank of this group of ", size_);
+    pending_peers_.push_back(s.peer);
+    LR_NCCL_ENQUEUE(ncclSend(s.data, s.count, ncclFloat32, s.peer, comm_, cs(stream_)));
+  }
+  for (const RecvOp& r : recvs) {
+    LR_CHECK(r.peer >= 0 && r.peer < size_, "send_recv: receive peer ", r.peer,
+             " is not a rank of this group of ", size_);
+    pending_peers_.push_back(r.peer);
+    LR_NCCL_ENQUEUE(ncclRecv(r.data, r.count, ncclFloat32, r.peer, comm_, cs(stream_)));
+  }
+  LR_NCCL_ENQUEUE(ncclGroupEnd());
+  wait_ready("send/recv enqueue");
+  end(stream);
+}
+
+void NcclCommunicator::all_gather(const float* send, float* recv, size_t count, void* stream) {
+  check_usable("all_gather");
+  begin(stream);
+  for (int g = 0; g < size_; ++g)
+    if (g != rank_) pending_peers_.push_back(g);
+  LR_NCCL_ENQUEUE(ncclAllGather(send, recv, count, ncclFloat32, comm_, cs(stream_)));
+  wait_ready("all-gather enqueue");
+  end(stream);
+}
+
+void NcclCommunicator::all_gather_host(const int64_t* send, int64_t* recv, size_t count) {
+  check_usable("all_gather_host");
+  LR_CUDA_OK(cudaSetDevice(device_));
+  // Staging: [count] for this rank's values, then [size·count] gathered.
+  int64_t* staging = nullptr;
+  LR_CUDA_OK(cudaMallocAsync(reinterpret_cast<void**>(&staging),
+                             (1 + size_) * count * sizeof(int64_t), cs(stream_)));
+  LR_CUDA_OK(
+      cudaMemcpyAsync(staging, send, count * sizeof(int64_t), cudaMemcpyHostToDevice, cs(stream_)));
+  for (int g = 0; g < size_; ++g)
+    if (g != rank_) pending_peers_.push_back(g);
+  LR_NCCL_ENQUEUE(ncclAllGather(staging, staging + count, count, ncclInt64, comm_, cs(stream_)));
+  wait_ready("all-gather (shape check) enqueue");
+  LR_CUDA_OK(cudaMemcpyAsync(recv, staging + count, size_ * count * sizeof(int64_t),
+                             cudaMemcpyDeviceToHost, cs(stream_)));
+  LR_CUDA_OK(cudaFreeAsync(staging, cs(stream_)));
+  wait_stream("all-gather (shape check)");
+}
+
+void NcclCommunicator::barrier() {
+  const int64_t mine = rank_;
+  std::vector<int64_t> all(size_);
+  all_gather_host(&mine, all.data(), 1);
+}
+
+void NcclCommunicator::synchronize(void* stream) {
+  check_usable("synchronize");
+  (void)stream;  // the compute stream waits on our events; draining our stream suffices
+  wait_stream("synchronize");
+}
+
+std::unique_ptr<Communicator> NcclCommunicator::split(int color, int key) {
+  check_usable("split");
+#if LIGHTRING_NCCL_HAS_SPLIT
+  LR_CHECK(color >= 0, "NcclCommunicator::split: color must be >= 0 (got ", color, ")");
+  ncclConfig_t config = nonblocking_config();
+  ncclComm_t sub = nullptr;
+  for (int g = 0; g < size_; ++g)
+    if (g != rank_) pending_peers_.push_back(g);
+  LR_NCCL_ENQUEUE(ncclCommSplit(comm_, color, key, &sub, &config));
+  wait_ready("split");
+  pending_peers_.clear();
+  // Wait until the new communicator finished its own (non-blocking) init.
+  const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s_);
+  ncclResult_t st = ncclInProgress;
+  while (st == ncclInProgress) {
+    ncclCommGetAsyncError(sub, &st);
+    if (Clock::now() > deadline) {
+      ncclCommAbort(sub);
+      fail("split", "timed out initialising the sub-communicator");
+    }
+  }
+  LR_CHECK(st == ncclSuccess, "ncclCommSplit failed: ", ncclGetErrorString(st));
+  int sub_rank = 0, sub_size = 1;
+  ncclCommUserRank(sub, &sub_rank);
+  ncclCommCount(sub, &sub_size);
+  return std::unique_ptr<Communicator>(
+      new NcclCommunicator(sub, sub_rank, sub_size, device_, timeout_s_, Adopt{}));
+#else
+  (void)color;
+  (void)key;
+  LR_THROW("NcclCommunicator::split needs NCCL >= 2.18 (this build has ", NCCL_MAJOR, ".",
+           NCCL_MINOR, ")");
+#endif
+}
+
+}  // namespace lightring::comm

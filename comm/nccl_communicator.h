@@ -1,0 +1,99 @@
+// NcclCommunicator: the device-memory Communicator (built only with NCCL;
+// LIGHTRING_WITH_NCCL). Feature macros derived once from NCCL_VERSION_CODE in
+// nccl_communicator.cpp.
+//
+// Streams: the communicator owns one CUDA stream. Every data operation records
+// an event on the caller's compute stream, makes the own stream wait on it,
+// enqueues the NCCL work on the own stream, records an event there and makes
+// the compute stream wait on that: compute and communication are ordered by
+// events, never by host synchronisation.
+//
+// Deadlines: the communicator is created non-blocking (ncclConfig_t.blocking =
+// 0). Init, split and every enqueue poll ncclCommGetAsyncError against the
+// deadline; synchronize(), all_gather_host() and barrier() poll the own stream
+// (cudaStreamQuery) and the async error. When the deadline passes the
+// communicator calls ncclCommAbort (which also releases kernels stuck waiting
+// for a peer) and throws lightring::Error naming the peers of the pending
+// operation. Work that nobody synchronises is bounded at the next synchronize().
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "comm/communicator.h"
+
+struct ncclComm;
+typedef struct ncclComm* ncclComm_t;
+struct CUstream_st;
+struct CUevent_st;
+
+namespace lightring::comm {
+
+// The 128 raw bytes of an ncclUniqueId (NCCL_UNIQUE_ID_BYTES), as the Python
+// layer broadcasts them over any torch process group.
+using NcclUniqueId = std::array<uint8_t, 128>;
+
+// A fresh unique id (ncclGetUniqueId); create it on one rank and hand it to all.
+NcclUniqueId nccl_unique_id();
+// Checks the size and copies `num_bytes` raw bytes into an id.
+NcclUniqueId nccl_unique_id_from_bytes(const void* bytes, size_t num_bytes);
+
+class MpiCommunicator;
+
+class NcclCommunicator final : public Communicator {
+ public:
+  // Collective over `size` ranks holding the same id; binds CUDA device `device`.
+  NcclCommunicator(const NcclUniqueId& id, int rank, int size, int device,
+                   const CommOptions& options = {});
+  ~NcclCommunicator() override;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  MemorySpace memory_space() const override { return MemorySpace::kDevice; }
+  const char* backend_name() const override { return "nccl"; }
+
+  void send_recv(const std::vector<SendOp>& sends, const std::vector<RecvOp>& recvs,
+                 void* stream) override;
+  void all_gather(const float* send, float* recv, size_t count, void* stream) override;
+  void all_gather_host(const int64_t* send, int64_t* recv, size_t count) override;
+  void barrier() override;
+  void synchronize(void* stream) override;
+  void abort() override;
+  bool aborted() const override { return aborted_; }
+  std::unique_ptr<Communicator> split(int color, int key) override;
+
+  int device() const { return device_; }
+  void* comm_stream() const { return stream_; }
+
+ private:
+  struct Adopt {};
+  NcclCommunicator(ncclComm_t comm, int rank, int size, int device, double timeout_s, Adopt);
+  void create_stream_and_events();
+  void check_usable(const char* op) const;
+  // Polls the async error of the communicator until it is not "in progress".
+  void wait_ready(const char* what);
+  // Polls the own stream until it drains (and the async error stays clean).
+  void wait_stream(const char* what);
+  [[noreturn]] void fail(const char* what, const char* reason);
+  void begin(void* compute_stream);  // own stream waits for the compute stream
+  void end(void* compute_stream);    // compute stream waits for the own stream
+
+  ncclComm_t comm_ = nullptr;
+  int rank_ = 0, size_ = 1, device_ = 0;
+  double timeout_s_ = 300.0;
+  bool aborted_ = false;
+  CUstream_st* stream_ = nullptr;
+  CUevent_st* ready_ = nullptr;     // recorded on the compute stream
+  CUevent_st* done_ = nullptr;      // recorded on the own stream
+  std::vector<int> pending_peers_;  // peers of the operations not yet synchronised
+};
+
+// Bootstrap from MPI: rank 0 of `mpi` creates the id and MPI-broadcasts it;
+// every rank then joins an NCCL communicator of the same ranks on `device`.
+// Defined only when both MPI and NCCL were found.
+std::unique_ptr<NcclCommunicator> nccl_from_mpi(MpiCommunicator& mpi, int device,
+                                                const CommOptions& options = {});
+
+}  // namespace lightring::comm

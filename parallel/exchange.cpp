@@ -1,0 +1,130 @@
+// Ring, all-gather and recursive-doubling schedules of the exclusive scan.
+#include "parallel/exchange.h"
+
+#include <algorithm>
+
+#include "kernels/error.h"
+
+namespace lightring::parallel {
+
+namespace {
+
+// Scan-order view of a group: position v <-> rank.
+struct Order {
+  int P;
+  bool reverse;
+  int rank_of(int v) const { return reverse ? P - 1 - v : v; }
+};
+
+struct Scan {
+  comm::Communicator& comm;
+  const ScanSpec& s;
+  Order order;
+  int v;
+  size_t count;
+
+  int64_t len(int u) const { return s.lengths[order.rank_of(u)]; }
+  // Σ len over positions [lo, hi] (empty when lo > hi).
+  int64_t len_range(int lo, int hi) const {
+    int64_t n = 0;
+    for (int u = std::max(lo, 0); u <= hi; ++u) n += len(u);
+    return n;
+  }
+  // y += λ^n · x
+  void axpy(float* y, const float* x, int64_t n) const {
+    axpy_heads(s.device, y, x, decay_pow(s.decay, s.heads, n), s.batch, s.heads, s.per_head,
+               s.stream);
+  }
+  void send_recv(const float* send, int send_pos, float* recv, int recv_pos) const {
+    std::vector<comm::SendOp> sends;
+    std::vector<comm::RecvOp> recvs;
+    if (send) sends.push_back({order.rank_of(send_pos), send, count});
+    if (recv) recvs.push_back({order.rank_of(recv_pos), recv, count});
+    comm.send_recv(sends, recvs, s.stream);
+  }
+
+  // P-1 dependent hops: receive excl from v-1, send excl ⊕ (a_v, X_v) to v+1.
+  int ring(const float* x, float* excl) const {
+    const int P = order.P;
+    if (v == 0) {
+      fill_zero(s.device, excl, count, s.stream);
+      send_recv(x, 1, nullptr, -1);
+      return 1;
+    }
+    send_recv(nullptr, -1, excl, v - 1);
+    if (v == P - 1) return 0;
+    StateBuffer out(s.device, count);
+    copy_state(s.device, out.data(), x, count, s.stream);
+    axpy(out.data(), excl, len(v));  // S_out = a_v·S_in + X_v
+    send_recv(out.data(), v + 1, nullptr, -1);
+    return 1;
+  }
+
+  // One all-gather of every X, then a local fold of the positions before v.
+  int allgather(const float* x, float* excl) const {
+    StateBuffer all(s.device, count * order.P);
+    comm.all_gather(x, all.data(), count, s.stream);
+    fill_zero(s.device, excl, count, s.stream);
+    int64_t span = 0;  // length strictly between u and v
+    for (int u = v - 1; u >= 0; --u) {
+      axpy(excl, all.data() + static_cast<size_t>(order.rank_of(u)) * count, span);
+      span += len(u);
+    }
+    return order.P - 1;
+  }
+
+  // Recursive doubling (Hillis–Steele): after the round of distance d, acc
+  // covers positions [v-2d+1, v] and excl covers [v-2d+1, v-1]. Each round
+  // sends acc to v+d and combines the window received from v-d into both:
+  //   (a_R, R) ⊕ (a_acc, acc) = (a_R·a_acc, a_acc·R + acc), the same for excl.
+  int scan(const float* x, float* excl) const {
+    const int P = order.P;
+    StateBuffer acc(s.device, count), recv(s.device, count);
+    copy_state(s.device, acc.data(), x, count, s.stream);
+    fill_zero(s.device, excl, count, s.stream);
+    int64_t len_acc = len(v), len_excl = 0;
+    int sent = 0;
+    for (int d = 1; d < P; d <<= 1) {
+      const bool to = v + d < P, from = v - d >= 0;
+      send_recv(to ? acc.data() : nullptr, v + d, from ? recv.data() : nullptr, v - d);
+      sent += to ? 1 : 0;
+      if (!from) continue;
+      const int64_t len_r = len_range(v - 2 * d + 1, v - d);
+      axpy(excl, recv.data(), len_excl);
+      axpy(acc.data(), recv.data(), len_acc);
+      len_excl += len_r;
+      len_acc += len_r;
+    }
+    return sent;
+  }
+};
+
+}  // namespace
+
+int exclusive_scan(comm::Communicator& comm, Schedule schedule, const ScanSpec& spec,
+                   const float* x, float* excl) {
+  const int P = comm.size();
+  LR_CHECK(static_cast<int>(spec.lengths.size()) == P, "exclusive_scan: ", spec.lengths.size(),
+           " lengths for a group of ", P);
+  Order order{P, spec.reverse};
+  const int v = spec.reverse ? P - 1 - comm.rank() : comm.rank();
+  const size_t count = static_cast<size_t>(spec.batch * spec.heads * spec.per_head);
+  Scan scan{comm, spec, order, v, count};
+  if (P == 1) {
+    fill_zero(spec.device, excl, count, spec.stream);
+    return 0;
+  }
+  switch (schedule) {
+    case Schedule::kRing:
+      return scan.ring(x, excl);
+    case Schedule::kAllGather:
+      return scan.allgather(x, excl);
+    case Schedule::kScan:
+      return scan.scan(x, excl);
+    case Schedule::kAuto:
+      break;
+  }
+  LR_THROW("exclusive_scan: resolve Schedule::kAuto with choose_schedule() first");
+}
+
+}  // namespace lightring::parallel

@@ -1,0 +1,77 @@
+// Schedule names and the cost model of `auto` (see parallel/sequence_parallel.h
+// and docs/schedules.md for the derivation).
+#include <cmath>
+
+#include "kernels/error.h"
+#include "parallel/sequence_parallel.h"
+
+namespace lightring::parallel {
+
+Schedule parse_schedule(const std::string& name) {
+  if (name == "ring") return Schedule::kRing;
+  if (name == "allgather" || name == "all-gather" || name == "all_gather")
+    return Schedule::kAllGather;
+  if (name == "scan") return Schedule::kScan;
+  if (name == "auto") return Schedule::kAuto;
+  LR_THROW("schedule must be one of ring, allgather, scan, auto (got '", name, "')");
+}
+
+const char* schedule_name(Schedule s) {
+  switch (s) {
+    case Schedule::kRing:
+      return "ring";
+    case Schedule::kAllGather:
+      return "allgather";
+    case Schedule::kScan:
+      return "scan";
+    case Schedule::kAuto:
+      return "auto";
+  }
+  return "?";
+}
+
+namespace {
+int ceil_log2(int p) {
+  int r = 0;
+  while ((1 << r) < p) ++r;
+  return r;
+}
+}  // namespace
+
+double schedule_cost_us(Schedule s, int num_ranks, size_t bytes, const LinkModel& link) {
+  LR_CHECK(num_ranks >= 1, "schedule_cost_us: num_ranks must be >= 1 (got ", num_ranks, ")");
+  LR_CHECK(link.latency_us >= 0 && link.bandwidth_Bpus > 0 && link.combine_Bpus > 0,
+           "schedule_cost_us: the link model needs latency >= 0 and bandwidths > 0");
+  const double P = num_ranks, m = static_cast<double>(bytes);
+  const double hop = link.latency_us + m / link.bandwidth_Bpus;  // one message
+  const double fold = m / link.combine_Bpus;                     // one axpy combine
+  const int rounds = ceil_log2(num_ranks);
+  switch (s) {
+    case Schedule::kRing:
+      return (P - 1) * (hop + fold);
+    case Schedule::kAllGather:
+      return link.latency_us * rounds + (P - 1) * m / link.bandwidth_Bpus + (P - 1) * fold;
+    case Schedule::kScan:
+      return rounds * (hop + 2 * fold);
+    case Schedule::kAuto:
+      break;
+  }
+  LR_THROW("schedule_cost_us: resolve 'auto' with choose_schedule() first");
+}
+
+Schedule choose_schedule(Schedule requested, int num_ranks, size_t bytes, const LinkModel& link) {
+  if (requested != Schedule::kAuto) return requested;
+  if (num_ranks <= 2) return Schedule::kRing;  // one hop: every schedule is the same message
+  Schedule best = Schedule::kRing;
+  double best_cost = schedule_cost_us(Schedule::kRing, num_ranks, bytes, link);
+  for (Schedule s : {Schedule::kScan, Schedule::kAllGather}) {
+    const double c = schedule_cost_us(s, num_ranks, bytes, link);
+    if (c < best_cost) {
+      best = s;
+      best_cost = c;
+    }
+  }
+  return best;
+}
+
+}  // namespace lightring::parallel

@@ -1,0 +1,71 @@
+// Small operations on [B,H,D,E] fp32 state buffers, on the host or on a GPU:
+// the arithmetic of the combine operator (docs/algorithm.md §3)
+//
+//     (a1, X1) ⊕ (a2, X2) = (a1·a2,  a2·X1 + X2)
+//
+// reduces to one primitive, y = α_h·x + y per (b,h) with a per-head scalar
+// α_h = λ_h^len (axpy_heads). The scalars are computed on the host from the
+// shard lengths; only the X parts live in (device) memory.
+//
+// Device::kCpu: plain loops. Device::kCuda: a tiny elementwise kernel on the
+// given stream (parallel/combine_cuda.cu; compiled only with CUDA), with the
+// α_h passed by value in the launch, so nothing synchronises the host.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "kernels/attention.h"
+
+namespace lightring::parallel {
+
+using kernels::Device;
+
+// An owned state-sized fp32 buffer on the host or the current CUDA device.
+class StateBuffer {
+ public:
+  StateBuffer() = default;
+  StateBuffer(Device device, size_t count);
+  ~StateBuffer();
+  StateBuffer(const StateBuffer&) = delete;
+  StateBuffer& operator=(const StateBuffer&) = delete;
+  StateBuffer(StateBuffer&& other) noexcept;
+  StateBuffer& operator=(StateBuffer&& other) noexcept;
+
+  float* data() { return data_; }
+  const float* data() const { return data_; }
+  size_t count() const { return count_; }
+
+ private:
+  Device device_ = Device::kCpu;
+  float* data_ = nullptr;
+  size_t count_ = 0;
+  std::vector<float> host_;
+};
+
+// y = 0 (count values).
+void fill_zero(Device device, float* y, size_t count, void* stream);
+// dst = src (count values).
+void copy_state(Device device, float* dst, const float* src, size_t count, void* stream);
+// y[b,h,i] = alpha[h]·x[b,h,i] + y[b,h,i] for b < batch, h < heads, i < per_head.
+void axpy_heads(Device device, float* y, const float* x, const std::vector<float>& alpha,
+                int64_t batch, int64_t heads, int64_t per_head, void* stream);
+// Copies `count` fp32 values of a device (or host) array to the host.
+std::vector<float> to_host(Device device, const float* src, size_t count, void* stream);
+
+// λ_h^len for every head from host decay rates (nullptr: all ones).
+std::vector<float> decay_pow(const std::vector<float>& decay_host, int64_t heads, int64_t len);
+
+namespace cuda_ops {
+// Defined in parallel/combine_cuda.cu (LIGHTRING_WITH_CUDA builds only).
+float* allocate(size_t count);
+void release(float* p);
+void fill_zero(float* y, size_t count, void* stream);
+void copy(float* dst, const float* src, size_t count, void* stream);
+void axpy_heads(float* y, const float* x, const float* alpha, int64_t batch, int64_t heads,
+                int64_t per_head, void* stream);
+void to_host(float* dst_host, const float* src, size_t count, void* stream);
+}  // namespace cuda_ops
+
+}  // namespace lightring::parallel

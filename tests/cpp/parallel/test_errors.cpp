@@ -1,0 +1,145 @@
+// Failures must be reported, never hang: a rank that skips the exchange makes
+// the others throw a timeout naming it; inputs that disagree across ranks are
+// reported on every rank.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+
+#include "comm/mpi_communicator.h"
+#include "kernels/error.h"
+#include "shard_runner.h"
+
+namespace lightring::test {
+namespace {
+
+using parallel::Schedule;
+using Clock = std::chrono::steady_clock;
+
+constexpr double kTimeoutS = 1.5;
+
+class TimeoutTest : public MpiTest, public ::testing::WithParamInterface<Schedule> {};
+
+// The last rank never calls forward; every other rank must throw within the
+// deadline, naming that rank.
+TEST_P(TimeoutTest, SkippedRankIsNamed) {
+  if (world_size_ < 2) GTEST_SKIP() << "needs 2 or more ranks";
+  comm::MpiCommunicator comm(MPI_COMM_WORLD, comm::CommOptions{kTimeoutS});
+  const int skipper = comm.size() - 1;
+  const std::vector<int64_t> lengths(comm.size(), 16);
+  const GlobalProblem gp(Shape{1, 2, 16 * comm.size(), 4, 4}, true, false, 3);
+  if (comm.rank() == skipper) return;
+  const auto t0 = Clock::now();
+  std::string message;
+  try {
+    run_shard(comm, gp, lengths, GetParam());
+  } catch (const Error& e) {
+    message = e.what();
+  }
+  const double waited = std::chrono::duration<double>(Clock::now() - t0).count();
+  EXPECT_NE(message.find("timed out"), std::string::npos) << message;
+  EXPECT_NE(message.find("rank " + std::to_string(skipper)), std::string::npos) << message;
+  EXPECT_LT(waited, kTimeoutS + 10.0);
+  EXPECT_TRUE(comm.aborted());
+  EXPECT_THROW(comm.barrier(), Error);  // an aborted communicator refuses further work
+}
+
+INSTANTIATE_TEST_SUITE_P(Schedules, TimeoutTest,
+                         ::testing::Values(Schedule::kRing, Schedule::kAllGather, Schedule::kScan),
+                         [](const auto& info) { return parallel::schedule_name(info.param); });
+
+// A point-to-point receive from a peer that never sends.
+TEST_F(MpiTest, SendRecvTimeoutNamesPeer) {
+  if (world_size_ < 2) GTEST_SKIP() << "needs 2 or more ranks";
+  comm::MpiCommunicator comm(MPI_COMM_WORLD, comm::CommOptions{0.5});
+  if (comm.rank() != 0) return;  // rank 1 never sends
+  std::vector<float> buf(4);
+  try {
+    comm.send_recv({}, {{1, buf.data(), 4}}, nullptr);
+    ADD_FAILURE() << "send_recv returned although rank 1 never sent";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("waiting for rank 1"), std::string::npos) << e.what();
+  }
+}
+
+// Rank 1 (or rank 0 with one rank) changes one dimension; every rank throws.
+enum class Bad { kHeads, kQkDim, kVDim, kDType, kInitialStateOffRoot, kInvalidLocal };
+
+class BadInputTest : public MpiTest, public ::testing::WithParamInterface<Bad> {};
+
+TEST_P(BadInputTest, ReportedOnEveryRank) {
+  const Bad bad = GetParam();
+  if (world_size_ < 2 && bad != Bad::kInvalidLocal)
+    GTEST_SKIP() << "a mismatch needs 2 or more ranks";
+  comm::MpiCommunicator comm(MPI_COMM_WORLD, comm::CommOptions{20.0});
+  const int culprit = comm.size() > 1 ? 1 : 0;
+  const bool me = comm.rank() == culprit;
+  Shape shape{1, 2, 12, 4, 3};
+  if (me && bad == Bad::kHeads) shape.H = 3;
+  if (me && bad == Bad::kQkDim) shape.D = 5;
+  if (me && bad == Bad::kVDim) shape.E = 6;
+  const GlobalProblem gp(shape, true, false, 11);
+  std::vector<float> s0(shape.B * shape.H * shape.D * shape.E, 1.0f);
+  HostTensor q = HostTensor::from_double(gp.q, DType::kFloat32);
+  HostTensor k = HostTensor::from_double(gp.k, DType::kFloat32);
+  HostTensor v = HostTensor::from_double(gp.v, DType::kFloat32);
+  HostTensor o(DType::kFloat32, gp.v.size());
+  const std::vector<float> decay = to_float(gp.decay);
+  std::vector<float> s_in(s0.size());
+
+  kernels::ForwardParams fp;
+  fp.dtype = (me && bad == Bad::kDType) ? DType::kBFloat16 : DType::kFloat32;
+  fp.batch = shape.B;
+  fp.heads = shape.H;
+  fp.seqlen = shape.N;
+  fp.qk_dim = shape.D;
+  fp.v_dim = shape.E;
+  fp.decay = decay.data();
+  fp.q = q.data();
+  fp.k = (me && bad == Bad::kInvalidLocal) ? nullptr : k.data();
+  fp.v = v.data();
+  fp.o = o.data();
+  fp.q_stride = fp.k_stride = kernels::contiguous_bhnd(shape.H, shape.N, shape.D);
+  fp.v_stride = fp.o_stride = kernels::contiguous_bhnd(shape.H, shape.N, shape.E);
+  if (me && bad == Bad::kInitialStateOffRoot) fp.initial_state = s0.data();
+
+  std::string message;
+  try {
+    parallel::forward(comm, fp, s_in.data());
+  } catch (const Error& e) {
+    message = e.what();
+  }
+  ASSERT_FALSE(message.empty()) << "rank " << comm.rank() << " did not report the bad input";
+  EXPECT_NE(message.find("do not agree"), std::string::npos) << message;
+  const char* expected = "";
+  switch (bad) {
+    case Bad::kHeads:
+      expected = "heads (H) differs";
+      break;
+    case Bad::kQkDim:
+      expected = "qk_dim (D) differs";
+      break;
+    case Bad::kVDim:
+      expected = "v_dim (E) differs";
+      break;
+    case Bad::kDType:
+      expected = "dtype differs";
+      break;
+    case Bad::kInitialStateOffRoot:
+      expected = "passed an initial state";
+      break;
+    case Bad::kInvalidLocal:
+      expected = "rejected its local input";
+      break;
+  }
+  EXPECT_NE(message.find(expected), std::string::npos) << message;
+  if (bad == Bad::kInvalidLocal && me)  // the culprit also sees its own reason
+    EXPECT_NE(message.find("k must not be null"), std::string::npos) << message;
+}
+
+INSTANTIATE_TEST_SUITE_P(Mismatches, BadInputTest,
+                         ::testing::Values(Bad::kHeads, Bad::kQkDim, Bad::kVDim, Bad::kDType,
+                                           Bad::kInitialStateOffRoot, Bad::kInvalidLocal));
+
+}  // namespace
+}  // namespace lightring::test
