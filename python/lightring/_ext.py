@@ -19,6 +19,7 @@ import sys
 import torch
 
 _PATTERN = "_C*.so"
+MODULE = None  # the loaded extension
 
 
 def _candidates():
@@ -41,9 +42,10 @@ def _torch_release(version):
 
 
 def load():
+    global MODULE
     name = "lightring._C"
-    if name in sys.modules:
-        return sys.modules[name]
+    if MODULE is not None:
+        return MODULE
     paths = _candidates()
     if not paths:
         raise ImportError(
@@ -61,4 +63,5 @@ def load():
             f"lightring: {path} was built against torch {module.torch_version} but torch "
             f"{torch.__version__} is imported; rebuild it with this Python's torch")
     sys.modules[name] = module
+    MODULE = module
     return module

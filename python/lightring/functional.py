@@ -21,6 +21,14 @@ _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _MAX_BLOCK = 256
 
 
+def _compiling():
+    compiler = getattr(torch, "compiler", None)
+    if compiler is not None and hasattr(compiler, "is_compiling"):
+        return compiler.is_compiling()
+    dynamo = getattr(torch, "_dynamo", None)
+    return bool(dynamo is not None and hasattr(dynamo, "is_compiling") and dynamo.is_compiling())
+
+
 def _shape(t):
     return list(t.shape)
 
@@ -80,8 +88,10 @@ def check_inputs(q, k, v, decay, initial_state, layout, scale, block_size):
         if decay.device != q.device:
             raise ValueError(f"decay must be on the device of q (got {decay.device} and "
                              f"{q.device})")
-        if decay.device.type == "cpu" and not bool(torch.isfinite(decay).all() and
-                                                   (decay >= 0).all()):
+        # Values are checked on the cpu in eager mode only (the CUDA backend checks its own;
+        # reading them would synchronise, or break a torch.compile graph).
+        if decay.device.type == "cpu" and not _compiling() and \
+                not bool(torch.isfinite(decay).all() and (decay >= 0).all()):
             raise ValueError(f"decay must be finite and >= 0 (got {decay.tolist()})")
     if initial_state is not None:
         check_state(initial_state, "initial_state", (b, h, d, e), q.device)
@@ -170,7 +180,8 @@ def lightning_attention(q, k, v, decay=None, *, scale=1.0, initial_state=None,
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)} (got {schedule!r})")
-    _ext.load()
+    if _ext.MODULE is None:
+        _ext.load()
     bs = 0 if block_size is None else block_size
     if group is None:
         check_inputs(q, k, v, decay, initial_state, layout, scale, block_size)
