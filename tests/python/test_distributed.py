@@ -63,3 +63,35 @@ def test_nccl_two_gpus():
     for check in CHECKS:
         assert all(f"PASS {check} rank {r}" in out for r in range(2)), out[-6000:]
     assert rc == 0, out[-6000:]
+
+
+INIT_SCRIPT = """
+import os, sys
+sys.path.insert(0, {python!r})
+import torch.distributed as dist
+from lightring import distributed as lrd
+ctx = lrd.init(device="cpu")
+assert (ctx.rank, ctx.world_size, ctx.local_rank, ctx.backend) == (0, 1, 0, "gloo"), ctx
+assert os.environ["RANK"] == "0" and os.environ["WORLD_SIZE"] == "1"
+assert dist.get_world_size() == 1
+print("OK", ctx.rank, ctx.world_size)
+"""
+
+
+@pytest.mark.parametrize("launcher", [
+    {},
+    {"OMPI_COMM_WORLD_RANK": "0", "OMPI_COMM_WORLD_SIZE": "1", "OMPI_COMM_WORLD_LOCAL_RANK": "0"},
+    {"PMI_RANK": "0", "PMI_SIZE": "1"},
+    {"SLURM_PROCID": "0", "SLURM_NTASKS": "1", "SLURM_LOCALID": "0"},
+], ids=["none", "openmpi", "pmi", "slurm"])
+def test_init_maps_launcher_variables(launcher):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OMPI_", "PMI_", "SLURM_", "PMIX_")) and
+           k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
+                     "MASTER_PORT")}
+    env.update(launcher)
+    python = os.path.join(os.path.dirname(os.path.dirname(HERE)), "python")
+    proc = subprocess.run([sys.executable, "-c", INIT_SCRIPT.format(python=python)], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and "OK 0 1" in proc.stdout, proc.stdout[-3000:]
