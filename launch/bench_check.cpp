@@ -1,0 +1,209 @@
+// --check of lightring-bench: unsharded CPU reference on rank 0 vs every shard.
+#include "launch/bench_check.h"
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/error.h"
+
+namespace lightring::launch {
+
+namespace {
+
+enum TensorId { kQ, kK, kV, kDO, kS0, kG };
+
+uint64_t tensor_seed(const BenchOptions& opt, int rank, TensorId t) {
+  return opt.seed * 1000003ull + static_cast<uint64_t>(rank) * 16 + t;
+}
+
+struct Inputs {
+  std::vector<uint8_t> q, k, v, d_o;
+};
+
+Inputs shard_inputs(const BenchOptions& opt, int rank, int64_t n) {
+  const size_t bhn = static_cast<size_t>(opt.batch * opt.heads * n);
+  return {random_bytes(bhn * opt.dim, opt.dtype, tensor_seed(opt, rank, kQ)),
+          random_bytes(bhn * opt.dim, opt.dtype, tensor_seed(opt, rank, kK)),
+          random_bytes(bhn * opt.vdim, opt.dtype, tensor_seed(opt, rank, kV)),
+          random_bytes(bhn * opt.vdim, opt.dtype, tensor_seed(opt, rank, kDO))};
+}
+
+std::vector<float> global_state(const BenchOptions& opt, TensorId which) {
+  const size_t count = static_cast<size_t>(opt.batch * opt.heads * opt.dim * opt.vdim);
+  return bytes_to_float(random_bytes(count, kernels::DType::kFloat32, tensor_seed(opt, 0, which)),
+                        kernels::DType::kFloat32);
+}
+
+std::vector<float> decay_rates(const BenchOptions& opt) {
+  std::vector<float> d(opt.heads);
+  kernels::slopes(opt.heads, d.data());
+  return d;
+}
+
+// Copies a [B,H,n,dim] shard into rows [t0, t0+n) of a [B,H,N,dim] tensor, or back.
+void place_rows(const float* shard, float* global, int64_t BH, int64_t n, int64_t N, int64_t dim,
+                int64_t t0) {
+  for (int64_t bh = 0; bh < BH; ++bh)
+    std::copy(shard + bh * n * dim, shard + (bh + 1) * n * dim, global + (bh * N + t0) * dim);
+}
+std::vector<float> take_rows(const std::vector<float>& global, int64_t BH, int64_t n, int64_t N,
+                             int64_t dim, int64_t t0) {
+  std::vector<float> out(BH * n * dim);
+  for (int64_t bh = 0; bh < BH; ++bh)
+    std::copy(global.begin() + (bh * N + t0) * dim, global.begin() + (bh * N + t0 + n) * dim,
+              out.begin() + bh * n * dim);
+  return out;
+}
+
+// Global sums of one compared tensor.
+struct ErrAcc {
+  double num = 0, den = 0;
+  int64_t wrong = 0;
+  void add(const std::vector<float>& x, const std::vector<float>& ref, double rms, double tol) {
+    for (size_t i = 0; i < x.size(); ++i) {
+      const double d = static_cast<double>(x[i]) - ref[i];
+      num += d * d;
+      den += static_cast<double>(ref[i]) * ref[i];
+      if (!(std::fabs(d) <= tol * (std::fabs(ref[i]) + rms))) ++wrong;  // NaN counts as wrong
+    }
+  }
+  double rel() const { return std::sqrt(num) / std::max(std::sqrt(den), 1e-30); }
+};
+
+double rms_of(const std::vector<float>& x) {
+  double s = 0;
+  for (float v : x) s += static_cast<double>(v) * v;
+  return x.empty() ? 0.0 : std::sqrt(s / x.size());
+}
+
+void send_bytes(const void* p, size_t n, int to) {
+  LR_CHECK(n < (1ull << 31), "--check: message of ", n, " bytes is too large; use shorter lengths");
+  MPI_Send(p, static_cast<int>(n), MPI_BYTE, to, 7, MPI_COMM_WORLD);
+}
+std::vector<uint8_t> recv_bytes(size_t n, int from) {
+  std::vector<uint8_t> b(n);
+  MPI_Recv(b.data(), static_cast<int>(n), MPI_BYTE, from, 7, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+  return b;
+}
+
+}  // namespace
+
+void fill_shard_inputs(const BenchOptions& opt, int rank, int world_size, Shard& shard) {
+  const Inputs in = shard_inputs(opt, rank, shard.s.seqlen);
+  shard.q.upload(in.q.data(), in.q.size());
+  shard.k.upload(in.k.data(), in.k.size());
+  shard.v.upload(in.v.data(), in.v.size());
+  shard.d_o.upload(in.d_o.data(), in.d_o.size());
+  const std::vector<float> decay = decay_rates(opt);
+  shard.decay.upload(decay.data(), decay.size() * sizeof(float));
+  shard.use_decay = opt.decay;
+  shard.use_s0 = opt.states && rank == 0;
+  shard.use_g = opt.states && rank == world_size - 1;
+  if (shard.use_s0) shard.s0.upload(global_state(opt, kS0).data(), shard.state_bytes());
+  if (shard.use_g) shard.g.upload(global_state(opt, kG).data(), shard.state_bytes());
+}
+
+CheckResult check_against_unsharded(const BenchOptions& opt, const std::vector<int64_t>& lengths,
+                                    Shard& shard) {
+  int rank = 0, P = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &P);
+  const kernels::DType dt = opt.dtype;
+  const std::vector<uint8_t> outs[4] = {shard.o.download(), shard.dq.download(),
+                                        shard.dk.download(), shard.dv.download()};
+  if (rank != 0) {
+    for (const auto& b : outs) send_bytes(b.data(), b.size(), 0);
+    if (rank == P - 1) {
+      const auto fs = shard.final_state.download();
+      send_bytes(fs.data(), fs.size(), 0);
+    }
+  }
+  double result[3] = {0, 0, 1};  // rel_err, num_wrong, pass
+  if (rank == 0) {
+    const int64_t B = opt.batch, H = opt.heads, D = opt.dim, E = opt.vdim, BH = B * H;
+    int64_t N = 0;
+    for (int64_t n : lengths) N += n;
+    std::vector<float> q(BH * N * D), k(BH * N * D), v(BH * N * E), d_o(BH * N * E);
+    int64_t t0 = 0;
+    for (int r = 0; r < P; ++r) {
+      const Inputs in = shard_inputs(opt, r, lengths[r]);
+      place_rows(bytes_to_float(in.q, dt).data(), q.data(), BH, lengths[r], N, D, t0);
+      place_rows(bytes_to_float(in.k, dt).data(), k.data(), BH, lengths[r], N, D, t0);
+      place_rows(bytes_to_float(in.v, dt).data(), v.data(), BH, lengths[r], N, E, t0);
+      place_rows(bytes_to_float(in.d_o, dt).data(), d_o.data(), BH, lengths[r], N, E, t0);
+      t0 += lengths[r];
+    }
+    // The unsharded reference: CPU backend, fp32, the whole sequence.
+    const std::vector<float> decay = decay_rates(opt), s0 = global_state(opt, kS0),
+                             g = global_state(opt, kG);
+    std::vector<float> o(v.size()), dq(q.size()), dk(k.size()), dv(v.size());
+    std::vector<float> fs(BH * D * E), ds0(BH * D * E);
+    kernels::ForwardParams fp;
+    fp.batch = B;
+    fp.heads = H;
+    fp.seqlen = N;
+    fp.qk_dim = D;
+    fp.v_dim = E;
+    fp.decay = opt.decay ? decay.data() : nullptr;
+    fp.q = q.data();
+    fp.k = k.data();
+    fp.v = v.data();
+    fp.o = o.data();
+    fp.q_stride = fp.k_stride = kernels::contiguous_bhnd(H, N, D);
+    fp.v_stride = fp.o_stride = kernels::contiguous_bhnd(H, N, E);
+    fp.initial_state = opt.states ? s0.data() : nullptr;
+    fp.final_state = fs.data();
+    kernels::forward(fp);
+    kernels::BackwardParams bp;
+    static_cast<kernels::Problem&>(bp) = fp;
+    bp.q = q.data();
+    bp.k = k.data();
+    bp.v = v.data();
+    bp.d_o = d_o.data();
+    bp.dq = dq.data();
+    bp.dk = dk.data();
+    bp.dv = dv.data();
+    bp.q_stride = bp.k_stride = bp.dq_stride = bp.dk_stride = fp.q_stride;
+    bp.v_stride = bp.do_stride = bp.dv_stride = fp.v_stride;
+    bp.initial_state = fp.initial_state;
+    bp.d_final_state = opt.states ? g.data() : nullptr;
+    bp.d_initial_state = ds0.data();
+    kernels::backward(bp);
+
+    const double tol_elem = dt == kernels::DType::kFloat32   ? 1e-3
+                            : dt == kernels::DType::kFloat16 ? 1e-2
+                                                             : 5e-2;
+    const double tol_rel = dt == kernels::DType::kFloat32   ? 1e-4
+                           : dt == kernels::DType::kFloat16 ? 5e-3
+                                                            : 2e-2;
+    const std::vector<float>* refs[4] = {&o, &dq, &dk, &dv};
+    const int64_t dims[4] = {E, D, D, E};
+    ErrAcc acc[6];
+    t0 = 0;
+    for (int r = 0; r < P; ++r) {
+      for (int t = 0; t < 4; ++t) {
+        const size_t bytes = BH * lengths[r] * dims[t] * kernels::dtype_size(dt);
+        const std::vector<uint8_t> got = r == 0 ? outs[t] : recv_bytes(bytes, r);
+        acc[t].add(bytes_to_float(got, dt), take_rows(*refs[t], BH, lengths[r], N, dims[t], t0),
+                   rms_of(*refs[t]), tol_elem);
+      }
+      t0 += lengths[r];
+    }
+    const std::vector<uint8_t> fs_got =
+        P == 1 ? shard.final_state.download() : recv_bytes(fs.size() * sizeof(float), P - 1);
+    acc[4].add(bytes_to_float(fs_got, kernels::DType::kFloat32), fs, rms_of(fs), 1e-3);
+    acc[5].add(bytes_to_float(shard.ds0.download(), kernels::DType::kFloat32), ds0, rms_of(ds0),
+               1e-3);
+    for (const ErrAcc& a : acc) {
+      result[0] = std::max(result[0], a.rel());
+      result[1] += static_cast<double>(a.wrong);
+    }
+    result[2] = (result[0] <= tol_rel && result[1] == 0) ? 1 : 0;
+  }
+  MPI_Bcast(result, 3, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+  return {result[0], static_cast<int64_t>(result[1]), result[2] != 0};
+}
+
+}  // namespace lightring::launch

@@ -1,0 +1,235 @@
+// Shard buffers of lightring-bench (host vectors or cudaMalloc'd memory).
+#include "launch/bench_shard.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <string>
+#include <utility>
+
+#ifdef LIGHTRING_WITH_CUDA
+#include <cuda_runtime.h>
+#endif
+
+#include "kernels/cpu/element.h"
+#include "kernels/error.h"
+
+namespace lightring::launch {
+
+#ifdef LIGHTRING_WITH_CUDA
+#define LR_CUDA_OK(call)                                                         \
+  do {                                                                           \
+    const cudaError_t lr_e = (call);                                             \
+    LR_CHECK(lr_e == cudaSuccess, #call, " failed: ", cudaGetErrorString(lr_e)); \
+  } while (0)
+#endif
+
+Buffer::Buffer(Device device, size_t bytes) : device_(device), bytes_(bytes) {
+  if (device == Device::kCpu) {
+    ptr_ = std::calloc(std::max<size_t>(bytes, 1), 1);
+    LR_CHECK(ptr_ != nullptr, "out of host memory allocating ", bytes, " bytes");
+    return;
+  }
+#ifdef LIGHTRING_WITH_CUDA
+  LR_CUDA_OK(cudaMalloc(&ptr_, std::max<size_t>(bytes, 1)));
+  LR_CUDA_OK(cudaMemset(ptr_, 0, bytes));
+#else
+  LR_THROW("--backend cuda: this lightring-bench was built without CUDA");
+#endif
+}
+
+Buffer::~Buffer() {
+  if (!ptr_) return;
+  if (device_ == Device::kCpu) {
+    std::free(ptr_);
+    return;
+  }
+#ifdef LIGHTRING_WITH_CUDA
+  cudaFree(ptr_);
+#endif
+}
+
+Buffer& Buffer::operator=(Buffer&& o) noexcept {
+  std::swap(device_, o.device_);
+  std::swap(ptr_, o.ptr_);
+  std::swap(bytes_, o.bytes_);
+  return *this;
+}
+
+void Buffer::upload(const void* host, size_t bytes) {
+  LR_CHECK(bytes <= bytes_, "upload of ", bytes, " bytes into a buffer of ", bytes_);
+  if (device_ == Device::kCpu) {
+    std::memcpy(ptr_, host, bytes);
+    return;
+  }
+#ifdef LIGHTRING_WITH_CUDA
+  LR_CUDA_OK(cudaMemcpy(ptr_, host, bytes, cudaMemcpyHostToDevice));
+#endif
+}
+
+std::vector<uint8_t> Buffer::download() const {
+  std::vector<uint8_t> out(bytes_);
+  if (device_ == Device::kCpu) {
+    std::memcpy(out.data(), ptr_, bytes_);
+    return out;
+  }
+#ifdef LIGHTRING_WITH_CUDA
+  LR_CUDA_OK(cudaMemcpy(out.data(), ptr_, bytes_, cudaMemcpyDeviceToHost));
+#endif
+  return out;
+}
+
+Shard::Shard(Device dev, const ShardShape& shape) : s(shape), device(dev) {
+  const size_t es = kernels::dtype_size(s.dtype);
+  const size_t bh = static_cast<size_t>(s.batch * s.heads), n = s.seqlen;
+  q = Buffer(dev, bh * n * s.qk_dim * es);
+  k = Buffer(dev, bh * n * s.qk_dim * es);
+  v = Buffer(dev, bh * n * s.v_dim * es);
+  d_o = Buffer(dev, bh * n * s.v_dim * es);
+  o = Buffer(dev, bh * n * s.v_dim * es);
+  dq = Buffer(dev, bh * n * s.qk_dim * es);
+  dk = Buffer(dev, bh * n * s.qk_dim * es);
+  dv = Buffer(dev, bh * n * s.v_dim * es);
+  decay = Buffer(dev, s.heads * sizeof(float));
+  for (Buffer* b : {&s0, &g, &s_in, &final_state, &ds0}) *b = Buffer(dev, state_bytes());
+}
+
+size_t Shard::state_bytes() const {
+  return static_cast<size_t>(s.batch * s.heads * s.qk_dim * s.v_dim) * sizeof(float);
+}
+
+kernels::ForwardParams Shard::forward_params(void* stream) {
+  kernels::ForwardParams p;
+  p.device = device;
+  p.dtype = s.dtype;
+  p.batch = s.batch;
+  p.heads = s.heads;
+  p.seqlen = s.seqlen;
+  p.qk_dim = s.qk_dim;
+  p.v_dim = s.v_dim;
+  p.decay = use_decay ? decay.f32() : nullptr;
+  p.stream = stream;
+  p.q = q.data();
+  p.k = k.data();
+  p.v = v.data();
+  p.o = o.data();
+  p.q_stride = p.k_stride = kernels::contiguous_bhnd(s.heads, s.seqlen, s.qk_dim);
+  p.v_stride = p.o_stride = kernels::contiguous_bhnd(s.heads, s.seqlen, s.v_dim);
+  p.initial_state = use_s0 ? s0.f32() : nullptr;
+  p.final_state = final_state.f32();
+  return p;
+}
+
+kernels::BackwardParams Shard::backward_params(void* stream) {
+  const kernels::ForwardParams f = forward_params(stream);
+  kernels::BackwardParams p;
+  static_cast<kernels::Problem&>(p) = f;
+  p.q = q.data();
+  p.k = k.data();
+  p.v = v.data();
+  p.d_o = d_o.data();
+  p.dq = dq.data();
+  p.dk = dk.data();
+  p.dv = dv.data();
+  p.q_stride = p.k_stride = p.dq_stride = p.dk_stride = f.q_stride;
+  p.v_stride = p.do_stride = p.dv_stride = f.v_stride;
+  p.initial_state = s_in.f32();
+  p.d_final_state = use_g ? g.f32() : nullptr;
+  p.d_initial_state = ds0.f32();
+  return p;
+}
+
+void device_synchronize(Device device) {
+#ifdef LIGHTRING_WITH_CUDA
+  if (device == Device::kCuda) LR_CUDA_OK(cudaDeviceSynchronize());
+#endif
+  (void)device;
+}
+
+double memory_in_use_bytes(Device device) {
+#ifdef LIGHTRING_WITH_CUDA
+  if (device == Device::kCuda) {
+    size_t free_b = 0, total_b = 0;
+    LR_CUDA_OK(cudaMemGetInfo(&free_b, &total_b));
+    return static_cast<double>(total_b - free_b);
+  }
+#endif
+  (void)device;
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmHWM:", 0) == 0) return 1024.0 * std::atof(line.c_str() + 6);  // kB
+  return 0.0;
+}
+
+std::string device_description(Device device) {
+#ifdef LIGHTRING_WITH_CUDA
+  if (device == Device::kCuda) {
+    int dev = 0;
+    cudaDeviceProp prop;
+    if (cudaGetDevice(&dev) == cudaSuccess && cudaGetDeviceProperties(&prop, dev) == cudaSuccess)
+      return prop.name;
+    return "cuda";
+  }
+#endif
+  (void)device;
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(cpuinfo, line))
+    if (line.rfind("model name", 0) == 0) {
+      const size_t colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(colon + 2);
+    }
+  return "cpu";
+}
+
+std::vector<float> bytes_to_float(const std::vector<uint8_t>& bytes, DType dtype) {
+  using namespace kernels::cpu;
+  const size_t n = bytes.size() / kernels::dtype_size(dtype);
+  std::vector<float> out(n);
+  for (size_t i = 0; i < n; ++i) {
+    switch (dtype) {
+      case DType::kFloat32:
+        out[i] = reinterpret_cast<const float*>(bytes.data())[i];
+        break;
+      case DType::kBFloat16:
+        out[i] = to_float(reinterpret_cast<const bf16*>(bytes.data())[i]);
+        break;
+      case DType::kFloat16:
+        out[i] = to_float(reinterpret_cast<const fp16*>(bytes.data())[i]);
+        break;
+    }
+  }
+  return out;
+}
+
+std::vector<uint8_t> float_to_bytes(const std::vector<float>& x, DType dtype) {
+  using namespace kernels::cpu;
+  std::vector<uint8_t> out(x.size() * kernels::dtype_size(dtype));
+  for (size_t i = 0; i < x.size(); ++i) {
+    switch (dtype) {
+      case DType::kFloat32:
+        reinterpret_cast<float*>(out.data())[i] = x[i];
+        break;
+      case DType::kBFloat16:
+        reinterpret_cast<bf16*>(out.data())[i] = from_float<bf16>(x[i]);
+        break;
+      case DType::kFloat16:
+        reinterpret_cast<fp16*>(out.data())[i] = from_float<fp16>(x[i]);
+        break;
+    }
+  }
+  return out;
+}
+
+std::vector<uint8_t> random_bytes(size_t numel, DType dtype, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> x(numel);
+  for (float& v : x) v = dist(rng);
+  return float_to_bytes(x, dtype);
+}
+
+}  // namespace lightring::launch
