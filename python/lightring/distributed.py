@@ -82,7 +82,11 @@ def init(backend=None, device=None, timeout=None):
     if device is None:
         if torch.cuda.is_available():
             count = torch.cuda.device_count()
-            device = torch.device("cuda", local_rank % count)
+            if (local_world or 1) > count:
+                raise RuntimeError(f"lightring.distributed.init(): {local_world} ranks on this "
+                                   f"node but {count} visible GPU(s); launch one rank per GPU, "
+                                   "or pass device='cpu' (gloo)")
+            device = torch.device("cuda", local_rank)
         else:
             device = torch.device("cpu")
     device = torch.device(device)

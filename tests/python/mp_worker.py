@@ -85,7 +85,7 @@ def sharded_vs_unsharded(group, schedule, layout, n, device, dtype=torch.float32
 
 
 def check_init(args):
-    ctx = lrd.init()
+    ctx = lrd.init(device=args.device if args.device == "cpu" else None)
     assert ctx.rank == int(os.environ["OMPI_COMM_WORLD_RANK"]), ctx
     assert ctx.world_size == int(os.environ["OMPI_COMM_WORLD_SIZE"]), ctx
     assert ctx.local_rank == int(os.environ["OMPI_COMM_WORLD_LOCAL_RANK"]), ctx
@@ -95,7 +95,7 @@ def check_init(args):
     assert ctx.backend == expected_backend and ctx.device.type == args.device, ctx
     total = all_sum(torch.tensor([float(ctx.rank)], device=ctx.device), None)
     assert total.item() == ctx.world_size * (ctx.world_size - 1) / 2
-    assert lrd.init() == ctx  # idempotent
+    assert lrd.init(device=ctx.device) == ctx  # idempotent
     return ctx
 
 

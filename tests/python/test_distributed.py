@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(MPIRUN is None or not torch.distributed.is_avail
                                 reason="needs mpirun and torch.distributed")
 
 
-def run_mpi(np, device="cpu", checks=CHECKS, timeout=600):
+def run_mpi(np, device="cpu", checks=CHECKS, timeout=300):
     cmd = [MPIRUN, "--allow-run-as-root", "--oversubscribe", "-np", str(np)]
     if device == "cuda":
         for var in ("NCCL_NVLS_ENABLE=0", "TORCH_SYMM_MEM_DISABLE_MULTICAST=1",
