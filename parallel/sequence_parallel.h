@@ -52,15 +52,15 @@ Schedule parse_schedule(const std::string& name);
 const char* schedule_name(Schedule s);
 
 // Cost model of one exchange (forward or backward), in microseconds, for P
-// ranks and a state message of `bytes` (= B·H·D·E·4):
+// ranks and a state message of m = B·H·D·E·4 bytes (docs/schedules.md):
 //
-//   ring       (P-1)·(α + bytes/β)             P-1 dependent hops
-//   allgather  α·ceil(log2 P) + (P-1)·bytes/β + (P-1)·bytes/γ   one collective + local fold
-//   scan       ceil(log2 P)·(α + bytes/β + bytes/γ)              doubling rounds + combines
+//   ring       (P-1)·(α + m/β + m/γ)                 P-1 dependent hops, one combine each
+//   allgather  α·ceil(log2 P) + (P-1)·m/β + (P-1)·m/γ one collective, then a local fold
+//   scan       ceil(log2 P)·(α + m/β + 2·m/γ)        doubling rounds, two combines each
 //
-// α = link latency (µs), β = link bandwidth (bytes/µs), γ = combine bandwidth
-// (bytes/µs, an axpy over the state). auto picks the cheapest; ties go to ring,
-// then scan. P = 1 needs no exchange (reported as ring).
+// α = per-message latency (µs), β = link bandwidth (bytes/µs), γ = combine
+// bandwidth (bytes/µs, the axpy over a state). auto picks the cheapest; P <= 2
+// is always ring (a single hop); ties go to ring, then scan.
 struct LinkModel {
   double latency_us = 5.0;       // α: NVLink/NCCL small-message latency; MPI shared memory ~1-2
   double bandwidth_Bpus = 50e3;  // β: 50 GB/s = 50e3 bytes/µs

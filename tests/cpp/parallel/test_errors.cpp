@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "comm/mpi_communicator.h"
 #include "kernels/error.h"
@@ -45,6 +47,72 @@ TEST_P(TimeoutTest, SkippedRankIsNamed) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Schedules, TimeoutTest,
+                         ::testing::Values(Schedule::kRing, Schedule::kAllGather, Schedule::kScan),
+                         [](const auto& info) { return parallel::schedule_name(info.param); });
+
+// A rank that takes part in the shape agreement but then skips every state
+// message (it "forgets" the exchange): a Communicator that drops send_recv and
+// all_gather and forwards everything else.
+class SkipExchangeCommunicator final : public comm::Communicator {
+ public:
+  explicit SkipExchangeCommunicator(comm::Communicator& inner) : inner_(inner) {}
+  int rank() const override { return inner_.rank(); }
+  int size() const override { return inner_.size(); }
+  comm::MemorySpace memory_space() const override { return inner_.memory_space(); }
+  const char* backend_name() const override { return inner_.backend_name(); }
+  void send_recv(const std::vector<comm::SendOp>&, const std::vector<comm::RecvOp>&,
+                 void*) override {}
+  void all_gather(const float*, float*, size_t, void*) override {}
+  void all_gather_host(const int64_t* s, int64_t* r, size_t n) override {
+    inner_.all_gather_host(s, r, n);
+  }
+  void barrier() override { inner_.barrier(); }
+  void synchronize(void* s) override { inner_.synchronize(s); }
+  void abort() override { inner_.abort(); }
+  bool aborted() const override { return inner_.aborted(); }
+  std::unique_ptr<comm::Communicator> split(int, int) override {
+    LR_THROW("SkipExchangeCommunicator::split is not supported");
+  }
+
+ private:
+  comm::Communicator& inner_;
+};
+
+class SkippedExchangeTest : public MpiTest, public ::testing::WithParamInterface<Schedule> {};
+
+// Every other rank fails with a timeout (directly waiting for the skipper, or
+// for a neighbour that failed) within a few deadlines; at least one names it.
+TEST_P(SkippedExchangeTest, OthersFailWithinDeadline) {
+  if (world_size_ < 2) GTEST_SKIP() << "needs 2 or more ranks";
+  comm::MpiCommunicator mpi(MPI_COMM_WORLD, comm::CommOptions{kTimeoutS});
+  SkipExchangeCommunicator skipping(mpi);
+  const int skipper = mpi.size() - 1;
+  const bool me = mpi.rank() == skipper;
+  const std::vector<int64_t> lengths(mpi.size(), 16);
+  const GlobalProblem gp(Shape{1, 2, 16 * mpi.size(), 4, 4}, true, false, 5);
+  const auto t0 = Clock::now();
+  std::string message;
+  try {
+    if (me) {
+      run_shard(skipping, gp, lengths, GetParam());
+    } else {
+      run_shard(mpi, gp, lengths, GetParam());
+    }
+  } catch (const Error& e) {
+    message = e.what();
+  }
+  const double waited = std::chrono::duration<double>(Clock::now() - t0).count();
+  const bool names_skipper = message.find("rank " + std::to_string(skipper)) != std::string::npos;
+  int local = names_skipper && !me ? 1 : 0, any = 0;
+  MPI_Allreduce(&local, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  EXPECT_EQ(any, 1) << "no rank named the skipping rank " << skipper;
+  if (!me) {
+    EXPECT_NE(message.find("timed out"), std::string::npos) << message;
+    EXPECT_LT(waited, 3 * kTimeoutS + 10.0);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Schedules, SkippedExchangeTest,
                          ::testing::Values(Schedule::kRing, Schedule::kAllGather, Schedule::kScan),
                          [](const auto& info) { return parallel::schedule_name(info.param); });
 
