@@ -120,7 +120,6 @@ kernels::Strides strides_of(const at::Tensor& t) {
   kernels::Strides s{t.stride(0), t.stride(1), t.stride(2)};
   // A size-1 dim is never stepped over: give it a stride the kernels accept.
   if (t.size(2) == 1) s.seq = std::max<int64_t>(s.seq, t.size(3));
-  if (t.size(1) == 1) s.head = std::max<int64_t>(s.head, 0);
   LR_CHECK(s.seq >= t.size(3), "rows of a [B, H, N, dim] tensor must not overlap (seq stride ",
            s.seq, " < dim ", t.size(3), "); call .contiguous() first");
   return s;
