@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The 2-GPU checks of the sequence-parallel runtime (run on the GPU machine):
+#   1. the MPI GoogleTest suite on 1 and 2 ranks (NcclTest.* run instead of skipping:
+#      NCCL bootstrap from MPI and from raw id bytes, split, sharded fwd/bwd on
+#      Device::kCuda vs the float64 oracle for ring/allgather/scan, the deadline);
+#   2. lightring-bench --backend cuda --check for every schedule on 2 ranks.
+# Usage: parallel/gpu_check.sh [BUILD_DIR]   (default build-gpu; configured here if absent)
+#   BOOST_PREFIX=/path/with/usr  points at Boost.Program_options unpacked from the
+#   Debian packages (shared/docs/gpu-machine.md); without it lightring-bench is not built.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${1:-$ROOT/build-gpu}
+NP=${NP:-2}
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
+export LIGHTRING_COMM_TIMEOUT_S=${LIGHTRING_COMM_TIMEOUT_S:-120}
+
+if [ ! -f "$BUILD/build.ninja" ]; then
+  EXTRA=()
+  if [ -n "${BOOST_PREFIX:-}" ]; then
+    EXTRA+=(-DBoost_ROOT="$BOOST_PREFIX/usr" -DBoost_NO_SYSTEM_PATHS=ON)
+    export LD_LIBRARY_PATH="$BOOST_PREFIX/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+  fi
+  cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_CUDA_ARCHITECTURES=90a -DLIGHTRING_TORCH=OFF "${EXTRA[@]}"
+fi
+TARGETS=(lightring_parallel_tests)
+grep -q "lightring-bench" "$BUILD/build.ninja" && TARGETS+=(lightring-bench)
+ninja -C "$BUILD" "${TARGETS[@]}"
+
+nvidia-smi -L
+ROOT_FLAGS=()
+[ "$(id -u)" = 0 ] && ROOT_FLAGS=(--allow-run-as-root)
+PASS=()
+for v in NCCL_NVLS_ENABLE TORCH_SYMM_MEM_DISABLE_MULTICAST NVSHMEM_DISABLE_NVLS OMP_NUM_THREADS \
+         LIGHTRING_COMM_TIMEOUT_S LD_LIBRARY_PATH NCCL_DEBUG; do
+  [ -n "${!v+x}" ] && PASS+=(-x "$v")
+done
+run() { mpirun "${ROOT_FLAGS[@]}" --oversubscribe --bind-to none -np "$1" "${PASS[@]}" "${@:2}"; }
+
+status=0
+for np in 1 "$NP"; do
+  echo "== MPI/NCCL test suite on $np rank(s)"
+  run "$np" "$BUILD/tests/cpp/parallel/lightring_parallel_tests" || status=1
+done
+if [ -x "$BUILD/launch/lightring-bench" ]; then
+  for s in ring allgather scan; do
+    echo "== lightring-bench --backend cuda --check --schedule $s on $NP ranks"
+    run "$NP" "$BUILD/launch/lightring-bench" --backend cuda --check --schedule "$s" \
+      -b 8192 -e 32768 --heads 8 --states || status=1
+  done
+else
+  echo "lightring-bench was not built (Boost.Program_options missing: set BOOST_PREFIX)"
+fi
+exit $status
