@@ -50,14 +50,14 @@ cudaStream_t as_stream(void* s) {
 
 }  // namespace
 
-float* allocate(size_t count) {
+float* allocate(size_t count, void* stream) {
   void* p = nullptr;
-  LR_CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(count, 1) * sizeof(float)));
+  LR_CUDA_CHECK(cudaMallocAsync(&p, std::max<size_t>(count, 1) * sizeof(float), as_stream(stream)));
   return static_cast<float*>(p);
 }
 
-void release(float* p) {
-  cudaFree(p);
+void release(float* p, void* stream) {
+  cudaFreeAsync(p, as_stream(stream));
 }
 
 void fill_zero(float* y, size_t count, void* stream) {

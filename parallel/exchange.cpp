@@ -53,7 +53,7 @@ struct Scan {
     }
     send_recv(nullptr, -1, excl, v - 1);
     if (v == P - 1) return 0;
-    StateBuffer out(s.device, count);
+    StateBuffer out(s.device, count, s.stream);
     copy_state(s.device, out.data(), x, count, s.stream);
     axpy(out.data(), excl, len(v));  // S_out = a_v·S_in + X_v
     send_recv(out.data(), v + 1, nullptr, -1);
@@ -62,7 +62,7 @@ struct Scan {
 
   // One all-gather of every X, then a local fold of the positions before v.
   int allgather(const float* x, float* excl) const {
-    StateBuffer all(s.device, count * order.P);
+    StateBuffer all(s.device, count * order.P, s.stream);
     comm.all_gather(x, all.data(), count, s.stream);
     fill_zero(s.device, excl, count, s.stream);
     int64_t span = 0;  // length strictly between u and v
@@ -79,7 +79,7 @@ struct Scan {
   //   (a_R, R) ⊕ (a_acc, acc) = (a_R·a_acc, a_acc·R + acc), the same for excl.
   int scan(const float* x, float* excl) const {
     const int P = order.P;
-    StateBuffer acc(s.device, count), recv(s.device, count);
+    StateBuffer acc(s.device, count, s.stream), recv(s.device, count, s.stream);
     copy_state(s.device, acc.data(), x, count, s.stream);
     fill_zero(s.device, excl, count, s.stream);
     int64_t len_acc = len(v), len_excl = 0;

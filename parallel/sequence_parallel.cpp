@@ -75,7 +75,7 @@ Report forward(comm::Communicator& comm, const kernels::ForwardParams& p, float*
     LR_CHECK(s_in != nullptr, "forward: s_in must point to a [B,H,D,E] fp32 buffer");
     check_memory_space(comm, p);
     kernels::validate(p);
-    x = StateBuffer(p.device, state_count(p));
+    x = StateBuffer(p.device, state_count(p), p.stream);
     kernels::local_state(
         state_params(p, kernels::StateKind::kForward, p.k, p.k_stride, p.v, p.v_stride, x.data()));
   } catch (const Error& e) {
@@ -117,7 +117,7 @@ Report backward(comm::Communicator& comm, const kernels::BackwardParams& p,
   try {
     check_memory_space(comm, p);
     kernels::validate(p);
-    x = StateBuffer(p.device, state_count(p));
+    x = StateBuffer(p.device, state_count(p), p.stream);
     kernels::local_state(state_params(p, kernels::StateKind::kBackward, p.q, p.q_stride, p.d_o,
                                       p.do_stride, x.data()));
   } catch (const Error& e) {
@@ -135,7 +135,7 @@ Report backward(comm::Communicator& comm, const kernels::BackwardParams& p,
   Report rep;
   rep.schedule = choose_schedule(options.schedule, P, count * sizeof(float), options.link);
   rep.message_bytes = count * sizeof(float);
-  StateBuffer ds_out(p.device, count);
+  StateBuffer ds_out(p.device, count, p.stream);
   const auto t0 = Clock::now();
   rep.messages = exclusive_scan(comm, rep.schedule, spec, x.data(), ds_out.data());
   rep.exchange_ms = ms_since(t0);

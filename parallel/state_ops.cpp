@@ -17,14 +17,15 @@ namespace {
 }  // namespace
 #endif
 
-StateBuffer::StateBuffer(Device device, size_t count) : device_(device), count_(count) {
+StateBuffer::StateBuffer(Device device, size_t count, void* stream)
+    : device_(device), stream_(stream), count_(count) {
   if (device == Device::kCpu) {
     host_.assign(count, 0.0f);
     data_ = host_.data();
     return;
   }
 #ifdef LIGHTRING_WITH_CUDA
-  data_ = cuda_ops::allocate(count);
+  data_ = cuda_ops::allocate(count, stream);
 #else
   no_cuda("StateBuffer");
 #endif
@@ -32,12 +33,16 @@ StateBuffer::StateBuffer(Device device, size_t count) : device_(device), count_(
 
 StateBuffer::~StateBuffer() {
 #ifdef LIGHTRING_WITH_CUDA
-  if (device_ == Device::kCuda && data_) cuda_ops::release(data_);
+  if (device_ == Device::kCuda && data_) cuda_ops::release(data_, stream_);
 #endif
 }
 
 StateBuffer::StateBuffer(StateBuffer&& o) noexcept
-    : device_(o.device_), data_(o.data_), count_(o.count_), host_(std::move(o.host_)) {
+    : device_(o.device_),
+      stream_(o.stream_),
+      data_(o.data_),
+      count_(o.count_),
+      host_(std::move(o.host_)) {
   if (device_ == Device::kCpu) data_ = host_.data();
   o.data_ = nullptr;
   o.count_ = 0;
@@ -47,6 +52,7 @@ StateBuffer& StateBuffer::operator=(StateBuffer&& o) noexcept {
   if (this != &o) {
     StateBuffer tmp(std::move(*this));
     device_ = o.device_;
+    stream_ = o.stream_;
     count_ = o.count_;
     host_ = std::move(o.host_);
     data_ = device_ == Device::kCpu ? host_.data() : o.data_;

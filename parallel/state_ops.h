@@ -23,10 +23,13 @@ namespace lightring::parallel {
 using kernels::Device;
 
 // An owned state-sized fp32 buffer on the host or the current CUDA device.
+// Device buffers are stream-ordered (cudaMallocAsync / cudaFreeAsync on
+// `stream`): freeing one never blocks the host, and is ordered after the work
+// on that stream, including communication the stream was made to wait for.
 class StateBuffer {
  public:
   StateBuffer() = default;
-  StateBuffer(Device device, size_t count);
+  StateBuffer(Device device, size_t count, void* stream = nullptr);
   ~StateBuffer();
   StateBuffer(const StateBuffer&) = delete;
   StateBuffer& operator=(const StateBuffer&) = delete;
@@ -39,6 +42,7 @@ class StateBuffer {
 
  private:
   Device device_ = Device::kCpu;
+  void* stream_ = nullptr;
   float* data_ = nullptr;
   size_t count_ = 0;
   std::vector<float> host_;
@@ -59,8 +63,8 @@ std::vector<float> decay_pow(const std::vector<float>& decay_host, int64_t heads
 
 namespace cuda_ops {
 // Defined in parallel/combine_cuda.cu (LIGHTRING_WITH_CUDA builds only).
-float* allocate(size_t count);
-void release(float* p);
+float* allocate(size_t count, void* stream);
+void release(float* p, void* stream);
 void fill_zero(float* y, size_t count, void* stream);
 void copy(float* dst, const float* src, size_t count, void* stream);
 void axpy_heads(float* y, const float* x, const float* alpha, int64_t batch, int64_t heads,
