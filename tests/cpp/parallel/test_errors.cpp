@@ -131,7 +131,17 @@ TEST_F(MpiTest, SendRecvTimeoutNamesPeer) {
 }
 
 // Rank 1 (or rank 0 with one rank) changes one dimension; every rank throws.
-enum class Bad { kHeads, kQkDim, kVDim, kDType, kInitialStateOffRoot, kInvalidLocal };
+enum class Bad {
+  kBatch,
+  kHeads,
+  kQkDim,
+  kVDim,
+  kDType,
+  kDecayPresence,
+  kInitialStateOffRoot,
+  kGradientOffTail,
+  kInvalidLocal
+};
 
 class BadInputTest : public MpiTest, public ::testing::WithParamInterface<Bad> {};
 
@@ -143,6 +153,7 @@ TEST_P(BadInputTest, ReportedOnEveryRank) {
   const int culprit = comm.size() > 1 ? 1 : 0;
   const bool me = comm.rank() == culprit;
   Shape shape{1, 2, 12, 4, 3};
+  if (me && bad == Bad::kBatch) shape.B = 2;
   if (me && bad == Bad::kHeads) shape.H = 3;
   if (me && bad == Bad::kQkDim) shape.D = 5;
   if (me && bad == Bad::kVDim) shape.E = 6;
@@ -162,7 +173,7 @@ TEST_P(BadInputTest, ReportedOnEveryRank) {
   fp.seqlen = shape.N;
   fp.qk_dim = shape.D;
   fp.v_dim = shape.E;
-  fp.decay = decay.data();
+  fp.decay = (me && bad == Bad::kDecayPresence) ? nullptr : decay.data();
   fp.q = q.data();
   fp.k = (me && bad == Bad::kInvalidLocal) ? nullptr : k.data();
   fp.v = v.data();
@@ -173,7 +184,27 @@ TEST_P(BadInputTest, ReportedOnEveryRank) {
 
   std::string message;
   try {
-    parallel::forward(comm, fp, s_in.data());
+    if (bad == Bad::kGradientOffTail) {
+      // Backward with G passed on rank 0 (only the last rank may pass it).
+      HostTensor d_o = HostTensor::from_double(gp.dout, DType::kFloat32);
+      HostTensor dq(DType::kFloat32, gp.q.size()), dk(DType::kFloat32, gp.k.size()),
+          dv(DType::kFloat32, gp.v.size());
+      kernels::BackwardParams bp;
+      static_cast<kernels::Problem&>(bp) = fp;
+      bp.q = q.data();
+      bp.k = k.data();
+      bp.v = v.data();
+      bp.d_o = d_o.data();
+      bp.dq = dq.data();
+      bp.dk = dk.data();
+      bp.dv = dv.data();
+      bp.q_stride = bp.k_stride = bp.dq_stride = bp.dk_stride = fp.q_stride;
+      bp.v_stride = bp.do_stride = bp.dv_stride = fp.v_stride;
+      bp.d_final_state = comm.rank() == 0 ? s0.data() : nullptr;
+      parallel::backward(comm, bp);
+    } else {
+      parallel::forward(comm, fp, s_in.data());
+    }
   } catch (const Error& e) {
     message = e.what();
   }
@@ -206,8 +237,10 @@ TEST_P(BadInputTest, ReportedOnEveryRank) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Mismatches, BadInputTest,
-                         ::testing::Values(Bad::kHeads, Bad::kQkDim, Bad::kVDim, Bad::kDType,
-                                           Bad::kInitialStateOffRoot, Bad::kInvalidLocal));
+                         ::testing::Values(Bad::kBatch, Bad::kHeads, Bad::kQkDim, Bad::kVDim,
+                                           Bad::kDType, Bad::kDecayPresence,
+                                           Bad::kInitialStateOffRoot, Bad::kGradientOffTail,
+                                           Bad::kInvalidLocal));
 
 }  // namespace
 }  // namespace lightring::test

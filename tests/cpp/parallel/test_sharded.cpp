@@ -64,6 +64,24 @@ TEST_P(ShardedTest, MatchesUnshardedOracle) {
   const ShardResult res = run_shard(comm, gp, lengths, schedule);
   expect_matches_oracle(gp, lengths, comm.rank(), res, 2e-5);
   EXPECT_NE(res.fwd.schedule, Schedule::kAuto);
+  // Messages this rank sent in forward: ring 1 (0 on the last rank),
+  // allgather P-1, scan at most ceil(log2 P) rounds.
+  const int P = comm.size();
+  int rounds = 0;
+  while ((1 << rounds) < P) ++rounds;
+  switch (res.fwd.schedule) {
+    case Schedule::kRing:
+      EXPECT_EQ(res.fwd.messages, comm.rank() + 1 < P ? 1 : 0);
+      break;
+    case Schedule::kAllGather:
+      EXPECT_EQ(res.fwd.messages, P - 1);
+      break;
+    case Schedule::kScan:
+      EXPECT_LE(res.fwd.messages, rounds);
+      break;
+    case Schedule::kAuto:
+      break;
+  }
   EXPECT_EQ(res.fwd.message_bytes, static_cast<size_t>(2 * 3 * 5 * 7 * 4));
 }
 
