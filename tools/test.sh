@@ -12,7 +12,7 @@ python=${LIGHTRING_PYTHON:-/usr/bin/python3}
 echo "== ctest"
 ctest --test-dir "$build_dir" --output-on-failure -j "${LIGHTRING_JOBS:-$(nproc)}"
 
-if [ -d tests/python ] && ls "$build_dir"/python/lightring/_C*.so >/dev/null 2>&1; then
+if [ -d tests/python ] && ls "$build_dir"/csrc/_C*.so >/dev/null 2>&1; then
   echo "== pytest"
   LIGHTRING_BUILD_DIR="$PWD/$build_dir" "$python" -m pytest -q tests/python
 fi
