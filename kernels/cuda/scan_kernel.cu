@@ -21,6 +21,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/mma.cuh"
@@ -44,14 +45,16 @@ __host__ __device__ constexpr size_t align16(size_t x) {
 template <typename T, int kEt>
 struct Layout {
   static constexpr int kPad = 16 / sizeof(T);  // one 16-byte vector per row: no ldmatrix conflicts
-  int ldk, ldv, ldp, lds, ldst;
-  size_t q, k, v, p, pw, s, st, total;
-  __host__ __device__ Layout(int dkp, bool with_out) {
+  int ldk, ldv, ldp, lds, ldst, stages;
+  size_t q, k, v, stage_bytes, p, pw, s, st, total;
+  __host__ __device__ Layout(int dkp, bool with_out, int num_stages) {
     ldk = dkp + kPad;
     ldv = kEt + kPad;
     ldp = kChunk + kPad;
     lds = kEt + 4;
     ldst = sizeof(T) == 4 ? lds : kEt + kPad;
+    stages = num_stages;
+    // One stage: the Q, K and V tiles of one chunk; stage i at offset i * stage_bytes.
     size_t off = 0;
     q = off;
     off += with_out ? align16(sizeof(T) * kChunk * ldk) : 0;
@@ -59,6 +62,8 @@ struct Layout {
     off += align16(sizeof(T) * kChunk * ldk);
     v = off;
     off += align16(sizeof(T) * kChunk * ldv);
+    stage_bytes = off;
+    off *= stages;
     p = off;
     off += with_out ? align16(sizeof(T) * kChunk * ldp) : 0;
     pw = off;
@@ -71,28 +76,58 @@ struct Layout {
   }
 };
 
-// s[r][0..cols_pad) <- row t0 + r of the operand, columns col0.. (valid: ncols), zero elsewhere,
-// for r < 64 (rows >= L are zero).
+// Stages: two (the next chunk's tiles load while this one computes) unless one stage lets more
+// CTAs share an SM. LIGHTRING_CUDA_STAGES=1|2 forces a choice (benchmarks compare them; 2 falls
+// back to 1 when it does not fit).
+template <typename T, int kEt>
+Layout<T, kEt> pick_layout(int dkp, bool with_out) {
+  constexpr size_t kMaxSmem = 227 * 1024, kSmPerSm = 228 * 1024, kReserved = 1024;
+  static const int forced = [] {
+    const char* env = std::getenv("LIGHTRING_CUDA_STAGES");
+    return env ? std::atoi(env) : 0;
+  }();
+  const Layout<T, kEt> one(dkp, with_out, 1), two(dkp, with_out, 2);
+  if (two.total > kMaxSmem || forced == 1) return one;
+  if (forced == 2) return two;
+  const auto ctas = [](size_t bytes) { return kSmPerSm / (bytes + kReserved); };
+  return ctas(two.total) >= ctas(one.total) ? two : one;
+}
+
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+               "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::);
+}
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
+}
+
+// s[r][0..cols_pad) <- row r of the operand (rows: its row t0), columns col0 + [0, ncols), zero
+// elsewhere and for rows r >= L. 16-byte cp.async (zero-filling past ncols) when the row is
+// 16-byte aligned; element by element (synchronous) otherwise.
 template <typename T>
-__device__ __forceinline__ void load_tile(T* s, int ld, int cols_pad, const T* rows, int64_t st,
-                                          int L, int col0, int ncols) {
+__device__ __forceinline__ void load_tile_async(T* s, int ld, int cols_pad, const T* rows,
+                                                int64_t st, int L, int col0, int ncols) {
   constexpr int kVec = 16 / sizeof(T);
   const int vecs = cols_pad / kVec;
   for (int idx = threadIdx.x; idx < kChunk * vecs; idx += kThreads) {
     const int r = idx / vecs, c = (idx % vecs) * kVec;
     T* dst = s + r * ld + c;
-    const T* src = rows + r * st + col0 + c;
-    if (r < L && c + kVec <= ncols && (reinterpret_cast<uintptr_t>(src) & 15) == 0) {
-      *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
-    } else if (r < L && c < ncols) {  // ragged edge or unaligned rows: element by element
-      for (int j = 0; j < kVec; ++j) dst[j] = c + j < ncols ? src[j] : from_f32<T>(0.0f);
+    const int valid = r < L ? max(0, min(kVec, ncols - c)) : 0;
+    const T* src = valid > 0 ? rows + r * st + col0 + c : rows;
+    if ((reinterpret_cast<uintptr_t>(src) & 15) == 0) {
+      cp_async16(dst, src, valid * static_cast<int>(sizeof(T)));
     } else {
-      *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
+      for (int j = 0; j < kVec; ++j) dst[j] = j < valid ? src[j] : from_f32<T>(0.0f);
     }
   }
 }
 
-template <typename T, int kEt, bool kOut>
+// kMaxKt: an upper bound on dkp / 16 (4, 8 or 16), so that loops over k tiles unroll.
+template <typename T, int kEt, int kMaxKt, bool kOut>
 __global__ void __launch_bounds__(kThreads) scan_kernel(const ScanParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
   constexpr int kA = FragSize<T>::kA, kB = FragSize<T>::kB;
@@ -104,12 +139,10 @@ __global__ void __launch_bounds__(kThreads) scan_kernel(const ScanParams p) {
   const int64_t bh = blockIdx.y;
   const int64_t b = bh / p.heads, h = bh % p.heads;
   const int dkp = round_up(p.dk, 16);
+  const int nkt = dkp / 16;  // <= kMaxKt
   const int col0 = slice * kEt;
   const int ncols = min(kEt, p.dv - col0);
-  const Layout<T, kEt> lay(dkp, kOut);
-  T* sQ = reinterpret_cast<T*>(smem + lay.q);
-  T* sK = reinterpret_cast<T*>(smem + lay.k);
-  T* sV = reinterpret_cast<T*>(smem + lay.v);
+  const Layout<T, kEt> lay(dkp, kOut, p.stages);
   T* sP = reinterpret_cast<T*>(smem + lay.p);
   float* pw = reinterpret_cast<float*>(smem + lay.pw);
   float* sS = reinterpret_cast<float*>(smem + lay.s);
@@ -141,19 +174,45 @@ __global__ void __launch_bounds__(kThreads) scan_kernel(const ScanParams p) {
 
   const int64_t t_begin = seg * p.seg_len;
   const int64_t t_end = min(p.seqlen, t_begin + p.seg_len);
-  for (int64_t t0 = t_begin; t0 < t_end; t0 += kChunk) {
+  // Stage i % stages holds chunk i's tiles; with two stages chunk i+1 loads during chunk i.
+  auto issue = [&](int64_t t0, int stage) {
     const int L = static_cast<int>(min(static_cast<int64_t>(kChunk), t_end - t0));
-    __syncthreads();  // the previous chunk is done with every tile
-    if constexpr (kOut) load_tile(sQ, lay.ldk, dkp, q_rows + t0 * p.q.st, p.q.st, L, 0, p.dk);
-    load_tile(sK, lay.ldk, dkp, k_rows + t0 * p.k.st, p.k.st, L, 0, p.dk);
-    load_tile(sV, lay.ldv, kEt, v_rows + t0 * p.v.st, p.v.st, L, col0, ncols);
-    __syncthreads();
+    unsigned char* base = smem + stage * lay.stage_bytes;
+    if constexpr (kOut)
+      load_tile_async(reinterpret_cast<T*>(base + lay.q), lay.ldk, dkp, q_rows + t0 * p.q.st,
+                      p.q.st, L, 0, p.dk);
+    load_tile_async(reinterpret_cast<T*>(base + lay.k), lay.ldk, dkp, k_rows + t0 * p.k.st, p.k.st,
+                    L, 0, p.dk);
+    load_tile_async(reinterpret_cast<T*>(base + lay.v), lay.ldv, kEt, v_rows + t0 * p.v.st, p.v.st,
+                    L, col0, ncols);
+    cp_async_commit();
+  };
+  issue(t_begin, 0);
+  int stage = 0;
+  for (int64_t t0 = t_begin; t0 < t_end; t0 += kChunk, stage = (stage + 1) % lay.stages) {
+    const int L = static_cast<int>(min(static_cast<int64_t>(kChunk), t_end - t0));
+    const bool prefetch = lay.stages == 2 && t0 + kChunk < t_end;
+    if (prefetch) {
+      issue(t0 + kChunk, stage ^ 1);  // that stage's last reader finished before the barrier below
+      cp_async_wait<1>();
+    } else {
+      if (lay.stages == 1 && t0 != t_begin)
+        issue(t0, 0);  // the barrier ending the last chunk freed it
+      cp_async_wait<0>();
+    }
+    __syncthreads();  // this chunk's tiles (and the initial state / X of the last chunk) are
+                      // visible
+    T* sQ = reinterpret_cast<T*>(smem + stage * lay.stage_bytes + lay.q);
+    T* sK = reinterpret_cast<T*>(smem + stage * lay.stage_bytes + lay.k);
+    T* sV = reinterpret_cast<T*>(smem + stage * lay.stage_bytes + lay.v);
 
     if constexpr (kOut) {
       const int r0 = warp * 16;
       // P = (Q Kᵀ ⊙ M)·c_intra for rows r0..r0+15; column tiles above the diagonal stay 0.
       float acc[8][4] = {};
-      for (int kt = 0; kt < dkp / 16; ++kt) {
+#pragma unroll
+      for (int kt = 0; kt < kMaxKt; ++kt) {
+        if (kt >= nkt) break;
         uint32_t a[kA];
         load_a<T, false>(a, sQ, lay.ldk, r0, kt * 16);
 #pragma unroll
@@ -179,7 +238,9 @@ __global__ void __launch_bounds__(kThreads) scan_kernel(const ScanParams p) {
 
       // O = c_inter·diag(λ^{r+1-σ}) Q X + P V.
       float o[kNt][4] = {};
-      for (int kt = 0; kt < dkp / 16; ++kt) {
+#pragma unroll
+      for (int kt = 0; kt < kMaxKt; ++kt) {
+        if (kt >= nkt) break;
         uint32_t a[kA];
         load_a<T, false>(a, sQ, lay.ldk, r0, kt * 16);
 #pragma unroll
@@ -200,7 +261,9 @@ __global__ void __launch_bounds__(kThreads) scan_kernel(const ScanParams p) {
         o[nt][3] *= w1;
       }
       __syncwarp();
-      for (int kt = 0; kt <= warp; ++kt) {
+#pragma unroll
+      for (int kt = 0; kt < kChunk / 16; ++kt) {
+        if (kt > warp) break;
         uint32_t a[kA];
         load_a<T, false>(a, sP, lay.ldp, r0, kt * 16);
 #pragma unroll
@@ -243,7 +306,10 @@ __global__ void __launch_bounds__(kThreads) scan_kernel(const ScanParams p) {
     __syncthreads();
     // X = λ^L X + Kᵀ (ΓV): warp w owns row tiles w, w+4, ... of X.
     const float decay_L = pw[L];
-    for (int mt = warp; mt < dkp / 16; mt += kWarps) {
+#pragma unroll
+    for (int i = 0; i < (kMaxKt + kWarps - 1) / kWarps; ++i) {
+      const int mt = warp + i * kWarps;
+      if (mt >= nkt) break;
       const int m0 = mt * 16;
       float x[kNt][4];
 #pragma unroll
@@ -282,6 +348,7 @@ __global__ void __launch_bounds__(kThreads) scan_kernel(const ScanParams p) {
         }
       }
     }
+    __syncthreads();  // this stage's tiles are free for the chunk after next
   }
 
   if (p.state_out.ptr) {
@@ -295,27 +362,35 @@ __global__ void __launch_bounds__(kThreads) scan_kernel(const ScanParams p) {
   }
 }
 
-template <typename T, int kEt, bool kOut>
-void launch(const ScanParams& p, cudaStream_t stream) {
-  const int dkp = round_up(p.dk, 16);
-  const size_t smem = Layout<T, kEt>(dkp, kOut).total;
-  auto* kernel = &scan_kernel<T, kEt, kOut>;
+template <typename T, int kEt, int kMaxKt, bool kOut>
+void launch(ScanParams p, cudaStream_t stream) {
+  const Layout<T, kEt> lay = pick_layout<T, kEt>(round_up(p.dk, 16), kOut);
+  p.stages = lay.stages;
+  auto* kernel = &scan_kernel<T, kEt, kMaxKt, kOut>;
   LR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                     static_cast<int>(smem)));
+                                     static_cast<int>(lay.total)));
   const int num_slices = (p.dv + kEt - 1) / kEt;
   const dim3 grid(num_slices * p.num_segs, static_cast<unsigned>(p.batch * p.heads));
   LR_CHECK(grid.y <= 65535u, "CUDA scan: batch*heads must be <= 65535 (got ", grid.y, ")");
-  kernel<<<grid, kThreads, smem, stream>>>(p);
+  kernel<<<grid, kThreads, lay.total, stream>>>(p);
   LR_CUDA_CHECK_LAUNCH("scan_kernel");
 }
 
-template <typename T, int kEt>
+template <typename T, int kEt, int kMaxKt>
 void launch_mode(const ScanParams& p, cudaStream_t stream) {
   if (p.o) {
-    launch<T, kEt, true>(p, stream);
+    launch<T, kEt, kMaxKt, true>(p, stream);
   } else {
-    launch<T, kEt, false>(p, stream);
+    launch<T, kEt, kMaxKt, false>(p, stream);
   }
+}
+
+template <typename T, int kEt>
+void launch_dims(const ScanParams& p, cudaStream_t stream) {
+  const int nkt = round_up(p.dk, 16) / 16;
+  if (nkt <= 4) return launch_mode<T, kEt, 4>(p, stream);
+  if (nkt <= 8) return launch_mode<T, kEt, 8>(p, stream);
+  launch_mode<T, kEt, 16>(p, stream);
 }
 
 }  // namespace
@@ -325,11 +400,11 @@ void scan(const ScanParams& p, void* stream_ptr) {
   LR_CHECK(p.seg_len % kChunk == 0, "CUDA scan: seg_len must be a multiple of ", kChunk);
   switch (p.dtype) {
     case DType::kBFloat16:
-      return launch_mode<__nv_bfloat16, 64>(p, stream);
+      return launch_dims<__nv_bfloat16, 64>(p, stream);
     case DType::kFloat16:
-      return launch_mode<__half, 64>(p, stream);
+      return launch_dims<__half, 64>(p, stream);
     case DType::kFloat32:
-      return launch_mode<float, 32>(p, stream);
+      return launch_dims<float, 32>(p, stream);
   }
   LR_THROW("CUDA scan: unsupported dtype");
 }
