@@ -3,20 +3,27 @@
 //     O      = c_intra·[(Q Kᵀ) ⊙ M] V + c_inter·diag(λ^{r+1-σ}) Q X
 //     X_next = λ^L X + c_state·Kᵀ diag(λ^{L-1-r+σ}) V
 //
-// One CTA of 4 warps owns one (b·h, segment, dv-slice of kEt columns) and
-// walks the segment's 64-row chunks in order. Per chunk:
-//   1. Q, K (all dk columns) and the V slice are loaded to shared memory,
-//      zero-padded to dkp = roundup(dk, 16) columns and to 64 rows;
-//   2. warp w owns rows 16w..16w+15: P = (Q Kᵀ ⊙ M)·c_intra (causal 16×16
+// One CTA of kWarps = 4 or 8 warps owns one (b·h, segment, dv-slice of kEt
+// columns) and walks the segment's 64-row chunks in order. Per chunk:
+//   1. Q, K (all dk columns) and the V slice are loaded to shared memory
+//      (cp.async, one or two stages), zero-padded to dkp = roundup(dk, 16)
+//      columns and to 64 rows;
+//   2. warp w owns rows 16·(w % 4)..+15 and column group w / 4 (all columns
+//      with 4 warps, one half with 8): P = (Q Kᵀ ⊙ M)·c_intra (causal 16×16
 //      tiles only) goes to shared memory in the element type; O accumulates
 //      Q X (X read from its element-type copy), its rows are scaled, then P V
-//      is added; O is staged through the warp's own P rows and stored;
+//      is added; O is staged through shared memory and stored;
 //   3. V rows are scaled in place by c_state·λ^{L-1-r+σ} and X (fp32 in
 //      shared memory) is updated with Kᵀ(ΓV), warps splitting X's rows.
 // X stays fp32 for the whole segment; only its operand copy is rounded to
 // the element type (as FLA does), and all products accumulate in fp32.
 // Shared memory: Q, K [64][dkp+pad], V, P [64][kEt / 64 + pad] (element type),
 // X [dkp][kEt+4] fp32 and its operand copy [dkp][kEt+pad], λ^0..λ^64.
+//
+// This header holds the kernel template and its launcher; scan_{bf16,fp16,fp32}.cu
+// instantiate it per element type (parallel builds), scan.cu dispatches.
+#pragma once
+
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -29,10 +36,7 @@
 
 namespace lightring::kernels::cuda {
 
-namespace {
-
-constexpr int kThreads = 128;
-constexpr int kWarps = kThreads / 32;
+namespace scan_detail {
 
 __host__ __device__ constexpr int round_up(int x, int m) {
   return (x + m - 1) / m * m;
@@ -108,7 +112,7 @@ __device__ __forceinline__ void cp_async_wait() {
 // s[r][0..cols_pad) <- row r of the operand (rows: its row t0), columns col0 + [0, ncols), zero
 // elsewhere and for rows r >= L. 16-byte cp.async (zero-filling past ncols) when the row is
 // 16-byte aligned; element by element (synchronous) otherwise.
-template <typename T>
+template <typename T, int kThreads>
 __device__ __forceinline__ void load_tile_async(T* s, int ld, int cols_pad, const T* rows,
                                                 int64_t st, int L, int col0, int ncols) {
   constexpr int kVec = 16 / sizeof(T);
@@ -127,8 +131,12 @@ __device__ __forceinline__ void load_tile_async(T* s, int ld, int cols_pad, cons
 }
 
 // kMaxKt: an upper bound on dkp / 16 (4, 8 or 16), so that loops over k tiles unroll.
-template <typename T, int kEt, int kMaxKt, bool kOut>
-__global__ void __launch_bounds__(kThreads) scan_kernel(const ScanParams p) {
+template <typename T, int kEt, int kMaxKt, int kWarps, bool kOut>
+__global__ void __launch_bounds__(kWarps * 32) scan_kernel(const ScanParams p) {
+  constexpr int kThreads = kWarps * 32;
+  constexpr int kCg = kWarps / 4;      // column groups: 1 or 2
+  constexpr int kPNt = 8 / kCg;        // n8 tiles of P per warp
+  constexpr int kONt = kEt / 8 / kCg;  // n8 tiles of O per warp
   extern __shared__ __align__(16) unsigned char smem[];
   constexpr int kA = FragSize<T>::kA, kB = FragSize<T>::kB;
   constexpr int kNt = kEt / 8;  // n8 tiles of a dv slice
@@ -179,12 +187,12 @@ __global__ void __launch_bounds__(kThreads) scan_kernel(const ScanParams p) {
     const int L = static_cast<int>(min(static_cast<int64_t>(kChunk), t_end - t0));
     unsigned char* base = smem + stage * lay.stage_bytes;
     if constexpr (kOut)
-      load_tile_async(reinterpret_cast<T*>(base + lay.q), lay.ldk, dkp, q_rows + t0 * p.q.st,
-                      p.q.st, L, 0, p.dk);
-    load_tile_async(reinterpret_cast<T*>(base + lay.k), lay.ldk, dkp, k_rows + t0 * p.k.st, p.k.st,
-                    L, 0, p.dk);
-    load_tile_async(reinterpret_cast<T*>(base + lay.v), lay.ldv, kEt, v_rows + t0 * p.v.st, p.v.st,
-                    L, col0, ncols);
+      load_tile_async<T, kThreads>(reinterpret_cast<T*>(base + lay.q), lay.ldk, dkp,
+                                   q_rows + t0 * p.q.st, p.q.st, L, 0, p.dk);
+    load_tile_async<T, kThreads>(reinterpret_cast<T*>(base + lay.k), lay.ldk, dkp,
+                                 k_rows + t0 * p.k.st, p.k.st, L, 0, p.dk);
+    load_tile_async<T, kThreads>(reinterpret_cast<T*>(base + lay.v), lay.ldv, kEt,
+                                 v_rows + t0 * p.v.st, p.v.st, L, col0, ncols);
     cp_async_commit();
   };
   issue(t_begin, 0);
@@ -207,46 +215,50 @@ __global__ void __launch_bounds__(kThreads) scan_kernel(const ScanParams p) {
     T* sV = reinterpret_cast<T*>(smem + stage * lay.stage_bytes + lay.v);
 
     if constexpr (kOut) {
-      const int r0 = warp * 16;
-      // P = (Q Kᵀ ⊙ M)·c_intra for rows r0..r0+15; column tiles above the diagonal stay 0.
-      float acc[8][4] = {};
+      const int rg = warp % 4, cg = warp / 4;  // row group, column group
+      const int r0 = rg * 16;
+      // P = (Q Kᵀ ⊙ M)·c_intra for rows r0..r0+15, columns 64/kCg·cg + [0, 64/kCg);
+      // column tiles above the diagonal are skipped (they stay 0).
+      float acc[kPNt][4] = {};
 #pragma unroll
       for (int kt = 0; kt < kMaxKt; ++kt) {
         if (kt >= nkt) break;
         uint32_t a[kA];
         load_a<T, false>(a, sQ, lay.ldk, r0, kt * 16);
 #pragma unroll
-        for (int np = 0; np < 4; ++np) {
-          if (np <= warp) {
+        for (int j = 0; j < kPNt / 2; ++j) {
+          const int np = cg * (kPNt / 2) + j;
+          if (np <= rg) {
             uint32_t bf[2 * kB];
             load_b<T, false>(bf, sK, lay.ldk, kt * 16, np * 16);
-            mma<T>(acc[2 * np], a, bf);
-            mma<T>(acc[2 * np + 1], a, bf + kB);
+            mma<T>(acc[2 * j], a, bf);
+            mma<T>(acc[2 * j + 1], a, bf + kB);
           }
         }
       }
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
+      for (int j = 0; j < kPNt; ++j) {
 #pragma unroll
         for (int hf = 0; hf < 2; ++hf) {
-          const int r = r0 + gq + hf * 8, c = nt * 8 + 2 * tq;
-          const float x0 = r >= c ? acc[nt][2 * hf] * p.c_intra * pw[r - c] : 0.0f;
-          const float x1 = r >= c + 1 ? acc[nt][2 * hf + 1] * p.c_intra * pw[r - c - 1] : 0.0f;
+          const int r = r0 + gq + hf * 8, c = (cg * kPNt + j) * 8 + 2 * tq;
+          const float x0 = r >= c ? acc[j][2 * hf] * p.c_intra * pw[r - c] : 0.0f;
+          const float x1 = r >= c + 1 ? acc[j][2 * hf + 1] * p.c_intra * pw[r - c - 1] : 0.0f;
           store_pair(sP + r * lay.ldp + c, x0, x1);
         }
       }
 
-      // O = c_inter·diag(λ^{r+1-σ}) Q X + P V.
-      float o[kNt][4] = {};
+      // O = c_inter·diag(λ^{r+1-σ}) Q X + P V, columns kEt/kCg·cg + [0, kEt/kCg) of the slice.
+      const int oc0 = cg * kONt * 8;
+      float o[kONt][4] = {};
 #pragma unroll
       for (int kt = 0; kt < kMaxKt; ++kt) {
         if (kt >= nkt) break;
         uint32_t a[kA];
         load_a<T, false>(a, sQ, lay.ldk, r0, kt * 16);
 #pragma unroll
-        for (int np = 0; np < kNt / 2; ++np) {
+        for (int np = 0; np < kONt / 2; ++np) {
           uint32_t bf[2 * kB];
-          load_b<T, true>(bf, sST, lay.ldst, kt * 16, np * 16);
+          load_b<T, true>(bf, sST, lay.ldst, kt * 16, oc0 + np * 16);
           mma<T>(o[2 * np], a, bf);
           mma<T>(o[2 * np + 1], a, bf + kB);
         }
@@ -254,37 +266,46 @@ __global__ void __launch_bounds__(kThreads) scan_kernel(const ScanParams p) {
       const float w0 = p.c_inter * pw[r0 + gq + 1 - p.shift];
       const float w1 = p.c_inter * pw[r0 + gq + 9 - p.shift];
 #pragma unroll
-      for (int nt = 0; nt < kNt; ++nt) {
+      for (int nt = 0; nt < kONt; ++nt) {
         o[nt][0] *= w0;
         o[nt][1] *= w0;
         o[nt][2] *= w1;
         o[nt][3] *= w1;
       }
-      __syncwarp();
+      if constexpr (kCg == 1) {
+        __syncwarp();  // this warp wrote every P column of its rows
+      } else {
+        __syncthreads();  // P rows are written by two warps
+      }
 #pragma unroll
       for (int kt = 0; kt < kChunk / 16; ++kt) {
-        if (kt > warp) break;
+        if (kt > rg) break;
         uint32_t a[kA];
         load_a<T, false>(a, sP, lay.ldp, r0, kt * 16);
 #pragma unroll
-        for (int np = 0; np < kNt / 2; ++np) {
+        for (int np = 0; np < kONt / 2; ++np) {
           uint32_t bf[2 * kB];
-          load_b<T, true>(bf, sV, lay.ldv, kt * 16, np * 16);
+          load_b<T, true>(bf, sV, lay.ldv, kt * 16, oc0 + np * 16);
           mma<T>(o[2 * np], a, bf);
           mma<T>(o[2 * np + 1], a, bf + kB);
         }
       }
-      // Stage O through this warp's own P rows, then store whole rows.
-      __syncwarp();
+      // Stage O through P's rows once every reader of P is done, then store this warp's block.
+      if constexpr (kCg == 1) {
+        __syncwarp();
+      } else {
+        __syncthreads();
+      }
 #pragma unroll
-      for (int nt = 0; nt < kNt; ++nt) {
-        store_pair(sP + (r0 + gq) * lay.ldp + nt * 8 + 2 * tq, o[nt][0], o[nt][1]);
-        store_pair(sP + (r0 + gq + 8) * lay.ldp + nt * 8 + 2 * tq, o[nt][2], o[nt][3]);
+      for (int nt = 0; nt < kONt; ++nt) {
+        store_pair(sP + (r0 + gq) * lay.ldp + oc0 + nt * 8 + 2 * tq, o[nt][0], o[nt][1]);
+        store_pair(sP + (r0 + gq + 8) * lay.ldp + oc0 + nt * 8 + 2 * tq, o[nt][2], o[nt][3]);
       }
       __syncwarp();
       constexpr int kVec = 16 / sizeof(T);
-      for (int idx = lane; idx < 16 * (kEt / kVec); idx += 32) {
-        const int r = r0 + idx / (kEt / kVec), c = (idx % (kEt / kVec)) * kVec;
+      constexpr int kRowVecs = kEt / kCg / kVec;  // vectors per row of this warp's block
+      for (int idx = lane; idx < 16 * kRowVecs; idx += 32) {
+        const int r = r0 + idx / kRowVecs, c = oc0 + (idx % kRowVecs) * kVec;
         if (r >= L || c >= ncols) continue;
         T* dst = o_rows + (t0 + r) * p.o_st + col0 + c;
         const T* src = sP + r * lay.ldp + c;
@@ -304,7 +325,7 @@ __global__ void __launch_bounds__(kThreads) scan_kernel(const ScanParams p) {
       *e = from_f32<T>(to_f32(*e) * p.c_state * pw[L - 1 - r + p.shift]);
     }
     __syncthreads();
-    // X = λ^L X + Kᵀ (ΓV): warp w owns row tiles w, w+4, ... of X.
+    // X = λ^L X + Kᵀ (ΓV): warp w owns row tiles w, w + kWarps, ... of X.
     const float decay_L = pw[L];
 #pragma unroll
     for (int i = 0; i < (kMaxKt + kWarps - 1) / kWarps; ++i) {
@@ -362,26 +383,37 @@ __global__ void __launch_bounds__(kThreads) scan_kernel(const ScanParams p) {
   }
 }
 
-template <typename T, int kEt, int kMaxKt, bool kOut>
+template <typename T, int kEt, int kMaxKt, int kWarps, bool kOut>
 void launch(ScanParams p, cudaStream_t stream) {
   const Layout<T, kEt> lay = pick_layout<T, kEt>(round_up(p.dk, 16), kOut);
   p.stages = lay.stages;
-  auto* kernel = &scan_kernel<T, kEt, kMaxKt, kOut>;
+  auto* kernel = &scan_kernel<T, kEt, kMaxKt, kWarps, kOut>;
   LR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                      static_cast<int>(lay.total)));
   const int num_slices = (p.dv + kEt - 1) / kEt;
   const dim3 grid(num_slices * p.num_segs, static_cast<unsigned>(p.batch * p.heads));
   LR_CHECK(grid.y <= 65535u, "CUDA scan: batch*heads must be <= 65535 (got ", grid.y, ")");
-  kernel<<<grid, kThreads, lay.total, stream>>>(p);
+  kernel<<<grid, kWarps * 32, lay.total, stream>>>(p);
   LR_CUDA_CHECK_LAUNCH("scan_kernel");
+}
+
+// Warps per CTA: 8 unless LIGHTRING_CUDA_WARPS=4 (benchmarks compare them).
+inline int warps_per_cta() {
+  static const int warps = [] {
+    const char* env = std::getenv("LIGHTRING_CUDA_WARPS");
+    return env && std::atoi(env) == 4 ? 4 : 8;
+  }();
+  return warps;
 }
 
 template <typename T, int kEt, int kMaxKt>
 void launch_mode(const ScanParams& p, cudaStream_t stream) {
+  const bool four = warps_per_cta() == 4;
   if (p.o) {
-    launch<T, kEt, kMaxKt, true>(p, stream);
+    four ? launch<T, kEt, kMaxKt, 4, true>(p, stream) : launch<T, kEt, kMaxKt, 8, true>(p, stream);
   } else {
-    launch<T, kEt, kMaxKt, false>(p, stream);
+    four ? launch<T, kEt, kMaxKt, 4, false>(p, stream)
+         : launch<T, kEt, kMaxKt, 8, false>(p, stream);
   }
 }
 
@@ -393,20 +425,5 @@ void launch_dims(const ScanParams& p, cudaStream_t stream) {
   launch_mode<T, kEt, 16>(p, stream);
 }
 
-}  // namespace
-
-void scan(const ScanParams& p, void* stream_ptr) {
-  const auto stream = static_cast<cudaStream_t>(stream_ptr);
-  LR_CHECK(p.seg_len % kChunk == 0, "CUDA scan: seg_len must be a multiple of ", kChunk);
-  switch (p.dtype) {
-    case DType::kBFloat16:
-      return launch_dims<__nv_bfloat16, 64>(p, stream);
-    case DType::kFloat16:
-      return launch_dims<__half, 64>(p, stream);
-    case DType::kFloat32:
-      return launch_dims<float, 32>(p, stream);
-  }
-  LR_THROW("CUDA scan: unsupported dtype");
-}
-
+}  // namespace scan_detail
 }  // namespace lightring::kernels::cuda
