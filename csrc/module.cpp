@@ -1,49 +1,106 @@
-// The pybind11 half of lightring._C: non-tensor helpers only (no torch object
-// crosses here, so this file does not depend on torch's Python ABI). Loading
+// The Python module half of lightring._C: non-tensor helpers, written against the
+// CPython C API. (Not pybind11: a pybind11 module shares pybind11's internals
+// with torch's bindings when their versions agree, and torch 2.11's wheel crashed
+// on the first exception with the pip pybind11 3.1 build of this module.) Loading
 // the library also registers the lightring:: ops (csrc/ops.cpp).
-#include <pybind11/pybind11.h>
-#include <pybind11/stl.h>
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
 
+#include <exception>
 #include <vector>
 
 #include "kernels/attention.h"
 #include "kernels/error.h"
 
-namespace py = pybind11;
 namespace kernels = lightring::kernels;
 
-PYBIND11_MODULE(_C, m) {
-  m.doc() =
-      "lightring native extension: registers torch.ops.lightring.{forward,backward,local_state}";
-  m.attr("__version__") = LIGHTRING_VERSION;
-  // The torch release this library was compiled against; lightring/__init__.py
-  // refuses to run it under another one (the C++ ABI differs between releases).
-  m.attr("torch_version") = LIGHTRING_TORCH_BUILT_VERSION;
+namespace {
+
+// Runs f, turning a C++ exception into a Python RuntimeError.
+template <typename F>
+PyObject* guarded(F&& f) {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+    return nullptr;
+  }
+}
+
+PyObject* py_slopes(PyObject*, PyObject* args) {
+  long long heads = 0;
+  if (!PyArg_ParseTuple(args, "L", &heads)) return nullptr;
+  return guarded([&]() -> PyObject* {
+    std::vector<float> out(heads > 0 ? heads : 0);
+    kernels::slopes(heads, out.data());
+    PyObject* list = PyList_New(static_cast<Py_ssize_t>(out.size()));
+    if (list == nullptr) return nullptr;
+    for (size_t i = 0; i < out.size(); ++i) {
+      PyList_SET_ITEM(list, static_cast<Py_ssize_t>(i), PyFloat_FromDouble(out[i]));
+    }
+    return list;
+  });
+}
+
+PyObject* py_default_block_size(PyObject*, PyObject* args) {
+  int cuda = 0;
+  long long qk_dim = 0, v_dim = 0;
+  if (!PyArg_ParseTuple(args, "pLL", &cuda, &qk_dim, &v_dim)) return nullptr;
+  return guarded([&] {
+    const auto device = cuda ? kernels::Device::kCuda : kernels::Device::kCpu;
+    return PyLong_FromLong(kernels::default_block_size(device, qk_dim, v_dim));
+  });
+}
+
+PyObject* py_cuda_compiled(PyObject*, PyObject*) {
+  return PyBool_FromLong(kernels::cuda_compiled());
+}
+
+PyObject* py_cuda_available(PyObject*, PyObject*) {
+  return guarded([] { return PyBool_FromLong(kernels::cuda_available()); });
+}
+
+PyObject* py_set_error_rank(PyObject*, PyObject* args) {
+  int rank = -1;
+  if (!PyArg_ParseTuple(args, "i", &rank)) return nullptr;
+  lightring::set_error_rank(rank);
+  Py_RETURN_NONE;
+}
+
+PyMethodDef kMethods[] = {
+    {"slopes", py_slopes, METH_VARARGS,
+     "slopes(num_heads) -> list[float]: TransNormerLLM per-head decay rates (algorithm.md §1)."},
+    {"default_block_size", py_default_block_size, METH_VARARGS,
+     "default_block_size(cuda, qk_dim, v_dim) -> int"},
+    {"cuda_compiled", py_cuda_compiled, METH_NOARGS, "Whether the CUDA backend was built."},
+    {"cuda_available", py_cuda_available, METH_NOARGS, "Whether the CUDA backend sees a GPU."},
+    {"set_error_rank", py_set_error_rank, METH_VARARGS,
+     "set_error_rank(rank): rank shown in lightring error messages (-1: none)."},
+    {nullptr, nullptr, 0, nullptr}};
+
+PyModuleDef kModule = {PyModuleDef_HEAD_INIT, "_C",
+                       "lightring native extension: registers "
+                       "torch.ops.lightring.{forward,backward,local_state}",
+                       -1, kMethods};
+
+}  // namespace
+
+PyMODINIT_FUNC PyInit__C() {
+  PyObject* m = PyModule_Create(&kModule);
+  if (m == nullptr) return nullptr;
+  // The torch release this library was compiled against: lightring/_ext.py refuses
+  // to run it under another one (the C++ ABI differs between releases).
+  const bool ok =
+      PyModule_AddStringConstant(m, "__version__", LIGHTRING_VERSION) == 0 &&
+      PyModule_AddStringConstant(m, "torch_version", LIGHTRING_TORCH_BUILT_VERSION) == 0 &&
 #ifdef LIGHTRING_TORCH_CUDA
-  m.attr("torch_cuda") = true;
+      PyModule_AddObject(m, "torch_cuda", PyBool_FromLong(1)) == 0;
 #else
-  m.attr("torch_cuda") = false;
+      PyModule_AddObject(m, "torch_cuda", PyBool_FromLong(0)) == 0;
 #endif
-
-  m.def(
-      "slopes",
-      [](int64_t heads) {
-        std::vector<float> out(heads > 0 ? heads : 0);
-        kernels::slopes(heads, out.data());
-        return out;
-      },
-      py::arg("num_heads"), "Per-head decay rates of TransNormerLLM (docs/algorithm.md §1).");
-  m.def(
-      "default_block_size",
-      [](bool cuda, int64_t qk_dim, int64_t v_dim) {
-        return kernels::default_block_size(cuda ? kernels::Device::kCuda : kernels::Device::kCpu,
-                                           qk_dim, v_dim);
-      },
-      py::arg("cuda"), py::arg("qk_dim"), py::arg("v_dim"));
-  m.def("cuda_compiled", &kernels::cuda_compiled, "Whether the CUDA backend was built.");
-  m.def("cuda_available", &kernels::cuda_available, "Whether the CUDA backend sees a GPU.");
-  m.def("set_error_rank", &lightring::set_error_rank, py::arg("rank"),
-        "Rank shown in lightring error messages of this process (-1: none).");
-
-  py::register_exception<lightring::Error>(m, "Error", PyExc_RuntimeError);
+  if (!ok) {
+    Py_DECREF(m);
+    return nullptr;
+  }
+  return m;
 }

@@ -6,6 +6,7 @@
 // An output that was not requested is returned as an empty [0] tensor, so that
 // every op has a fixed number of tensor outputs.
 #include <c10/core/DeviceGuard.h>
+#include <c10/util/Exception.h>
 #include <torch/library.h>
 
 #include "csrc/params.h"
@@ -15,15 +16,30 @@ namespace lightring::csrc {
 
 namespace {
 
+// Rethrows lightring::Error as c10::Error, the exception torch's Python bindings
+// translate themselves (into RuntimeError). Letting another C++ exception reach
+// them crashes torch 2.11, whose pybind11 internals differ from this module's.
+template <typename F>
+auto torch_errors(F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const lightring::Error& e) {
+    C10_THROW_ERROR(Error, e.what());
+  } catch (const std::exception& e) {
+    C10_THROW_ERROR(Error, std::string("lightring: ") + e.what());
+  }
+}
+
 at::Tensor none_tensor(const at::Tensor& like) {
   return at::empty({0}, like.options().dtype(at::kFloat));
 }
 
 // o = c·q S (docs/algorithm.md §1) for every row; optionally the final state.
-std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& q, const at::Tensor& k,
-                                           const at::Tensor& v, const Optional<at::Tensor>& decay,
-                                           double scale, const Optional<at::Tensor>& initial_state,
-                                           bool output_final_state, int64_t block_size) {
+std::tuple<at::Tensor, at::Tensor> forward_impl(const at::Tensor& q, const at::Tensor& k,
+                                                const at::Tensor& v,
+                                                const Optional<at::Tensor>& decay, double scale,
+                                                const Optional<at::Tensor>& initial_state,
+                                                bool output_final_state, int64_t block_size) {
   kernels::ForwardParams p;
   static_cast<kernels::Problem&>(p) = make_problem(q, "q", &k, v, "v", decay, scale, block_size);
   const c10::DeviceGuard guard(q.device());
@@ -44,7 +60,7 @@ std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& q, const at::Tensor
 }
 
 // dq, dk, dv and (when asked) dS0, given dO and the final-state gradient G.
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_impl(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& d_o,
     const Optional<at::Tensor>& decay, double scale, const Optional<at::Tensor>& initial_state,
     const Optional<at::Tensor>& d_final_state, bool output_d_initial_state, int64_t block_size) {
@@ -79,8 +95,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
 
 // The local state of a segment from a zero state (§3): A = Σ λ^{N-1-t} k_tᵀ v_t
 // (x = k, y = v), or with backward=True C = Σ c·λ^{t+1} q_tᵀ dO_t (x = q, y = dO).
-at::Tensor local_state(const at::Tensor& x, const at::Tensor& y, const Optional<at::Tensor>& decay,
-                       double scale, bool backward, int64_t block_size) {
+at::Tensor local_state_impl(const at::Tensor& x, const at::Tensor& y,
+                            const Optional<at::Tensor>& decay, double scale, bool backward,
+                            int64_t block_size) {
   kernels::StateParams p;
   const char* x_name = backward ? "q" : "k";
   const char* y_name = backward ? "d_o" : "v";
@@ -96,6 +113,30 @@ at::Tensor local_state(const at::Tensor& x, const at::Tensor& y, const Optional<
   p.state = state.data_ptr<float>();
   kernels::local_state(p);
   return state;
+}
+
+std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& q, const at::Tensor& k,
+                                           const at::Tensor& v, const Optional<at::Tensor>& decay,
+                                           double scale, const Optional<at::Tensor>& initial_state,
+                                           bool output_final_state, int64_t block_size) {
+  return torch_errors([&] {
+    return forward_impl(q, k, v, decay, scale, initial_state, output_final_state, block_size);
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& d_o,
+    const Optional<at::Tensor>& decay, double scale, const Optional<at::Tensor>& initial_state,
+    const Optional<at::Tensor>& d_final_state, bool output_d_initial_state, int64_t block_size) {
+  return torch_errors([&] {
+    return backward_impl(q, k, v, d_o, decay, scale, initial_state, d_final_state,
+                         output_d_initial_state, block_size);
+  });
+}
+
+at::Tensor local_state(const at::Tensor& x, const at::Tensor& y, const Optional<at::Tensor>& decay,
+                       double scale, bool backward, int64_t block_size) {
+  return torch_errors([&] { return local_state_impl(x, y, decay, scale, backward, block_size); });
 }
 
 }  // namespace

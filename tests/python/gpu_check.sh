@@ -4,10 +4,12 @@
 # the NCCL sequence-parallel checks under mpirun; then checks `pip install` into a
 # scratch directory.
 #
-#   tests/python/gpu_check.sh [build-dir]        (from anywhere; default build-gpu)
+#   tests/python/gpu_check.sh [build-dir [pytest args...]]   (default build-dir: <repo>/build-gpu)
+#   SKIP_PIP=1 skips the pip check; CUDA_ARCHS (default 90a); PYTHON (default python3).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${1:-$REPO/build-gpu}
+shift || true
 PY=${PYTHON:-python3}
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 
@@ -23,7 +25,7 @@ cmake -S "$REPO" -B "$BUILD" -G Ninja -DPython_EXECUTABLE="$(command -v "$PY")" 
 cmake --build "$BUILD" --target lightring_python -j "$(nproc)"
 
 cd "$REPO"
-LIGHTRING_BUILD_DIR="$BUILD" "$PY" -m pytest -q -rs tests/python ${PYTEST_ARGS:-}
+LIGHTRING_BUILD_DIR="$BUILD" "$PY" -m pytest -q -rs tests/python "$@"
 
 if [ "${SKIP_PIP:-0}" != 1 ]; then
   TARGET=$(mktemp -d)
