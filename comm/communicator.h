@@ -98,9 +98,27 @@ class Communicator {
   // (MPI_Comm_split / ncclCommSplit semantics). Collective over this group.
   virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
 
+  // Op timing, for benchmarks. While enabled, every data operation (send_recv,
+  // all_gather) is timed: a device communicator records CUDA events on its own
+  // stream around the operation, so the time runs from the moment that stream
+  // may start it (the compute stream reached it) until the data has arrived,
+  // waiting for a late peer included; a host communicator uses the host clock
+  // around the operation. take_op_time_ms() returns the total since the last
+  // call (or since enabling) and resets it; on a device communicator it first
+  // waits for its stream (bounded by the deadline).
+  void set_op_timing(bool enabled) {
+    op_timing_ = enabled;
+    take_op_time_ms();
+  }
+  bool op_timing() const { return op_timing_; }
+  virtual double take_op_time_ms() { return 0.0; }
+
   // Rank convenience for the ring: previous and next rank, or -1 at the ends.
   int prev_rank() const { return rank() > 0 ? rank() - 1 : -1; }
   int next_rank() const { return rank() + 1 < size() ? rank() + 1 : -1; }
+
+ private:
+  bool op_timing_ = false;
 };
 
 }  // namespace lightring::comm

@@ -157,9 +157,34 @@ void MpiCommunicator::wait_all(std::vector<MPI_Request>& requests, const std::ve
            "step. Set LIGHTRING_COMM_TIMEOUT_S to change the deadline");
 }
 
+namespace {
+// Adds the host time of one data operation to `total` when timing is on.
+class OpClock {
+ public:
+  OpClock(bool on, double& total) : on_(on), total_(total), t0_(std::chrono::steady_clock::now()) {}
+  ~OpClock() {
+    if (on_)
+      total_ +=
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_).count();
+  }
+
+ private:
+  bool on_;
+  double& total_;
+  std::chrono::steady_clock::time_point t0_;
+};
+}  // namespace
+
+double MpiCommunicator::take_op_time_ms() {
+  const double t = op_ms_;
+  op_ms_ = 0.0;
+  return t;
+}
+
 void MpiCommunicator::send_recv(const std::vector<SendOp>& sends, const std::vector<RecvOp>& recvs,
                                 void*) {
   check_usable("send_recv");
+  OpClock clock(op_timing(), op_ms_);
   std::vector<MPI_Request> reqs;
   std::vector<int> peers;
   for (const RecvOp& r : recvs) {
@@ -208,6 +233,7 @@ void post_all_gather(MPI_Comm comm, int rank, int size, const T* send, T* recv, 
 
 void MpiCommunicator::all_gather(const float* send, float* recv, size_t count, void*) {
   check_usable("all_gather");
+  OpClock clock(op_timing(), op_ms_);
   std::vector<MPI_Request> reqs;
   std::vector<int> peers;
   post_all_gather(comm_, rank_, size_, send, recv, count, MPI_FLOAT, kTagAllGather, reqs, peers);

@@ -57,6 +57,7 @@ class MpiCommunicator final : public Communicator {
   void abort() override;
   bool aborted() const override { return aborted_; }
   std::unique_ptr<Communicator> split(int color, int key) override;
+  double take_op_time_ms() override;
 
   // Host-only helpers (bootstrap): broadcast raw bytes from `root`.
   void broadcast_bytes(void* data, size_t bytes, int root);
@@ -78,6 +79,7 @@ class MpiCommunicator final : public Communicator {
   int rank_ = 0, size_ = 1;
   double timeout_s_ = 300.0;
   bool aborted_ = false;
+  double op_ms_ = 0.0;  // host time of timed data operations (set_op_timing)
 };
 
 }  // namespace lightring::comm

@@ -124,6 +124,7 @@ NcclCommunicator::~NcclCommunicator() {
   }
   if (ready_) cudaEventDestroy(ready_);
   if (done_) cudaEventDestroy(done_);
+  for (CUevent_st* e : timing_events_) cudaEventDestroy(e);
   if (stream_) cudaStreamDestroy(stream_);
 }
 
@@ -182,11 +183,42 @@ void NcclCommunicator::begin(void* compute_stream) {
   LR_CUDA_OK(cudaSetDevice(device_));
   LR_CUDA_OK(cudaEventRecord(ready_, cs(compute_stream)));
   LR_CUDA_OK(cudaStreamWaitEvent(cs(stream_), ready_, 0));
+  if (op_timing()) {
+    if (timing_events_.size() < 2 * (timed_used_ + 1)) {
+      for (int i = 0; i < 2; ++i) {
+        cudaEvent_t e;
+        LR_CUDA_OK(cudaEventCreate(&e));
+        timing_events_.push_back(e);
+      }
+    }
+    // Starts when the own stream may run the operation (after the compute stream reached it).
+    LR_CUDA_OK(cudaEventRecord(timing_events_[2 * timed_used_], cs(stream_)));
+  }
 }
 
 void NcclCommunicator::end(void* compute_stream) {
+  if (op_timing() && timing_events_.size() >= 2 * (timed_used_ + 1)) {
+    LR_CUDA_OK(cudaEventRecord(timing_events_[2 * timed_used_ + 1], cs(stream_)));
+    ++timed_used_;
+  }
   LR_CUDA_OK(cudaEventRecord(done_, cs(stream_)));
   LR_CUDA_OK(cudaStreamWaitEvent(cs(compute_stream), done_, 0));
+}
+
+double NcclCommunicator::take_op_time_ms() {
+  if (timed_used_ == 0 || aborted_) {
+    timed_used_ = 0;
+    return 0.0;
+  }
+  wait_stream("op timing");  // bounded by the deadline; afterwards every event is complete
+  double total = 0.0;
+  for (size_t i = 0; i < timed_used_; ++i) {
+    float ms = 0.0f;
+    LR_CUDA_OK(cudaEventElapsedTime(&ms, timing_events_[2 * i], timing_events_[2 * i + 1]));
+    total += ms;
+  }
+  timed_used_ = 0;
+  return total;
 }
 
 void NcclCommunicator::send_recv(const std::vector<SendOp>& sends, const std::vector<RecvOp>& recvs,

@@ -63,6 +63,7 @@ class NcclCommunicator final : public Communicator {
   void abort() override;
   bool aborted() const override { return aborted_; }
   std::unique_ptr<Communicator> split(int color, int key) override;
+  double take_op_time_ms() override;
 
   int device() const { return device_; }
   void* comm_stream() const { return stream_; }
@@ -88,6 +89,10 @@ class NcclCommunicator final : public Communicator {
   CUevent_st* ready_ = nullptr;     // recorded on the compute stream
   CUevent_st* done_ = nullptr;      // recorded on the own stream
   std::vector<int> pending_peers_;  // peers of the operations not yet synchronised
+  // Op timing (set_op_timing): a pool of event pairs recorded on the own stream
+  // around each data operation; the first timed_used_ pairs hold unread times.
+  std::vector<CUevent_st*> timing_events_;  // [2·i] start, [2·i+1] end of operation i
+  size_t timed_used_ = 0;
 };
 
 // Bootstrap from MPI: rank 0 of `mpi` creates the id and MPI-broadcasts it;

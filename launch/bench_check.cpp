@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "kernels/error.h"
+#include "launch/bench_fill.h"
 
 namespace lightring::launch {
 
@@ -24,15 +25,15 @@ struct Inputs {
 
 Inputs shard_inputs(const BenchOptions& opt, int rank, int64_t n) {
   const size_t bhn = static_cast<size_t>(opt.batch * opt.heads * n);
-  return {random_bytes(bhn * opt.dim, opt.dtype, tensor_seed(opt, rank, kQ)),
-          random_bytes(bhn * opt.dim, opt.dtype, tensor_seed(opt, rank, kK)),
-          random_bytes(bhn * opt.vdim, opt.dtype, tensor_seed(opt, rank, kV)),
-          random_bytes(bhn * opt.vdim, opt.dtype, tensor_seed(opt, rank, kDO))};
+  return {bench_bytes(bhn * opt.dim, opt.dtype, tensor_seed(opt, rank, kQ)),
+          bench_bytes(bhn * opt.dim, opt.dtype, tensor_seed(opt, rank, kK)),
+          bench_bytes(bhn * opt.vdim, opt.dtype, tensor_seed(opt, rank, kV)),
+          bench_bytes(bhn * opt.vdim, opt.dtype, tensor_seed(opt, rank, kDO))};
 }
 
 std::vector<float> global_state(const BenchOptions& opt, TensorId which) {
   const size_t count = static_cast<size_t>(opt.batch * opt.heads * opt.dim * opt.vdim);
-  return bytes_to_float(random_bytes(count, kernels::DType::kFloat32, tensor_seed(opt, 0, which)),
+  return bytes_to_float(bench_bytes(count, kernels::DType::kFloat32, tensor_seed(opt, 0, which)),
                         kernels::DType::kFloat32);
 }
 
@@ -91,11 +92,21 @@ std::vector<uint8_t> recv_bytes(size_t n, int from) {
 }  // namespace
 
 void fill_shard_inputs(const BenchOptions& opt, int rank, int world_size, Shard& shard) {
-  const Inputs in = shard_inputs(opt, rank, shard.s.seqlen);
-  shard.q.upload(in.q.data(), in.q.size());
-  shard.k.upload(in.k.data(), in.k.size());
-  shard.v.upload(in.v.data(), in.v.size());
-  shard.d_o.upload(in.d_o.data(), in.d_o.size());
+  if (shard.device == kernels::Device::kCuda) {
+    // The same values generated on the device: no host copy of the shard.
+    const size_t bhn = static_cast<size_t>(opt.batch * opt.heads * shard.s.seqlen);
+    fill_device(shard.q.data(), bhn * opt.dim, opt.dtype, tensor_seed(opt, rank, kQ), nullptr);
+    fill_device(shard.k.data(), bhn * opt.dim, opt.dtype, tensor_seed(opt, rank, kK), nullptr);
+    fill_device(shard.v.data(), bhn * opt.vdim, opt.dtype, tensor_seed(opt, rank, kV), nullptr);
+    fill_device(shard.d_o.data(), bhn * opt.vdim, opt.dtype, tensor_seed(opt, rank, kDO), nullptr);
+    device_synchronize(shard.device);  // the compute stream does not order after the legacy one
+  } else {
+    const Inputs in = shard_inputs(opt, rank, shard.s.seqlen);
+    shard.q.upload(in.q.data(), in.q.size());
+    shard.k.upload(in.k.data(), in.k.size());
+    shard.v.upload(in.v.data(), in.v.size());
+    shard.d_o.upload(in.d_o.data(), in.d_o.size());
+  }
   const std::vector<float> decay = decay_rates(opt);
   shard.decay.upload(decay.data(), decay.size() * sizeof(float));
   shard.use_decay = opt.decay;

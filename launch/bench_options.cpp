@@ -2,7 +2,9 @@
 #include "launch/bench_options.h"
 
 #include <boost/program_options.hpp>
+#include <cstdlib>
 #include <iostream>
+#include <sstream>
 
 #include "kernels/error.h"
 
@@ -10,9 +12,74 @@ namespace lightring::launch {
 
 namespace po = boost::program_options;
 
-std::vector<int64_t> BenchOptions::lengths(int world_size) const {
-  if (local_len > 0) return {local_len * world_size};
+namespace {
+
+int64_t parse_int(const std::string& s, const char* flag) {
+  char* end = nullptr;
+  const long long v = std::strtoll(s.c_str(), &end, 10);
+  LR_CHECK(!s.empty() && end && *end == '\0', flag, ": '", s, "' is not an integer");
+  return v;
+}
+
+std::vector<std::string> split(const std::string& text, char sep) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, sep)) out.push_back(item);
+  return out;
+}
+
+// "alpha_us,beta_GBps[,gamma_GBps]" into a link model (GB/s = 1e3 bytes/µs).
+void parse_link(const std::string& text, bool inter, parallel::LinkModel* link) {
+  const std::vector<std::string> f = split(text, ',');
+  LR_CHECK(f.size() == (inter ? 2u : 3u) || (!inter && f.size() == 2),
+           inter ? "--inter-link takes ALPHA_US,BETA_GBPS"
+                 : "--link takes ALPHA_US,BETA_GBPS[,GAMMA_GBPS]",
+           " (got '", text, "')");
+  const double a = std::atof(f[0].c_str()), b = std::atof(f[1].c_str()) * 1e3;
+  LR_CHECK(a >= 0 && b > 0, "link latency must be >= 0 and bandwidth > 0 (got '", text, "')");
+  if (inter) {
+    link->inter_latency_us = a;
+    link->inter_bandwidth_Bpus = b;
+    return;
+  }
+  link->latency_us = a;
+  link->bandwidth_Bpus = b;
+  if (f.size() == 3) {
+    link->combine_Bpus = std::atof(f[2].c_str()) * 1e3;
+    LR_CHECK(link->combine_Bpus > 0, "--link: combine bandwidth must be > 0");
+  }
+}
+
+}  // namespace
+
+std::vector<int64_t> parse_length_list(const std::string& text, double factor, const char* flag) {
   std::vector<int64_t> out;
+  const size_t colon = text.find(':');
+  if (colon != std::string::npos) {
+    const int64_t lo = parse_int(text.substr(0, colon), flag);
+    const int64_t hi = parse_int(text.substr(colon + 1), flag);
+    LR_CHECK(lo >= 1 && hi >= lo && factor > 1.0, flag,
+             ": a sweep LO:HI needs 1 <= LO <= HI and -f > 1 (got '", text, "', -f ", factor, ")");
+    for (double n = static_cast<double>(lo); n <= static_cast<double>(hi) * (1 + 1e-9); n *= factor)
+      out.push_back(static_cast<int64_t>(n + 0.5));
+    return out;
+  }
+  for (const std::string& item : split(text, ',')) {
+    const int64_t v = parse_int(item, flag);
+    LR_CHECK(v >= 1, flag, ": every value must be >= 1 (got ", v, ")");
+    out.push_back(v);
+  }
+  LR_CHECK(!out.empty(), flag, ": empty list");
+  return out;
+}
+
+std::vector<int64_t> BenchOptions::lengths(int world_size) const {
+  std::vector<int64_t> out;
+  if (!local_lens.empty()) {
+    for (int64_t n : local_lens) out.push_back(n * world_size);
+    return out;
+  }
   for (double n = static_cast<double>(min_len); n <= static_cast<double>(max_len) * (1 + 1e-9);
        n *= factor) {
     out.push_back(static_cast<int64_t>(n + 0.5));
@@ -22,8 +89,12 @@ std::vector<int64_t> BenchOptions::lengths(int world_size) const {
 }
 
 bool parse_bench_options(int argc, char** argv, bool print_help, BenchOptions* out) {
-  std::string dtype, decay = "on", schedule = "auto", backend;
+  std::string dtype, decay = "on", schedule = "auto", backend, local_len, msg_bytes, ranks;
+  std::string link, inter_link;
   int64_t min_len = 0, max_len = 0, heads = 0, dim = 0, vdim = 0;
+  int ranks_per_node = 0;
+  bool exchange_only = false, find_max = false, model = false, no_baseline = false;
+  bool no_ceilings = false;
   po::options_description desc(
       "lightring-bench: sequence-parallel Lightning Attention-2 under mpirun\n"
       "  mpirun -np P lightring-bench [options]   (metrics: launch/README.md)\n\nOptions");
@@ -32,9 +103,10 @@ bool parse_bench_options(int argc, char** argv, bool print_help, BenchOptions* o
     ("help,h", "print this help")
     ("min-len,b", po::value(&min_len), "smallest global sequence length (cpu 2048, cuda 16384)")
     ("max-len,e", po::value(&max_len), "largest global sequence length (cpu 8192, cuda 262144)")
-    ("factor,f", po::value(&out->factor)->default_value(2.0), "multiplicative step of the length sweep")
-    ("local-len", po::value(&out->local_len)->default_value(0),
-     "weak scaling: tokens per rank (global length = local-len x P); overrides -b/-e")
+    ("factor,f", po::value(&out->factor)->default_value(2.0), "multiplicative step of the length sweeps")
+    ("local-len", po::value(&local_len),
+     "weak scaling: tokens per rank, a list 16384,65536 or a sweep LO:HI (step -f); "
+     "global length = local-len x P; overrides -b/-e")
     ("batch", po::value(&out->batch)->default_value(1), "batch size B")
     ("heads", po::value(&heads), "heads H (cpu 4, cuda 32)")
     ("dim", po::value(&dim), "qk head dim D (cpu 64, cuda 128)")
@@ -42,15 +114,36 @@ bool parse_bench_options(int argc, char** argv, bool print_help, BenchOptions* o
     ("dtype", po::value(&dtype), "fp32 | bf16 | fp16 (cpu fp32, cuda bf16)")
     ("decay", po::value(&decay)->default_value("on"), "on (TransNormer slopes) | off (s = 0)")
     ("states", po::bool_switch(&out->states), "pass a global initial state S0 (rank 0) and G (last rank)")
-    ("schedule", po::value(&schedule)->default_value("auto"), "ring | allgather | scan | auto")
+    ("schedule", po::value(&schedule)->default_value("auto"),
+     "ring | allgather | scan | auto, or a comma list (one row per schedule)")
+    ("link", po::value(&link),
+     "cost model of auto: ALPHA_US,BETA_GBPS[,GAMMA_GBPS] (defaults: cpu 1.5,5,5; cuda 5,50,200)")
+    ("inter-link", po::value(&inter_link), "cost model between nodes: ALPHA_US,BETA_GBPS (10,50)")
+    ("ranks-per-node", po::value(&ranks_per_node)->default_value(0),
+     "cost model: consecutive ranks per node (0: one level)")
     ("warmup,w", po::value(&out->warmup)->default_value(1), "warmup iterations")
     ("iters,n", po::value(&out->iters)->default_value(3), "timed iterations (median reported)")
     ("check,c", po::bool_switch(&out->check), "compare every rank against the unsharded result")
+    ("no-baseline", po::bool_switch(&no_baseline),
+     "skip timing the local work without the exchange (no exposed-time column)")
+    ("no-ceilings", po::bool_switch(&no_ceilings), "skip measuring the copy bandwidth ceiling")
     ("json", po::value(&out->json_path), "write results as JSON (shared/docs/bench-json.md)")
     ("backend", po::value(&backend), "cpu | cuda (default: cuda when a GPU is visible)")
-    ("seed", po::value(&out->seed)->default_value(1), "random seed of the inputs")
+    ("seed", po::value(&out->seed)->default_value(1), "seed of the inputs")
     ("timeout", po::value(&out->timeout_s)->default_value(300.0),
-     "seconds a rank waits for a peer before failing");
+     "seconds a rank waits for a peer before failing")
+    ("exchange-only", po::bool_switch(&exchange_only),
+     "time only the state exchange (every schedule of --schedule; auto: all three)")
+    ("msg-bytes", po::value(&msg_bytes),
+     "--exchange-only: state message sizes in bytes, a list or LO:HI (default B*H*D*E*4)")
+    ("find-max", po::bool_switch(&find_max),
+     "double the global length from -b until an allocation fails; report the longest that ran")
+    ("refine", po::value(&out->refine)->default_value(2), "--find-max: bisection steps after the first failure")
+    ("max-seconds", po::value(&out->max_seconds)->default_value(240.0),
+     "--find-max: start no new length after this many seconds")
+    ("model", po::bool_switch(&model), "print the schedule cost model for --model-ranks and exit")
+    ("model-ranks", po::value(&ranks)->default_value("2,4,8,16,32,64,128,256,512,1024,2048,4096"),
+     "--model: group sizes");
   // clang-format on
   po::variables_map vm;
   try {
@@ -63,6 +156,12 @@ bool parse_bench_options(int argc, char** argv, bool print_help, BenchOptions* o
     if (print_help) std::cout << desc << "\n";
     return false;
   }
+  LR_CHECK(exchange_only + find_max + model <= 1,
+           "--exchange-only, --find-max and --model are exclusive");
+  out->mode = exchange_only ? BenchMode::kExchangeOnly
+              : find_max    ? BenchMode::kFindMax
+              : model       ? BenchMode::kModel
+                            : BenchMode::kRun;
   if (backend.empty()) backend = kernels::cuda_available() ? "cuda" : "cpu";
   LR_CHECK(backend == "cpu" || backend == "cuda", "--backend must be cpu or cuda (got '", backend,
            "')");
@@ -76,13 +175,32 @@ bool parse_bench_options(int argc, char** argv, bool print_help, BenchOptions* o
   out->dtype = kernels::parse_dtype(dtype.empty() ? (gpu ? "bf16" : "fp32") : dtype);
   LR_CHECK(decay == "on" || decay == "off", "--decay must be on or off (got '", decay, "')");
   out->decay = decay == "on";
-  out->schedule = parallel::parse_schedule(schedule);
+  out->baseline = !no_baseline;
+  out->ceilings = !no_ceilings;
+  out->schedules.clear();
+  for (const std::string& s : split(schedule, ','))
+    out->schedules.push_back(parallel::parse_schedule(s));
+  LR_CHECK(!out->schedules.empty(), "--schedule: empty list");
+  if (!gpu) out->link = {1.5, 5e3, 5e3};  // shared-memory MPI, host axpy
+  if (!link.empty()) parse_link(link, false, &out->link);
+  if (!inter_link.empty()) parse_link(inter_link, true, &out->link);
+  LR_CHECK(ranks_per_node >= 0, "--ranks-per-node must be >= 0");
+  out->link.ranks_per_node = ranks_per_node;
+  if (!local_len.empty())
+    out->local_lens = parse_length_list(local_len, out->factor, "--local-len");
+  if (!msg_bytes.empty()) out->msg_bytes = parse_length_list(msg_bytes, out->factor, "--msg-bytes");
+  for (int64_t m : out->msg_bytes)
+    LR_CHECK(m % 4 == 0, "--msg-bytes: sizes must be multiples of 4 (fp32), got ", m);
+  out->model_ranks = parse_length_list(ranks, out->factor, "--model-ranks");
   LR_CHECK(out->min_len >= 1 && out->max_len >= out->min_len, "need 1 <= -b <= -e (got ",
            out->min_len, " and ", out->max_len, ")");
   LR_CHECK(out->factor >= 1.0, "-f must be >= 1 (got ", out->factor, ")");
   LR_CHECK(out->iters >= 1 && out->warmup >= 0, "-n must be >= 1 and -w >= 0");
+  LR_CHECK(out->refine >= 0 && out->max_seconds > 0, "--refine must be >= 0, --max-seconds > 0");
   LR_CHECK(out->batch >= 1 && out->heads >= 1 && out->dim >= 1 && out->vdim >= 1,
            "--batch, --heads, --dim, --vdim must be >= 1");
+  LR_CHECK(!(out->check && out->mode != BenchMode::kRun),
+           "--check applies to the timed run only (not --exchange-only/--find-max/--model)");
   return true;
 }
 

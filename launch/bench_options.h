@@ -10,25 +10,48 @@
 
 namespace lightring::launch {
 
+enum class BenchMode {
+  kRun,           // time (and check) forward + backward, one row per length and schedule
+  kExchangeOnly,  // --exchange-only: time the state exchange alone per schedule and message size
+  kFindMax,       // --find-max: double the global length until an allocation fails
+  kModel,         // --model: print the cost model of the schedules (parallel::schedule_cost_us)
+};
+
 struct BenchOptions {
+  BenchMode mode = BenchMode::kRun;
   int64_t min_len = 0, max_len = 0;  // -b / -e: global sequence lengths swept
   double factor = 2.0;               // -f: multiplicative step of the sweep
-  int64_t local_len = 0;             // --local-len: weak scaling (N = local_len·P); 0: off
+  std::vector<int64_t> local_lens;   // --local-len: weak scaling rows (N = n_local·P); empty: off
   int64_t batch = 1, heads = 0, dim = 0, vdim = 0;
   kernels::DType dtype = kernels::DType::kFloat32;
   bool decay = true;
   bool states = false;  // --states: global S0 on rank 0 and G on the last rank
-  parallel::Schedule schedule = parallel::Schedule::kAuto;
+  std::vector<parallel::Schedule> schedules{parallel::Schedule::kAuto};
+  parallel::LinkModel link;  // the cost model auto uses (--link, --inter-link, --ranks-per-node)
   int warmup = 1, iters = 3;
   bool check = false;
+  bool baseline = true;  // time the same local work with the exchange skipped (exposed time)
+  bool ceilings = true;  // measure the copy bandwidth ceiling
   std::string json_path;
   kernels::Device backend = kernels::Device::kCpu;
   uint64_t seed = 1;
   double timeout_s = 300.0;
+  // --exchange-only: state message sizes in bytes (empty: B·H·D·E·4).
+  std::vector<int64_t> msg_bytes;
+  // --find-max: the search starts at -b (global) and doubles; after the first
+  // failure it bisects `refine` times; it stops starting new lengths after
+  // `max_seconds`.
+  int refine = 2;
+  double max_seconds = 240.0;
+  // --model: group sizes to evaluate.
+  std::vector<int64_t> model_ranks;
 
-  // Global lengths of the rows, in order.
+  // Global lengths of the rows, in order (kRun).
   std::vector<int64_t> lengths(int world_size) const;
 };
+
+// "a,b,c" -> {a, b, c}; "lo:hi" -> lo, lo·f, lo·f², … <= hi (f = factor). Throws on bad input.
+std::vector<int64_t> parse_length_list(const std::string& text, double factor, const char* flag);
 
 // Parses argv. Defaults depend on the backend (small on the CPU so that
 // `mpirun -np 4 lightring-bench --backend cpu --check` takes well under a

@@ -1,8 +1,11 @@
 // Table and JSON output of lightring-bench (metrics defined in launch/README.md).
 #include "launch/bench_report.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 
 #include "kernels/error.h"
 
@@ -21,7 +24,81 @@ double achieved_GBps(const BenchOptions& o, const RowResult& r, double bytes_per
   return ms > 0 ? bytes / (ms * 1e-3) / 1e9 : 0.0;
 }
 
+std::string quote(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += (c == '\n' || c == '\t') ? ' ' : c;
+  }
+  return out + "\"";
+}
+
+const char* mode_name(BenchMode m) {
+  switch (m) {
+    case BenchMode::kRun:
+      return "run";
+    case BenchMode::kExchangeOnly:
+      return "exchange-only";
+    case BenchMode::kFindMax:
+      return "find-max";
+    case BenchMode::kModel:
+      return "model";
+  }
+  return "?";
+}
+
 }  // namespace
+
+double RowResult::overlap() const {
+  const double xchg = xchg_fwd_ms + xchg_bwd_ms;
+  if (local_step_ms < 0 || xchg <= 0) return -1.0;
+  return std::clamp(1.0 - exposed_ms() / xchg, 0.0, 1.0);
+}
+
+JsonRow& JsonRow::num(const std::string& key, double value) {
+  if (!std::isfinite(value)) return null(key);
+  std::ostringstream os;
+  os.precision(6);
+  os << value;
+  fields_.emplace_back(key, os.str());
+  return *this;
+}
+JsonRow& JsonRow::integer(const std::string& key, int64_t value) {
+  fields_.emplace_back(key, std::to_string(value));
+  return *this;
+}
+JsonRow& JsonRow::str(const std::string& key, const std::string& value) {
+  fields_.emplace_back(key, quote(value));
+  return *this;
+}
+JsonRow& JsonRow::boolean(const std::string& key, bool value) {
+  fields_.emplace_back(key, value ? "true" : "false");
+  return *this;
+}
+JsonRow& JsonRow::null(const std::string& key) {
+  fields_.emplace_back(key, "null");
+  return *this;
+}
+std::string JsonRow::dump() const {
+  std::string out = "{";
+  for (size_t i = 0; i < fields_.size(); ++i)
+    out += (i ? ", " : "") + quote(fields_[i].first) + ": " + fields_[i].second;
+  return out + "}";
+}
+
+JsonRow base_row(const BenchOptions& o, const RunInfo& info) {
+  JsonRow row;
+  row.str("impl", "lightring")
+      .integer("P", info.world_size)
+      .integer("B", o.batch)
+      .integer("H", o.heads)
+      .integer("D", o.dim)
+      .integer("E", o.vdim)
+      .str("dtype", kernels::dtype_name(o.dtype))
+      .boolean("decay", o.decay)
+      .str("backend", kernels::device_name(o.backend));
+  return row;
+}
 
 double fwd_bytes_per_token_head(const BenchOptions& o) {
   return (2.0 * o.dim + 2.0 * o.vdim) * esize(o);
@@ -31,23 +108,40 @@ double bwd_bytes_per_token_head(const BenchOptions& o) {
 }
 
 void print_header(const BenchOptions& o, const RunInfo& info) {
-  std::printf("# lightring-bench  world %d  backend %s  device %s\n", info.world_size,
-              kernels::device_name(o.backend), info.device.c_str());
+  std::printf("# lightring-bench  world %d  backend %s  device %s  mode %s\n", info.world_size,
+              kernels::device_name(o.backend), info.device.c_str(), mode_name(o.mode));
+  std::string schedules;
+  for (auto s : o.schedules)
+    schedules += std::string(schedules.empty() ? "" : ",") + parallel::schedule_name(s);
   std::printf("# B %ld  H %ld  D %ld  E %ld  dtype %s  decay %s  states %s  schedule %s\n",
               static_cast<long>(o.batch), static_cast<long>(o.heads), static_cast<long>(o.dim),
               static_cast<long>(o.vdim), kernels::dtype_name(o.dtype), o.decay ? "on" : "off",
-              o.states ? "on" : "off", parallel::schedule_name(o.schedule));
+              o.states ? "on" : "off", schedules.c_str());
   std::printf("# warmup %d  iters %d (median)  check %s  commit %s\n", o.warmup, o.iters,
               o.check ? "on" : "off", info.commit.c_str());
   std::printf("# versions: %s\n", info.versions.c_str());
+  std::printf(
+      "# cost model of auto: alpha %.3g us, beta %.3g GB/s, gamma %.3g GB/s, ranks/node %d, "
+      "inter alpha %.3g us, beta %.3g GB/s\n",
+      o.link.latency_us, o.link.bandwidth_Bpus / 1e3, o.link.combine_Bpus / 1e3,
+      o.link.ranks_per_node, o.link.inter_latency_us, o.link.inter_bandwidth_Bpus / 1e3);
+  if (info.copy_GBps > 0)
+    std::printf("# copy ceiling (bytes read + written): %.1f GB/s\n", info.copy_GBps);
+  if (o.mode != BenchMode::kRun) {
+    std::fflush(stdout);
+    return;
+  }
   std::printf(
       "# FLOPs per token per head: fwd ~ 2*blk*(D+E) + 6*D*E, bwd ~ 2-2.5x fwd (algorithm.md 4)\n");
   std::printf("# min bytes per token per head: fwd (2D+2E)*%d = %.0f, bwd (4D+3E)*%d = %.0f\n",
               static_cast<int>(esize(o)), fwd_bytes_per_token_head(o), static_cast<int>(esize(o)),
               bwd_bytes_per_token_head(o));
-  std::printf("# %10s %9s %9s %9s %9s %11s %11s %8s %10s %4s %9s %8s %9s %9s %7s\n", "N", "n_local",
-              "fwd_ms", "bwd_ms", "step_ms", "tok/s", "tok/s/rank", "GB/s", "state_B", "msgs",
-              "xchg_ms", "peak_GB", "schedule", "max_err", "#wrong");
+  std::printf(
+      "# %9s %8s %8s %8s %8s %10s %10s %7s %5s %9s %4s %7s %7s %7s %7s %7s %5s %7s %7s %9s "
+      "%8s %6s\n",
+      "N", "n_local", "fwd_ms", "bwd_ms", "step_ms", "tok/s", "tok/s/rk", "GB/s", "%copy",
+      "state_B", "msgs", "xf_ms", "xb_ms", "spanf", "spanb", "expo_ms", "ovl", "peak_GB", "allocGB",
+      "schedule", "max_err", "#wrong");
   std::fflush(stdout);
 }
 
@@ -55,57 +149,87 @@ void print_row(const BenchOptions& o, const RunInfo& info, const RowResult& r) {
   const double tok_s = r.step_ms > 0 ? o.batch * r.N / (r.step_ms * 1e-3) : 0.0;
   const double gbps =
       achieved_GBps(o, r, fwd_bytes_per_token_head(o) + bwd_bytes_per_token_head(o), r.step_ms);
-  char err[32] = "-", wrong[32] = "-";
+  char err[32] = "-", wrong[32] = "-", expo[32] = "-", ovl[32] = "-", pct[32] = "-";
   if (r.checked) {
     std::snprintf(err, sizeof err, "%.2e", r.rel_err);
     std::snprintf(wrong, sizeof wrong, "%ld%s", static_cast<long>(r.num_wrong), r.pass ? "" : "!");
   }
+  if (r.local_step_ms >= 0) std::snprintf(expo, sizeof expo, "%.3f", r.exposed_ms());
+  if (r.overlap() >= 0) std::snprintf(ovl, sizeof ovl, "%.2f", r.overlap());
+  if (info.copy_GBps > 0) std::snprintf(pct, sizeof pct, "%.1f", 100.0 * gbps / info.copy_GBps);
   std::printf(
-      "  %10ld %9ld %9.3f %9.3f %9.3f %11.4g %11.4g %8.2f %10zu %4d %9.3f %8.3f %9s %9s %7s\n",
+      "  %9ld %8ld %8.3f %8.3f %8.3f %10.4g %10.4g %7.1f %5s %9zu %4d %7.3f %7.3f %7.3f "
+      "%7.3f %7s %5s %7.3f %7.3f %9s %8s %6s\n",
       static_cast<long>(r.N), static_cast<long>(r.n_local_max), r.fwd_ms, r.bwd_ms, r.step_ms,
-      tok_s, tok_s / info.world_size, gbps, r.state_bytes, r.messages_per_step, r.exchange_ms,
-      r.peak_bytes / 1e9, r.schedule.c_str(), err, wrong);
+      tok_s, tok_s / info.world_size, gbps, pct, r.state_bytes, r.messages_per_step, r.xchg_fwd_ms,
+      r.xchg_bwd_ms, r.span_fwd_ms, r.span_bwd_ms, expo, ovl, r.peak_bytes / 1e9,
+      r.alloc_peak_bytes / 1e9, r.schedule.c_str(), err, wrong);
   std::fflush(stdout);
 }
 
+std::vector<JsonRow> json_rows(const BenchOptions& o, const RunInfo& info, const RowResult& r) {
+  struct Pass {
+    const char* name;
+    double ms, bytes_per_token_head, xchg_ms, span_ms;
+  } passes[3] = {{"fwd", r.fwd_ms, fwd_bytes_per_token_head(o), r.xchg_fwd_ms, r.span_fwd_ms},
+                 {"bwd", r.bwd_ms, bwd_bytes_per_token_head(o), r.xchg_bwd_ms, r.span_bwd_ms},
+                 {"fwdbwd", r.step_ms, fwd_bytes_per_token_head(o) + bwd_bytes_per_token_head(o),
+                  r.xchg_fwd_ms + r.xchg_bwd_ms, r.span_fwd_ms + r.span_bwd_ms}};
+  std::vector<JsonRow> out;
+  for (const Pass& p : passes) {
+    const double tok_s = p.ms > 0 ? o.batch * r.N / (p.ms * 1e-3) : 0.0;
+    const double tbps = achieved_GBps(o, r, p.bytes_per_token_head, p.ms) / 1e3;
+    JsonRow row = base_row(o, info);
+    row.str("schedule", r.schedule)
+        .integer("N", r.N)
+        .integer("n_local", r.n_local_max)
+        .integer("n_local_min", r.n_local_min)
+        .str("pass", p.name)
+        .num("ms", p.ms)
+        .num("tokens_per_s", tok_s)
+        .num("tokens_per_s_per_rank", tok_s / info.world_size)
+        .num("achieved_TBps", tbps);
+    if (info.copy_GBps > 0) {
+      row.num("frac_of_copy", tbps * 1e3 / info.copy_GBps);
+    } else {
+      row.null("frac_of_copy");
+    }
+    row.num("peak_GB", r.peak_bytes / 1e9).num("alloc_peak_GB", r.alloc_peak_bytes / 1e9);
+    if (r.checked) {
+      row.num("rel_err", r.rel_err).integer("num_wrong", r.num_wrong);
+    } else {
+      row.null("rel_err").null("num_wrong");
+    }
+    row.num("exchange_ms", p.xchg_ms).num("exchange_span_ms", p.span_ms);
+    if (std::string(p.name) == "fwdbwd" && r.local_step_ms >= 0) {
+      row.num("local_ms", r.local_step_ms).num("exposed_ms", r.exposed_ms());
+      if (r.overlap() >= 0) {
+        row.num("overlap", r.overlap());
+      } else {
+        row.null("overlap");
+      }
+    }
+    row.integer("state_bytes", static_cast<int64_t>(r.state_bytes))
+        .integer("messages", r.messages_per_step);
+    out.push_back(row);
+  }
+  return out;
+}
+
 void write_json(const std::string& path, const BenchOptions& o, const RunInfo& info,
-                const std::vector<RowResult>& rows) {
+                const std::vector<JsonRow>& rows, const std::string& extra_fields) {
   std::ofstream f(path);
   LR_CHECK(f.good(), "--json: cannot write '", path, "'");
-  f << "{\n  \"tool\": \"lightring-bench\",\n  \"commit\": \"" << info.commit << "\",\n"
-    << "  \"device\": \"" << info.device << "\",\n  \"date\": \"" << info.date << "\",\n"
+  f << "{\n  \"tool\": \"lightring-bench\",\n  \"commit\": " << quote(info.commit) << ",\n"
+    << "  \"device\": " << quote(info.device) << ",\n  \"date\": " << quote(info.date) << ",\n"
     << "  \"world_size\": " << info.world_size << ",\n  \"backend\": \""
-    << kernels::device_name(o.backend) << "\",\n  \"ceilings\": {},\n  \"rows\": [";
-  bool first = true;
-  for (const RowResult& r : rows) {
-    struct Pass {
-      const char* name;
-      double ms, bytes_per_token_head;
-    } passes[3] = {
-        {"fwd", r.fwd_ms, fwd_bytes_per_token_head(o)},
-        {"bwd", r.bwd_ms, bwd_bytes_per_token_head(o)},
-        {"fwdbwd", r.step_ms, fwd_bytes_per_token_head(o) + bwd_bytes_per_token_head(o)}};
-    for (const Pass& p : passes) {
-      const double tok_s = p.ms > 0 ? o.batch * r.N / (p.ms * 1e-3) : 0.0;
-      f << (first ? "\n" : ",\n") << "    {\"impl\": \"lightring\", \"schedule\": \"" << r.schedule
-        << "\", \"P\": " << info.world_size << ", \"B\": " << o.batch << ", \"H\": " << o.heads
-        << ", \"N\": " << r.N << ", \"n_local\": " << r.n_local_max << ", \"D\": " << o.dim
-        << ", \"E\": " << o.vdim << ", \"dtype\": \"" << kernels::dtype_name(o.dtype)
-        << "\", \"decay\": " << (o.decay ? "true" : "false") << ", \"pass\": \"" << p.name
-        << "\", \"ms\": " << p.ms << ", \"tokens_per_s\": " << tok_s
-        << ", \"achieved_TBps\": " << achieved_GBps(o, r, p.bytes_per_token_head, p.ms) / 1e3
-        << ", \"peak_GB\": " << r.peak_bytes / 1e9 << ", \"rel_err\": ";
-      if (r.checked) {
-        f << r.rel_err;
-      } else {
-        f << "null";
-      }
-      f << ", \"num_wrong\": " << (r.checked ? std::to_string(r.num_wrong) : "null")
-        << ", \"exchange_ms\": " << r.exchange_ms << ", \"state_bytes\": " << r.state_bytes
-        << ", \"backend\": \"" << kernels::device_name(o.backend) << "\"}";
-      first = false;
-    }
-  }
+    << kernels::device_name(o.backend) << "\",\n  \"mode\": \"" << mode_name(o.mode) << "\",\n"
+    << "  \"versions\": " << quote(info.versions) << ",\n  \"ceilings\": {";
+  if (info.copy_GBps > 0) f << "\"copy_TBps\": " << info.copy_GBps / 1e3;
+  f << "},\n";
+  if (!extra_fields.empty()) f << extra_fields << ",\n";
+  f << "  \"rows\": [";
+  for (size_t i = 0; i < rows.size(); ++i) f << (i ? ",\n    " : "\n    ") << rows[i].dump();
   f << "\n  ]\n}\n";
 }
 

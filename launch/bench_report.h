@@ -4,30 +4,58 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "launch/bench_options.h"
 
 namespace lightring::launch {
 
+// One timed row of the run mode (times in ms; "max" = the maximum over ranks
+// of each rank's median over the -n iterations).
 struct RowResult {
   int64_t N = 0, n_local_max = 0, n_local_min = 0;
-  double fwd_ms = 0, bwd_ms = 0, step_ms = 0;  // median over iterations, max over ranks
-  double exchange_ms = 0;                      // fwd + bwd exchange, median, max over ranks
-  size_t state_bytes = 0;                      // one state message B·H·D·E·4
-  int messages_per_step = 0;                   // state messages sent per step, max over ranks
-  std::string schedule;                        // the schedule that ran
-  double peak_bytes = 0;                       // max over ranks
+  std::string schedule;                         // the schedule that ran (auto resolved)
+  double fwd_ms = 0, bwd_ms = 0, step_ms = 0;   // wall time of the passes, max over ranks
+  double xchg_fwd_ms = 0, xchg_bwd_ms = 0;      // communicator op time of one layer's exchange
+  double span_fwd_ms = 0, span_bwd_ms = 0;      // the exchange step as seen by the compute stream
+  double local_step_ms = -1;                    // same local work, exchange skipped; < 0: not run
+  size_t state_bytes = 0;                       // one state message B·H·D·E·4
+  int messages_per_step = 0;                    // state messages sent per step, max over ranks
+  double peak_bytes = 0, alloc_peak_bytes = 0;  // max over ranks (bench_device.h MemoryProbe)
   bool checked = false;
   double rel_err = 0;
   int64_t num_wrong = 0;
   bool pass = true;
+
+  // step_ms − local_step_ms (the part of the exchange the local work did not hide); −1 if unknown.
+  double exposed_ms() const { return local_step_ms < 0 ? -1.0 : step_ms - local_step_ms; }
+  // 1 − exposed / (xchg_fwd + xchg_bwd), clamped to [0, 1]; −1 if unknown or no exchange.
+  double overlap() const;
 };
 
 struct RunInfo {
   int world_size = 1;
   std::string device, versions, commit, date;
+  double copy_GBps = 0;  // measured copy ceiling (bytes read + written per second); 0: not measured
 };
+
+// One JSON object of a "rows" array, keys in insertion order.
+class JsonRow {
+ public:
+  JsonRow& num(const std::string& key, double value);  // NaN / negative sentinel -> use null()
+  JsonRow& integer(const std::string& key, int64_t value);
+  JsonRow& str(const std::string& key, const std::string& value);
+  JsonRow& boolean(const std::string& key, bool value);
+  JsonRow& null(const std::string& key);
+  std::string dump() const;
+
+ private:
+  std::vector<std::pair<std::string, std::string>> fields_;
+};
+
+// The keys every lightring row shares (impl, P, B, H, D, E, dtype, decay, backend).
+JsonRow base_row(const BenchOptions& o, const RunInfo& info);
 
 // Minimum HBM bytes per token per head of docs/algorithm.md §4.
 double fwd_bytes_per_token_head(const BenchOptions& o);
@@ -35,7 +63,10 @@ double bwd_bytes_per_token_head(const BenchOptions& o);
 
 void print_header(const BenchOptions& o, const RunInfo& info);
 void print_row(const BenchOptions& o, const RunInfo& info, const RowResult& r);
+// The three JSON rows (pass fwd, bwd, fwdbwd) of a timed row.
+std::vector<JsonRow> json_rows(const BenchOptions& o, const RunInfo& info, const RowResult& r);
+// Writes {tool, commit, device, date, world_size, backend, mode, ceilings, rows, extra...}.
 void write_json(const std::string& path, const BenchOptions& o, const RunInfo& info,
-                const std::vector<RowResult>& rows);
+                const std::vector<JsonRow>& rows, const std::string& extra_fields = "");
 
 }  // namespace lightring::launch

@@ -5,7 +5,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <random>
 #include <string>
 #include <utility>
 
@@ -15,6 +14,7 @@
 
 #include "kernels/cpu/element.h"
 #include "kernels/error.h"
+#include "launch/bench_fill.h"
 
 namespace lightring::launch {
 
@@ -26,22 +26,51 @@ namespace lightring::launch {
   } while (0)
 #endif
 
+namespace {
+size_t g_tracked = 0, g_tracked_peak = 0, g_limit = 0;
+}  // namespace
+
+size_t tracked_bytes() {
+  return g_tracked;
+}
+size_t tracked_peak_bytes() {
+  return g_tracked_peak;
+}
+void reset_tracked_peak() {
+  g_tracked_peak = g_tracked;
+}
+void set_allocation_limit(size_t bytes) {
+  g_limit = bytes;
+}
+
 Buffer::Buffer(Device device, size_t bytes) : device_(device), bytes_(bytes) {
+  LR_CHECK(g_limit == 0 || g_tracked + bytes <= g_limit, "out of memory: allocating ", bytes,
+           " bytes with ", g_tracked, " held exceeds the limit of ", g_limit,
+           " bytes (LIGHTRING_BENCH_MEM_LIMIT)");
   if (device == Device::kCpu) {
     ptr_ = std::calloc(std::max<size_t>(bytes, 1), 1);
-    LR_CHECK(ptr_ != nullptr, "out of host memory allocating ", bytes, " bytes");
-    return;
-  }
+    LR_CHECK(ptr_ != nullptr, "out of memory: host allocation of ", bytes, " bytes failed");
+  } else {
 #ifdef LIGHTRING_WITH_CUDA
-  LR_CUDA_OK(cudaMalloc(&ptr_, std::max<size_t>(bytes, 1)));
-  LR_CUDA_OK(cudaMemset(ptr_, 0, bytes));
+    const cudaError_t e = cudaMalloc(&ptr_, std::max<size_t>(bytes, 1));
+    if (e != cudaSuccess) {
+      cudaGetLastError();  // an allocation failure is not sticky: clear it, keep the device
+      ptr_ = nullptr;
+      LR_THROW("out of memory: cudaMalloc of ", bytes, " bytes failed (", cudaGetErrorString(e),
+               ") with ", g_tracked, " bytes held by the benchmark");
+    }
+    LR_CUDA_OK(cudaMemset(ptr_, 0, bytes));
 #else
-  LR_THROW("--backend cuda: this lightring-bench was built without CUDA");
+    LR_THROW("--backend cuda: this lightring-bench was built without CUDA");
 #endif
+  }
+  g_tracked += bytes;
+  g_tracked_peak = std::max(g_tracked_peak, g_tracked);
 }
 
 Buffer::~Buffer() {
   if (!ptr_) return;
+  g_tracked -= bytes_;
   if (device_ == Device::kCpu) {
     std::free(ptr_);
     return;
@@ -148,22 +177,6 @@ void device_synchronize(Device device) {
   (void)device;
 }
 
-double memory_in_use_bytes(Device device) {
-#ifdef LIGHTRING_WITH_CUDA
-  if (device == Device::kCuda) {
-    size_t free_b = 0, total_b = 0;
-    LR_CUDA_OK(cudaMemGetInfo(&free_b, &total_b));
-    return static_cast<double>(total_b - free_b);
-  }
-#endif
-  (void)device;
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line))
-    if (line.rfind("VmHWM:", 0) == 0) return 1024.0 * std::atof(line.c_str() + 6);  // kB
-  return 0.0;
-}
-
 std::string device_description(Device device) {
 #ifdef LIGHTRING_WITH_CUDA
   if (device == Device::kCuda) {
@@ -224,11 +237,22 @@ std::vector<uint8_t> float_to_bytes(const std::vector<float>& x, DType dtype) {
   return out;
 }
 
-std::vector<uint8_t> random_bytes(size_t numel, DType dtype, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
+void fill_f32(Buffer& b, size_t count, uint64_t seed) {
+  LR_CHECK(count * sizeof(float) <= b.bytes(), "fill_f32: ", count, " values into ", b.bytes(),
+           " bytes");
+  const std::vector<uint8_t> bytes = bench_bytes(count, DType::kFloat32, seed);
+  b.upload(bytes.data(), bytes.size());
+}
+
+#ifndef LIGHTRING_WITH_CUDA
+void fill_device(void*, size_t, DType, uint64_t, void*) {
+  LR_THROW("--backend cuda: this lightring-bench was built without CUDA");
+}
+#endif
+
+std::vector<uint8_t> bench_bytes(size_t numel, DType dtype, uint64_t seed) {
   std::vector<float> x(numel);
-  for (float& v : x) v = dist(rng);
+  for (size_t i = 0; i < numel; ++i) x[i] = bench_value(seed, i);
   return float_to_bytes(x, dtype);
 }
 

@@ -15,7 +15,10 @@ namespace lightring::launch {
 using kernels::Device;
 using kernels::DType;
 
-// An owned byte buffer in host or device memory (zero-initialised).
+// An owned byte buffer in host or device memory (zero-initialised). Every
+// Buffer is counted (tracked_bytes); a failed allocation, or one beyond the
+// limit set by set_allocation_limit(), throws lightring::Error with "out of
+// memory" in its message (the CUDA error is cleared: the device stays usable).
 class Buffer {
  public:
   Buffer() = default;
@@ -56,16 +59,23 @@ struct Shard {
   size_t state_bytes() const;
 };
 
+// Fills the first `count` fp32 values of `b` with the bench values of `seed`.
+void fill_f32(Buffer& b, size_t count, uint64_t seed);
+
+// Bytes held by live Buffers now, and their high-water mark since the last reset.
+size_t tracked_bytes();
+size_t tracked_peak_bytes();
+void reset_tracked_peak();
+// A fake allocation limit (bytes held by Buffers) for tests of out-of-memory
+// paths on the CPU; 0 = none. lightring-bench sets it from the environment
+// variable LIGHTRING_BENCH_MEM_LIMIT = BYTES or BYTES@RANK (only that world rank).
+void set_allocation_limit(size_t bytes);
+
 // Waits for all work of the device (no-op on the CPU).
 void device_synchronize(Device device);
-// Bytes of memory in use by this process: CPU peak resident set (VmHWM);
-// CUDA: device memory in use (total - free) of the current device.
-double memory_in_use_bytes(Device device);
 // A readable name of the device ("NVIDIA H200", the CPU model name).
 std::string device_description(Device device);
 
-// Random normal values rounded to dtype, as raw dtype bytes.
-std::vector<uint8_t> random_bytes(size_t numel, DType dtype, uint64_t seed);
 // Raw dtype bytes <-> fp32.
 std::vector<float> bytes_to_float(const std::vector<uint8_t>& bytes, DType dtype);
 std::vector<uint8_t> float_to_bytes(const std::vector<float>& x, DType dtype);

@@ -3,11 +3,14 @@
 // global sequence length. Metrics: launch/README.md.
 //
 //   mpirun -np 4 lightring-bench --backend cpu --check
+//   mpirun -np 2 lightring-bench --local-len 16384,65536 --json out.json     (weak scaling)
+//   mpirun -np 8 lightring-bench --exchange-only --msg-bytes 4096:8388608 -f 4
+//   mpirun -np 2 lightring-bench --find-max -b 1048576
+//   lightring-bench --model --ranks-per-node 8                               (cost model only)
 #include <mpi.h>
 
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <memory>
 #include <string>
@@ -22,9 +25,10 @@
 
 #include "comm/mpi_communicator.h"
 #include "kernels/error.h"
-#include "launch/bench_check.h"
+#include "launch/bench_device.h"
 #include "launch/bench_options.h"
 #include "launch/bench_report.h"
+#include "launch/bench_run.h"
 #include "launch/bench_shard.h"
 #include "parallel/sequence_parallel.h"
 
@@ -34,24 +38,6 @@
 
 namespace lightring::launch {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double since_ms(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
-double median(std::vector<double> x) {
-  std::sort(x.begin(), x.end());
-  const size_t n = x.size();
-  return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
-}
-
-std::vector<int64_t> split_lengths(int64_t N, int P) {
-  std::vector<int64_t> len(P, N / P);
-  for (int64_t i = 0; i < N % P; ++i) len[P - 1 - i] += 1;
-  return len;
-}
 
 RunInfo run_info(const BenchOptions& o, int world_size) {
   RunInfo info;
@@ -95,93 +81,47 @@ std::unique_ptr<comm::Communicator> make_comm(const BenchOptions& o, comm::MpiCo
 #endif
 }
 
-RowResult run_length(const BenchOptions& o, int64_t N, comm::Communicator& sp,
-                     comm::MpiCommunicator& world) {
-  const int P = sp.size(), r = sp.rank();
-  const std::vector<int64_t> lengths =
-      o.local_len > 0 ? std::vector<int64_t>(P, o.local_len) : split_lengths(N, P);
-  LR_CHECK(*std::min_element(lengths.begin(), lengths.end()) >= 1, "global length ", N,
-           " is shorter than the number of ranks (", P, ")");
-  Shard shard(o.backend, ShardShape{o.batch, o.heads, lengths[r], o.dim, o.vdim, o.dtype});
-  fill_shard_inputs(o, r, P, shard);
-  parallel::Options popt;
-  popt.schedule = o.schedule;
-  if (o.backend == kernels::Device::kCpu)
-    popt.link = {1.5, 5e3, 5e3};  // shared-memory MPI, host axpy
-
-  std::vector<double> fwd, bwd, xchg;
-  parallel::Report fr, br;
-  for (int it = 0; it < o.warmup + o.iters; ++it) {
-    world.barrier();
-    auto t0 = Clock::now();
-    fr = parallel::forward(sp, shard.forward_params(nullptr), shard.s_in.f32(), popt);
-    device_synchronize(o.backend);
-    sp.synchronize(nullptr);
-    const double f_ms = since_ms(t0);
-    t0 = Clock::now();
-    br = parallel::backward(sp, shard.backward_params(nullptr), popt);
-    device_synchronize(o.backend);
-    sp.synchronize(nullptr);
-    const double b_ms = since_ms(t0);
-    if (it < o.warmup) continue;
-    fwd.push_back(f_ms);
-    bwd.push_back(b_ms);
-    xchg.push_back(fr.exchange_ms + br.exchange_ms);
-  }
-  std::vector<double> step(fwd.size());
-  for (size_t i = 0; i < fwd.size(); ++i) step[i] = fwd[i] + bwd[i];
-
-  // Max over ranks: the slowest rank sets the step time.
-  double mine[6] = {median(fwd),
-                    median(bwd),
-                    median(step),
-                    median(xchg),
-                    memory_in_use_bytes(o.backend),
-                    static_cast<double>(fr.messages + br.messages)};
-  double worst[6];
-  MPI_Allreduce(mine, worst, 6, MPI_DOUBLE, MPI_MAX, world.handle());
-  RowResult row;
-  row.N = 0;
-  for (int64_t n : lengths) row.N += n;
-  row.n_local_max = *std::max_element(lengths.begin(), lengths.end());
-  row.n_local_min = *std::min_element(lengths.begin(), lengths.end());
-  row.fwd_ms = worst[0];
-  row.bwd_ms = worst[1];
-  row.step_ms = worst[2];
-  row.exchange_ms = worst[3];
-  row.peak_bytes = worst[4];
-  row.messages_per_step = static_cast<int>(worst[5]);
-  row.state_bytes = shard.state_bytes();
-  row.schedule = parallel::schedule_name(fr.schedule);
-  if (o.check) {
-    const CheckResult c = check_against_unsharded(o, lengths, shard);
-    row.checked = true;
-    row.rel_err = c.rel_err;
-    row.num_wrong = c.num_wrong;
-    row.pass = c.pass;
-  }
-  return row;
+// LIGHTRING_BENCH_MEM_LIMIT = BYTES or BYTES@RANK: a fake allocation limit
+// (tests of the out-of-memory paths on the CPU).
+void apply_memory_limit(int world_rank) {
+  const char* env = std::getenv("LIGHTRING_BENCH_MEM_LIMIT");
+  if (!env || !*env) return;
+  const std::string text(env);
+  const size_t at = text.find('@');
+  const long long bytes = std::atoll(text.substr(0, at).c_str());
+  LR_CHECK(bytes > 0, "LIGHTRING_BENCH_MEM_LIMIT must be BYTES or BYTES@RANK (got '", text, "')");
+  if (at != std::string::npos && std::atoi(text.c_str() + at + 1) != world_rank) return;
+  set_allocation_limit(static_cast<size_t>(bytes));
 }
 
 int run(int argc, char** argv, const comm::MpiEnvironment& env) {
   BenchOptions o;
   if (!parse_bench_options(argc, argv, env.world_rank() == 0, &o)) return 0;
+  const bool root = env.world_rank() == 0;
+  RunInfo info = run_info(o, env.world_size());
+  if (o.mode == BenchMode::kModel) {
+    if (root) print_header(o, info);
+    return print_model(o, info, root);
+  }
+  apply_memory_limit(env.world_rank());
   comm::MpiCommunicator world(MPI_COMM_WORLD, comm::CommOptions{o.timeout_s});
   std::unique_ptr<comm::Communicator> sp = make_comm(o, world, env);
-  const RunInfo info = run_info(o, world.size());
-  const bool root = world.rank() == 0;
+  ComputeStream stream(o.backend);
+  // The copy ceiling: 1 GiB on a GPU (well beyond L2), 64 MiB on the host.
+  if (o.ceilings && o.mode != BenchMode::kExchangeOnly)
+    info.copy_GBps = copy_bandwidth_GBps(
+        o.backend, o.backend == kernels::Device::kCuda ? (size_t{1} << 30) : (size_t{1} << 26));
+  BenchContext ctx{o, world, *sp, stream, info};
+  connect_peers(ctx);
   if (root) print_header(o, info);
-  std::vector<RowResult> rows;
-  bool all_pass = true;
-  for (int64_t N : o.lengths(world.size())) {
-    rows.push_back(run_length(o, N, *sp, world));
-    all_pass = all_pass && rows.back().pass;
-    if (root) print_row(o, info, rows.back());
+  switch (o.mode) {
+    case BenchMode::kExchangeOnly:
+      return run_exchange_only(ctx);
+    case BenchMode::kFindMax:
+      return run_find_max(ctx);
+    default:
+      return run_timed(ctx);
   }
-  if (root && !o.json_path.empty()) write_json(o.json_path, o, info, rows);
-  if (root && o.check)
-    std::printf("# check: %s\n", all_pass ? "all rows within tolerance" : "FAILED (rows marked !)");
-  return all_pass ? 0 : 1;
 }
 
 }  // namespace

@@ -75,6 +75,10 @@ void to_host(float* dst_host, const float* src, size_t count, void* stream) {
   LR_CUDA_CHECK(cudaStreamSynchronize(as_stream(stream)));
 }
 
+void record_event(void* event, void* stream) {
+  LR_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event), as_stream(stream)));
+}
+
 void axpy_heads(float* y, const float* x, const float* alpha, int64_t batch, int64_t heads,
                 int64_t per_head, void* stream) {
   if (batch == 0 || heads == 0 || per_head == 0) return;

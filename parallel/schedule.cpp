@@ -42,17 +42,26 @@ double schedule_cost_us(Schedule s, int num_ranks, size_t bytes, const LinkModel
   LR_CHECK(num_ranks >= 1, "schedule_cost_us: num_ranks must be >= 1 (got ", num_ranks, ")");
   LR_CHECK(link.latency_us >= 0 && link.bandwidth_Bpus > 0 && link.combine_Bpus > 0,
            "schedule_cost_us: the link model needs latency >= 0 and bandwidths > 0");
+  LR_CHECK(link.ranks_per_node >= 0 && link.inter_latency_us >= 0 && link.inter_bandwidth_Bpus > 0,
+           "schedule_cost_us: the inter-node link needs ranks_per_node >= 0, latency >= 0 and "
+           "bandwidth > 0");
   const double P = num_ranks, m = static_cast<double>(bytes);
-  const double hop = link.latency_us + m / link.bandwidth_Bpus;  // one message
-  const double fold = m / link.combine_Bpus;                     // one axpy combine
+  const int R = link.ranks_per_node;
+  const bool two_level = R > 0 && num_ranks > R;
+  const double nodes = two_level ? static_cast<double>((num_ranks + R - 1) / R) : 1.0;
+  const double hop = link.latency_us + m / link.bandwidth_Bpus;  // one message on a node
+  const double hop_e = two_level ? link.inter_latency_us + m / link.inter_bandwidth_Bpus : hop;
+  const double alpha_e = two_level ? link.inter_latency_us : link.latency_us;
+  const double beta_e = two_level ? link.inter_bandwidth_Bpus : link.bandwidth_Bpus;
+  const double fold = m / link.combine_Bpus;  // one axpy combine
   const int rounds = ceil_log2(num_ranks);
   switch (s) {
     case Schedule::kRing:
-      return (P - 1) * (hop + fold);
+      return (P - nodes) * (hop + fold) + (nodes - 1) * (hop_e + fold);
     case Schedule::kAllGather:
-      return link.latency_us * rounds + (P - 1) * m / link.bandwidth_Bpus + (P - 1) * fold;
+      return alpha_e * rounds + (P - 1) * m / beta_e + (P - 1) * fold;
     case Schedule::kScan:
-      return rounds * (hop + 2 * fold);
+      return rounds * (hop_e + 2 * fold);
     case Schedule::kAuto:
       break;
   }

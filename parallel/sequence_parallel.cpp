@@ -94,7 +94,9 @@ Report forward(comm::Communicator& comm, const kernels::ForwardParams& p, float*
   rep.schedule = choose_schedule(options.schedule, P, count * sizeof(float), options.link);
   rep.message_bytes = count * sizeof(float);
   const auto t0 = Clock::now();
+  record_event(p.device, options.exchange_begin_event, p.stream);
   rep.messages = exclusive_scan(comm, rep.schedule, spec, x.data(), s_in);
+  record_event(p.device, options.exchange_end_event, p.stream);
   rep.exchange_ms = ms_since(t0);
   if (first && p.initial_state) copy_state(p.device, s_in, p.initial_state, count, p.stream);
 
@@ -137,7 +139,9 @@ Report backward(comm::Communicator& comm, const kernels::BackwardParams& p,
   rep.message_bytes = count * sizeof(float);
   StateBuffer ds_out(p.device, count, p.stream);
   const auto t0 = Clock::now();
+  record_event(p.device, options.exchange_begin_event, p.stream);
   rep.messages = exclusive_scan(comm, rep.schedule, spec, x.data(), ds_out.data());
+  record_event(p.device, options.exchange_end_event, p.stream);
   rep.exchange_ms = ms_since(t0);
 
   // 3. The main local backward from S_in(r) and dS_out(r); d_initial_state is

@@ -57,19 +57,34 @@ Schedule parse_schedule(const std::string& name);
 const char* schedule_name(Schedule s);
 
 // Cost model of one exchange (forward or backward), in microseconds, for P
-// ranks and a state message of m = B·H·D·E·4 bytes (docs/schedules.md):
+// ranks and a state message of m = B·H·D·E·4 bytes (docs/schedules.md,
+// docs/scaling.md). One level (all ranks behind one kind of link):
 //
 //   ring       (P-1)·(α + m/β + m/γ)                 P-1 dependent hops, one combine each
 //   allgather  α·ceil(log2 P) + (P-1)·m/β + (P-1)·m/γ one collective, then a local fold
 //   scan       ceil(log2 P)·(α + m/β + 2·m/γ)        doubling rounds, two combines each
 //
 // α = per-message latency (µs), β = link bandwidth (bytes/µs), γ = combine
-// bandwidth (bytes/µs, the axpy over a state). auto picks the cheapest; P <= 2
-// is always ring (a single hop); ties go to ring, then scan.
+// bandwidth (bytes/µs, the axpy over a state).
+//
+// Two levels (ranks_per_node = R > 0 and P > R; SP groups are consecutive
+// ranks, comm/layout.h, so a node holds R neighbouring shards; nodes = ⌈P/R⌉;
+// α_e, β_e the links between nodes):
+//
+//   ring       (P-nodes)·(α + m/β + m/γ) + (nodes-1)·(α_e + m/β_e + m/γ)
+//   allgather  α_e·ceil(log2 P) + (P-1)·m/β_e + (P-1)·m/γ      (the slowest link paces the ring)
+//   scan       ceil(log2 P)·(α_e + m/β_e + 2·m/γ)              (every round has a pair across
+//   nodes)
+//
+// auto picks the cheapest; P <= 2 is always ring (a single hop); ties go to
+// ring, then scan.
 struct LinkModel {
-  double latency_us = 5.0;       // α: NVLink/NCCL small-message latency; MPI shared memory ~1-2
-  double bandwidth_Bpus = 50e3;  // β: 50 GB/s = 50e3 bytes/µs
-  double combine_Bpus = 200e3;   // γ: on-device axpy; ~5e3 for the host loop
+  double latency_us = 5.0;         // α: NVLink/NCCL small-message latency; MPI shared memory ~1-2
+  double bandwidth_Bpus = 50e3;    // β: 50 GB/s = 50e3 bytes/µs
+  double combine_Bpus = 200e3;     // γ: on-device axpy; ~5e3 for the host loop
+  int ranks_per_node = 0;          // R: 0 = one level (every rank behind α, β)
+  double inter_latency_us = 10.0;  // α_e between nodes
+  double inter_bandwidth_Bpus = 50e3;  // β_e: 400 Gb/s = 50e3 bytes/µs
 };
 
 double schedule_cost_us(Schedule s, int num_ranks, size_t bytes, const LinkModel& link = {});
@@ -80,6 +95,13 @@ Schedule choose_schedule(Schedule requested, int num_ranks, size_t bytes,
 struct Options {
   Schedule schedule = Schedule::kAuto;
   LinkModel link;
+  // Benchmarks (CUDA only; ignored on the CPU): two cudaEvent_t, recorded on
+  // p.stream just before the exchange step (2) is enqueued and right after its
+  // result is ready on p.stream. Their elapsed time is the exchange span seen
+  // by the compute stream (the time it stalls between the local state pass
+  // and the main pass). nullptr: not recorded.
+  void* exchange_begin_event = nullptr;
+  void* exchange_end_event = nullptr;
 };
 
 // What one call did, for benchmarks and logs.

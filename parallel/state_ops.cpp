@@ -126,6 +126,16 @@ std::vector<float> to_host(Device device, const float* src, size_t count, void* 
   return out;
 }
 
+void record_event(Device device, void* event, void* stream) {
+  if (device != Device::kCuda || event == nullptr) return;
+#ifdef LIGHTRING_WITH_CUDA
+  cuda_ops::record_event(event, stream);
+#else
+  (void)stream;
+  no_cuda("record_event");
+#endif
+}
+
 std::vector<float> decay_pow(const std::vector<float>& decay_host, int64_t heads, int64_t len) {
   std::vector<float> out(heads);
   kernels::segment_decay(decay_host.empty() ? nullptr : decay_host.data(), heads, len, out.data());

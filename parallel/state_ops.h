@@ -58,6 +58,9 @@ void axpy_heads(Device device, float* y, const float* x, const std::vector<float
 // Copies `count` fp32 values of a device (or host) array to the host.
 std::vector<float> to_host(Device device, const float* src, size_t count, void* stream);
 
+// Records a cudaEvent_t on `stream` (Device::kCuda, event not null); a no-op otherwise.
+void record_event(Device device, void* event, void* stream);
+
 // λ_h^len for every head from host decay rates (nullptr: all ones).
 std::vector<float> decay_pow(const std::vector<float>& decay_host, int64_t heads, int64_t len);
 
@@ -70,6 +73,7 @@ void copy(float* dst, const float* src, size_t count, void* stream);
 void axpy_heads(float* y, const float* x, const float* alpha, int64_t batch, int64_t heads,
                 int64_t per_head, void* stream);
 void to_host(float* dst_host, const float* src, size_t count, void* stream);
+void record_event(void* event, void* stream);
 }  // namespace cuda_ops
 
 }  // namespace lightring::parallel
