@@ -83,6 +83,35 @@ TEST_F(CommTest, ScheduleNamesAndCostModel) {
             parallel::schedule_cost_us(Schedule::kRing, 4, 1 << 20));
 }
 
+// The two-level model (docs/scaling.md): ring pays one inter-node hop per node
+// boundary, scan and allgather pay the inter-node link in every round.
+TEST_F(CommTest, TwoLevelCostModel) {
+  using parallel::Schedule;
+  parallel::LinkModel link;
+  link.latency_us = 10;
+  link.bandwidth_Bpus = 100e3;
+  link.combine_Bpus = 1000e3;
+  link.ranks_per_node = 8;
+  link.inter_latency_us = 20;
+  link.inter_bandwidth_Bpus = 50e3;
+  const double m = 2 << 20;
+  const double hop = 10 + m / 100e3, hop_e = 20 + m / 50e3, fold = m / 1000e3;
+  // 16 ranks = 2 nodes: 14 hops on a node, 1 between nodes.
+  EXPECT_NEAR(parallel::schedule_cost_us(Schedule::kRing, 16, m, link),
+              14 * (hop + fold) + (hop_e + fold), 1e-6);
+  EXPECT_NEAR(parallel::schedule_cost_us(Schedule::kScan, 16, m, link), 4 * (hop_e + 2 * fold),
+              1e-6);
+  EXPECT_NEAR(parallel::schedule_cost_us(Schedule::kAllGather, 16, m, link),
+              20 * 4 + 15 * m / 50e3 + 15 * fold, 1e-6);
+  // Within one node the one-level formulas apply.
+  EXPECT_NEAR(parallel::schedule_cost_us(Schedule::kRing, 8, m, link), 7 * (hop + fold), 1e-6);
+  EXPECT_NEAR(parallel::schedule_cost_us(Schedule::kScan, 8, m, link), 3 * (hop + 2 * fold), 1e-6);
+  EXPECT_EQ(parallel::choose_schedule(Schedule::kAuto, 2, m, link), Schedule::kRing);
+  EXPECT_EQ(parallel::choose_schedule(Schedule::kAuto, 4096, m, link), Schedule::kScan);
+  link.ranks_per_node = -1;
+  EXPECT_THROW(parallel::schedule_cost_us(Schedule::kRing, 16, m, link), Error);
+}
+
 // DP x SP: the world split into SP groups of 2 consecutive ranks; each SP group
 // runs its own sequence (a different seed per DP rank) and must match it.
 TEST_F(CommTest, DataParallelTimesSequenceParallel) {

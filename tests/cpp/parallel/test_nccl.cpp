@@ -105,35 +105,68 @@ TEST_F(NcclTest, BootstrapFromRawBytesAndSplit) {
   }
 }
 
-TEST_F(NcclTest, ShardedMatchesOracleOnGpu) {
+// Sharded forward + backward on Device::kCuda through NCCL vs the float64
+// oracle of the whole sequence, for every schedule: dtype x decay x split.
+struct GpuCase {
+  DType dtype;
+  bool decay;
+  bool unequal;  // shard r holds a share proportional to r+1 (otherwise equal shards)
+};
+
+std::string case_name(const ::testing::TestParamInfo<GpuCase>& info) {
+  const GpuCase& c = info.param;
+  return std::string(c.dtype == DType::kBFloat16 ? "bf16" : "fp32") +
+         (c.decay ? "_decay" : "_nodecay") + (c.unequal ? "_unequal" : "_equal");
+}
+
+// Shares proportional to r+1 (every shard >= 1 token), summing to n.
+std::vector<int64_t> unequal_split(int64_t n, int P) {
+  std::vector<int64_t> len(P);
+  int64_t total = 0;
+  for (int r = 0; r < P; ++r) {
+    len[r] = std::max<int64_t>(1, n * (r + 1) / (P * (P + 1) / 2));
+    total += len[r];
+  }
+  len[P - 1] += n - total;
+  return len;
+}
+
+class NcclShardedTest : public NcclTest, public ::testing::WithParamInterface<GpuCase> {};
+
+TEST_P(NcclShardedTest, MatchesOracleOnGpu) {
+  const GpuCase c = GetParam();
+  const DType dt = c.dtype;
   auto nccl = comm::nccl_from_mpi(*mpi_, device_, comm::CommOptions{60.0});
   const int P = nccl->size(), r = nccl->rank();
-  std::vector<int64_t> lengths = equal_split(1001, P);
-  const GlobalProblem gp(Shape{1, 4, 1001, 64, 64}, true, true, 42, DType::kBFloat16);
+  std::vector<int64_t> lengths = c.unequal ? unequal_split(1001, P) : equal_split(1001, P);
+  const GlobalProblem gp(Shape{1, 4, 1001, 64, 64}, c.decay, true, 42, dt);
+  const double tol = dt == DType::kBFloat16 ? 2e-2 : 3e-3;
+  const size_t es = kernels::dtype_size(dt);
   const Shape& s = gp.s;
   const auto off = offsets_of(lengths);
   const int64_t n = lengths[r], BH = s.B * s.H, SE = BH * s.D * s.E;
   auto upload = [&](const std::vector<double>& x, int64_t dim) {
-    HostTensor t =
-        HostTensor::from_double(slice_rows(x, BH, s.N, dim, off[r], n), DType::kBFloat16);
+    HostTensor t = HostTensor::from_double(slice_rows(x, BH, s.N, dim, off[r], n), dt);
     return std::make_unique<DeviceArray<uint8_t>>(t.data(), t.nbytes());
   };
   auto q = upload(gp.q, s.D), k = upload(gp.k, s.D), v = upload(gp.v, s.E),
        d_o = upload(gp.dout, s.E);
-  DeviceArray<uint16_t> o(BH * n * s.E), dq(BH * n * s.D), dk(BH * n * s.D), dv(BH * n * s.E);
-  DeviceArray<float> decay(to_float(gp.decay)), s0(to_float(gp.s0)), g(to_float(gp.g));
+  DeviceArray<uint8_t> o(BH * n * s.E * es), dq(BH * n * s.D * es), dk(BH * n * s.D * es),
+      dv(BH * n * s.E * es);
+  DeviceArray<float> decay(c.decay ? to_float(gp.decay) : std::vector<float>(s.H, 0.0f));
+  DeviceArray<float> s0(to_float(gp.s0)), g(to_float(gp.g));
   DeviceArray<float> s_in(SE), final_state(SE), ds0(SE);
 
   for (Schedule sched : {Schedule::kRing, Schedule::kAllGather, Schedule::kScan}) {
     kernels::ForwardParams fp;
     fp.device = kernels::Device::kCuda;
-    fp.dtype = DType::kBFloat16;
+    fp.dtype = dt;
     fp.batch = s.B;
     fp.heads = s.H;
     fp.seqlen = n;
     fp.qk_dim = s.D;
     fp.v_dim = s.E;
-    fp.decay = decay.get();
+    fp.decay = c.decay ? decay.get() : nullptr;
     fp.scale = static_cast<float>(gp.scale);
     fp.q = q->get();
     fp.k = k->get();
@@ -165,10 +198,10 @@ TEST_F(NcclTest, ShardedMatchesOracleOnGpu) {
     nccl->synchronize(nullptr);
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
 
-    auto back = [&](DeviceArray<uint16_t>& t) {
-      HostTensor h(DType::kBFloat16, t.to_host().size());
+    auto back = [&](DeviceArray<uint8_t>& t) {
       const auto raw = t.to_host();
-      std::memcpy(h.data(), raw.data(), raw.size() * sizeof(uint16_t));
+      HostTensor h(dt, raw.size() / es);
+      std::memcpy(h.data(), raw.data(), raw.size());
       return h.to_double();
     };
     ShardResult res;
@@ -179,9 +212,18 @@ TEST_F(NcclTest, ShardedMatchesOracleOnGpu) {
     if (r == P - 1) res.final_state = to_double(final_state.to_host());
     if (r == 0) res.ds0 = to_double(ds0.to_host());
     SCOPED_TRACE(parallel::schedule_name(sched));
-    expect_matches_oracle(gp, lengths, r, res, 2e-2);
+    expect_matches_oracle(gp, lengths, r, res, tol);
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, NcclShardedTest,
+    ::testing::Values(GpuCase{DType::kBFloat16, true, false}, GpuCase{DType::kBFloat16, true, true},
+                      GpuCase{DType::kBFloat16, false, false},
+                      GpuCase{DType::kBFloat16, false, true}, GpuCase{DType::kFloat32, true, false},
+                      GpuCase{DType::kFloat32, true, true}, GpuCase{DType::kFloat32, false, false},
+                      GpuCase{DType::kFloat32, false, true}),
+    case_name);
 
 // The last rank never posts its send: the receiver's synchronize must throw
 // within the deadline (NCCL abort releases the stuck receive).
