@@ -71,17 +71,22 @@ struct SegmentPlan {
 };
 
 // G segments of seg_len rows (a multiple of 64, >= kMinSegment unless N is shorter), with
-// B·H·slices·G close to kWaves CTAs per SM. LIGHTRING_CUDA_SEG_LEN overrides seg_len
+// B·H·slices·G close to `waves` CTAs per SM (default 4; LIGHTRING_CUDA_WAVES overrides it, for
+// measuring wave quantisation, bench/NOTES.md). LIGHTRING_CUDA_SEG_LEN overrides seg_len
 // (rounded up to 64; tests use it to cover many segments at small N).
 SegmentPlan plan_segments(const Problem& p, int max_dv) {
   constexpr int64_t kMinSegment = 256;
-  constexpr int64_t kWaves = 4;
+  static const int64_t waves = [] {
+    const char* env = std::getenv("LIGHTRING_CUDA_WAVES");
+    const long long w = env ? std::atoll(env) : 0;
+    return w >= 1 ? static_cast<int64_t>(w) : int64_t{4};
+  }();
   int device = 0, sms = 0;
   LR_CUDA_CHECK(cudaGetDevice(&device));
   LR_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   const int64_t slices = (max_dv + slice_width(p.dtype) - 1) / slice_width(p.dtype);
   const int64_t base = p.batch * p.heads * slices;
-  int64_t segs = std::max<int64_t>(1, (kWaves * sms + base - 1) / base);
+  int64_t segs = std::max<int64_t>(1, (waves * sms + base - 1) / base);
   segs = std::min(segs, std::max<int64_t>(1, p.seqlen / kMinSegment));
   int64_t seg_len = (p.seqlen + segs - 1) / segs;
   if (const char* env = std::getenv("LIGHTRING_CUDA_SEG_LEN")) {
