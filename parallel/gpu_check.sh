@@ -3,7 +3,10 @@
 #   1. the MPI GoogleTest suite on 1 and 2 ranks (NcclTest.* run instead of skipping:
 #      NCCL bootstrap from MPI and from raw id bytes, split, sharded fwd/bwd on
 #      Device::kCuda vs the float64 oracle for ring/allgather/scan, the deadline);
-#   2. lightring-bench --backend cuda --check for every schedule on 2 ranks.
+#      the GPU cases cover ring/allgather/scan x bf16/fp32 x decay on/off x equal/unequal
+#      shards, and the NCCL deadline (a peer that never sends -> an error, not a hang);
+#   2. lightring-bench --backend cuda --check for every schedule on 2 ranks (odd lengths,
+#      global states, bf16; fp32 with decay off).
 # Usage: parallel/gpu_check.sh [BUILD_DIR]   (default build-gpu; configured here if absent)
 #   BOOST_PREFIX=/path/with/usr  points at Boost.Program_options unpacked from the
 #   Debian packages (shared/docs/gpu-machine.md); without it lightring-bench is not built.
@@ -43,12 +46,18 @@ for np in 1 "$NP"; do
   run "$np" "$BUILD/tests/cpp/parallel/lightring_parallel_tests" || status=1
 done
 if [ -x "$BUILD/launch/lightring-bench" ]; then
+  # bf16 with decay and global states, odd lengths (unequal shards), every schedule;
+  # then fp32 with decay off. --check compares with the unsharded CPU result on rank 0.
   for s in ring allgather scan; do
-    echo "== lightring-bench --backend cuda --check --schedule $s on $NP ranks"
+    echo "== lightring-bench --backend cuda --check --schedule $s on $NP ranks (bf16, decay, states)"
     run "$NP" "$BUILD/launch/lightring-bench" --backend cuda --check --schedule "$s" \
-      -b 8192 -e 32768 --heads 8 --states || status=1
+      -b 4097 -e 16388 -f 4 --heads 8 --states -n 2 --no-baseline --no-ceilings || status=1
   done
+  echo "== lightring-bench --backend cuda --check on $NP ranks (fp32, decay off, every schedule)"
+  run "$NP" "$BUILD/launch/lightring-bench" --backend cuda --check --schedule ring,allgather,scan \
+    --dtype fp32 --decay off -b 8191 -e 8191 --heads 8 --states -n 2 --no-baseline --no-ceilings || status=1
 else
   echo "lightring-bench was not built (Boost.Program_options missing: set BOOST_PREFIX)"
 fi
+echo "== gpu_check: $([ $status = 0 ] && echo PASSED || echo FAILED)"
 exit $status

@@ -1,0 +1,237 @@
+#!/usr/bin/env python3
+"""Summary of the sequence-parallel GPU run (bench/sp_gpu_run.sh), and the model table of docs/scaling.md.
+
+    python3 bench/sp_report.py --weak p1.json p2.json --exchange x.json --findmax f.json \
+        --lasp lasp.json --bench build/launch/lightring-bench --out merged.json
+
+Prints (metrics: launch/README.md, docs/scaling.md):
+  1. weak scaling per n_local: tokens/s at P=1 and P=2, scaling efficiency
+     tok/s(P) / (P * tok/s(1)) and the speed-up tok/s(P) / tok/s(1) (target >= 1.9 at P=2),
+     x best LASP variant at the same n_local (target >= 5), peak memory per rank at P vs 1
+     (target <= 1.05), exchange time per layer (fwd, bwd), exposed time and overlap;
+  2. the exchange micro-benchmark, with alpha (latency) and beta (bandwidth) of one hop
+     fitted on the ring rows of P=2: t = alpha + m / beta (least squares over message sizes);
+  3. the longest global sequence of --find-max;
+  4. the cost model at P = 8..4096 from the fitted alpha, beta, gamma = copy ceiling / 3
+     (a combine reads two states and writes one), an assumed inter-node link (400 Gb/s),
+     computed by `lightring-bench --model` (the C++ cost model auto uses), against the
+     single-GPU step time per layer.
+Merges every input's rows into one JSON (shared/docs/bench-json.md) with a "summary".
+Every input is optional; missing or failed ones are reported, not fatal.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+
+def load(path):
+    if not path:
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        print(f"# {path}: not available ({type(e).__name__}: {e})")
+        return None
+
+
+def fmt(x, spec=".3g", none="-"):
+    return none if x is None else format(x, spec)
+
+
+def weak_table(p1, pn, lasp):
+    """Rows of the weak-scaling summary, keyed by n_local."""
+    def fwdbwd(doc):
+        out = {}
+        for r in (doc or {}).get("rows", []):
+            if r.get("pass") == "fwdbwd":
+                out[r["n_local"]] = r
+        return out
+
+    base, par = fwdbwd(p1), fwdbwd(pn)
+    lasp_best = {}
+    for r in (lasp or {}).get("rows", []):
+        if r.get("tokens_per_s"):
+            n = r["n_local"]
+            if n not in lasp_best or r["tokens_per_s"] > lasp_best[n]["tokens_per_s"]:
+                lasp_best[n] = r
+    rows = []
+    for n in sorted(set(base) | set(par)):
+        b, p, l = base.get(n), par.get(n), lasp_best.get(n)
+        P = p["P"] if p else None
+        row = {"n_local": n, "P": P,
+               "tok_s_1": b and b["tokens_per_s"], "tok_s_P": p and p["tokens_per_s"],
+               "speedup": (p["tokens_per_s"] / b["tokens_per_s"]) if (b and p) else None,
+               "efficiency": (p["tokens_per_s"] / (P * b["tokens_per_s"])) if (b and p) else None,
+               "lasp_best": l and l["impl"], "lasp_tok_s": l and l["tokens_per_s"],
+               "x_lasp": (p["tokens_per_s"] / l["tokens_per_s"]) if (p and l) else None,
+               "peak_GB_1": b and b.get("peak_GB"), "peak_GB_P": p and p.get("peak_GB"),
+               "mem_ratio": (p["peak_GB"] / b["peak_GB"]) if (b and p and b.get("peak_GB")) else None,
+               "alloc_ratio": (p["alloc_peak_GB"] / b["alloc_peak_GB"])
+               if (b and p and b.get("alloc_peak_GB")) else None,
+               "exposed_ms": p and p.get("exposed_ms"), "overlap": p and p.get("overlap"),
+               "step_ms_1": b and b["ms"], "step_ms_P": p and p["ms"],
+               "frac_of_copy_1": b and b.get("frac_of_copy"), "frac_of_copy_P": p and p.get("frac_of_copy")}
+        for pas in ("fwd", "bwd"):
+            for r in (pn or {}).get("rows", []):
+                if r.get("pass") == pas and r["n_local"] == n:
+                    row[f"exchange_{pas}_ms"] = r.get("exchange_ms")
+                    row[f"span_{pas}_ms"] = r.get("exchange_span_ms")
+        rows.append(row)
+    return rows
+
+
+def print_weak(rows):
+    print("\n## Weak scaling (fwd+bwd of one layer; targets: speed-up >= 1.9 at P=2, >= 5x LASP, memory <= 1.05x)")
+    print(f"{'n_local':>8} {'P':>2} {'tok/s P=1':>10} {'tok/s P':>10} {'speedup':>7} {'eff':>6} "
+          f"{'xLASP':>6} {'LASP best':>20} {'peakGB 1':>8} {'peakGB P':>8} {'mem':>5} {'alloc':>5} "
+          f"{'xf_ms':>7} {'xb_ms':>7} {'expo_ms':>7} {'ovl':>5} {'%copy1':>6} {'%copyP':>6}")
+    for r in rows:
+        pct = lambda x: None if x is None else 100 * x  # noqa: E731
+        print(f"{r['n_local']:>8} {fmt(r['P'], 'd'):>2} {fmt(r['tok_s_1'], '.4g'):>10} {fmt(r['tok_s_P'], '.4g'):>10} "
+              f"{fmt(r['speedup'], '.3f'):>7} {fmt(r['efficiency'], '.3f'):>6} {fmt(r['x_lasp'], '.2f'):>6} "
+              f"{(r['lasp_best'] or '-'):>20} {fmt(r['peak_GB_1'], '.2f'):>8} {fmt(r['peak_GB_P'], '.2f'):>8} "
+              f"{fmt(r['mem_ratio'], '.3f'):>5} {fmt(r['alloc_ratio'], '.3f'):>5} "
+              f"{fmt(r.get('exchange_fwd_ms'), '.3f'):>7} {fmt(r.get('exchange_bwd_ms'), '.3f'):>7} "
+              f"{fmt(r['exposed_ms'], '.3f'):>7} {fmt(r['overlap'], '.2f'):>5} "
+              f"{fmt(pct(r['frac_of_copy_1']), '.1f'):>6} {fmt(pct(r['frac_of_copy_P']), '.1f'):>6}")
+
+
+def fit_hop(doc):
+    """alpha (us) and beta (bytes/us) of t = alpha + m/beta over the ring rows of P=2."""
+    pts = [(r["msg_bytes"], r["gpu_us"]) for r in (doc or {}).get("rows", [])
+           if r.get("pass") == "exchange" and r.get("schedule") == "ring" and r.get("P") == 2]
+    if len(pts) < 2:
+        return None
+    n = len(pts)
+    mx = sum(m for m, _ in pts) / n
+    my = sum(t for _, t in pts) / n
+    sxx = sum((m - mx) ** 2 for m, _ in pts)
+    slope = sum((m - mx) * (t - my) for m, t in pts) / sxx if sxx else 0.0
+    alpha = my - slope * mx
+    if slope <= 0:
+        return None
+    return {"alpha_us": max(alpha, 0.0), "beta_Bpus": 1.0 / slope, "points": n}
+
+
+def print_exchange(doc, fit):
+    if not doc:
+        return
+    print("\n## State exchange alone (median over iterations of the max over ranks)")
+    print(f"{'P':>4} {'msg_B':>10} {'schedule':>9} {'us':>9} {'gpu_us':>9} {'step_us':>9} {'GB/s':>8} {'model_us':>9}")
+    for r in doc.get("rows", []):
+        if r.get("pass") == "exchange":
+            print(f"{r['P']:>4} {r['msg_bytes']:>10} {r['schedule']:>9} {r['us']:>9.2f} {r['gpu_us']:>9.2f} "
+                  f"{r['step_us']:>9.2f} {r['algbw_GBps']:>8.2f} {r['model_us']:>9.2f}")
+    if fit:
+        print(f"# fitted one hop (ring, P=2): alpha = {fit['alpha_us']:.2f} us, "
+              f"beta = {fit['beta_Bpus'] / 1e3:.1f} GB/s over {fit['points']} sizes")
+
+
+def run_model(bench, fit, gamma_Bpus, msg, ranks, inter):
+    """Rows of `lightring-bench --model` (the C++ cost model of auto)."""
+    if not (bench and os.path.exists(bench)):
+        print(f"# model: lightring-bench not found at {bench}: skipped")
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "model.json")
+        cmd = [bench, "--backend", "cpu", "--model", "--msg-bytes", str(msg),
+               "--model-ranks", ",".join(str(p) for p in ranks),
+               "--link", f"{fit['alpha_us']},{fit['beta_Bpus'] / 1e3},{gamma_Bpus / 1e3}",
+               "--inter-link", f"{inter[0]},{inter[1]}", "--ranks-per-node", str(inter[2]), "--json", out]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            print(f"# model: {' '.join(cmd)} failed: {r.stderr[-400:]}")
+            return None
+        with open(out) as f:
+            return json.load(f)
+
+
+def print_model(model, compute_ms, msg):
+    if not model:
+        return
+    link = model.get("link", {})
+    print(f"\n## Exchange per layer, model (message {msg} B; alpha {link.get('alpha_us'):.3g} us, "
+          f"beta {link.get('beta_GBps'):.3g} GB/s, gamma {link.get('gamma_GBps'):.3g} GB/s on a node of "
+          f"{link.get('ranks_per_node')}; between nodes alpha {link.get('inter_alpha_us'):.3g} us, "
+          f"beta {link.get('inter_beta_GBps'):.3g} GB/s)")
+    head = " ".join(f"{'x/step@' + str(n):>11}" for n in sorted(compute_ms))
+    print(f"{'P':>5} {'ring_us':>10} {'allgather_us':>12} {'scan_us':>9} {'auto':>9} {'fwd+bwd_us':>10} {head}")
+    for r in model["rows"]:
+        best = min(r["ring_us"], r["allgather_us"], r["scan_us"])
+        cells = " ".join(f"{100 * 2 * best / 1e3 / compute_ms[n]:>10.2f}%" for n in sorted(compute_ms))
+        print(f"{r['P']:>5} {r['ring_us']:>10.1f} {r['allgather_us']:>12.1f} {r['scan_us']:>9.1f} "
+              f"{r['auto']:>9} {2 * best:>10.1f} {cells}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--weak", nargs="*", default=[], help="lightring-bench JSON of the weak-scaling runs (P=1 first)")
+    ap.add_argument("--exchange", help="lightring-bench --exchange-only JSON")
+    ap.add_argument("--findmax", help="lightring-bench --find-max JSON")
+    ap.add_argument("--lasp", help="bench/lasp_bench.py JSON")
+    ap.add_argument("--bench", help="lightring-bench binary (for the model table)")
+    ap.add_argument("--inter-link", default="15,50", help="ALPHA_US,BETA_GBPS between nodes (assumed: 400 Gb/s)")
+    ap.add_argument("--ranks-per-node", type=int, default=8)
+    ap.add_argument("--model-ranks", default="8,16,32,64,128,256,512,1024,2048,4096")
+    ap.add_argument("--out", help="merged JSON")
+    a = ap.parse_args()
+
+    weak = [load(p) for p in a.weak]
+    weak = [w for w in weak if w]
+    p1 = next((w for w in weak if w.get("world_size") == 1), None)
+    pn = next((w for w in weak if w.get("world_size", 1) > 1), None)
+    xchg, fmax, lasp = load(a.exchange), load(a.findmax), load(a.lasp)
+    summary = {}
+
+    rows = weak_table(p1, pn, lasp)
+    if rows:
+        print_weak(rows)
+    summary["weak"] = rows
+    if lasp:
+        bad = [r for r in lasp.get("rows", []) if r.get("status", "ok") != "ok"]
+        for r in bad:
+            print(f"# LASP {r['impl']} n_local={r['n_local']}: {r['status']}")
+
+    fit = fit_hop(xchg)
+    print_exchange(xchg, fit)
+    summary["hop_fit"] = fit
+
+    if fmax and "find_max" in fmax:
+        fm = fmax["find_max"]
+        print(f"\n## Longest sequence (fwd+bwd, P={fmax.get('world_size')}): N = {fm['N']} "
+              f"({fm['n_local']} per rank); first failure at {fm['first_failure_N']}; stopped: {fm['stopped']}")
+        summary["find_max"] = fm
+
+    ceil = (pn or p1 or {}).get("ceilings", {}).get("copy_TBps")
+    if fit and ceil:
+        msg = next((r["state_bytes"] for r in (pn or p1)["rows"]), 32 * 128 * 128 * 4)
+        ranks = [int(x) for x in a.model_ranks.split(",")]
+        ia, ib = (float(x) for x in a.inter_link.split(","))
+        gamma = ceil * 1e6 / 3  # bytes/us: one combine moves 3 state-sized arrays
+        compute = {r["n_local"]: r["step_ms_1"] for r in rows if r.get("step_ms_1")}
+        model = run_model(a.bench, fit, gamma, msg, ranks, (ia, ib, a.ranks_per_node))
+        print_model(model, compute, msg)
+        summary["model"] = model
+    else:
+        print("\n# model table: needs the exchange fit and a copy ceiling: skipped")
+
+    if a.out:
+        merged = {"tool": "sp_report", "device": (pn or p1 or xchg or {}).get("device"),
+                  "commit": (pn or p1 or xchg or {}).get("commit"), "date": (pn or p1 or xchg or {}).get("date"),
+                  "world_size": (pn or {}).get("world_size"),
+                  "ceilings": (pn or p1 or {}).get("ceilings", {}), "summary": summary, "rows": []}
+        for name, doc in (("weak-p1", p1), ("weak-p", pn), ("exchange", xchg), ("find-max", fmax), ("lasp", lasp)):
+            for r in (doc or {}).get("rows", []):
+                merged["rows"].append(dict(r, source=name))
+        with open(a.out, "w") as f:
+            json.dump(merged, f, indent=1)
+        print(f"\n# merged JSON: {a.out} ({len(merged['rows'])} rows)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
