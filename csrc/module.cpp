@@ -1,8 +1,8 @@
 // The Python module half of lightring._C: non-tensor helpers, written against the
-// CPython C API. (Not pybind11: a pybind11 module shares pybind11's internals
-// with torch's bindings when their versions agree, and torch 2.11's wheel crashed
-// on the first exception with the pip pybind11 3.1 build of this module.) Loading
-// the library also registers the lightring:: ops (csrc/ops.cpp).
+// CPython C API rather than pybind11, so that this library shares no pybind11
+// internals with torch's own bindings (their pybind11 versions differ between
+// torch releases). Loading the library also registers the lightring:: ops
+// (csrc/ops.cpp).
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 

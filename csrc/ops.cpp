@@ -16,9 +16,8 @@ namespace lightring::csrc {
 
 namespace {
 
-// Rethrows lightring::Error as c10::Error, the exception torch's Python bindings
-// translate themselves (into RuntimeError). Letting another C++ exception reach
-// them crashes torch 2.11, whose pybind11 internals differ from this module's.
+// Rethrows lightring::Error (and any std::exception) as c10::Error, the exception
+// type torch's dispatcher and Python bindings are built to translate (RuntimeError).
 template <typename F>
 auto torch_errors(F&& f) -> decltype(f()) {
   try {
