@@ -167,6 +167,56 @@ def print_model(model, compute_ms, msg):
               f"{r['auto']:>9} {2 * best:>10.1f} {cells}")
 
 
+def validate(paths, bench):
+    """Measured vs model ordering of the schedules from --exchange-only runs at several P.
+
+    Two models, both with alpha, beta fitted on the ring rows of P=2 and gamma = copy / 3:
+      links   the cost model of auto (lightring-bench --model): every rank has its own link;
+      shared  all ranks share one memory system (an oversubscribed CPU): a round in which k
+              ranks each move m bytes costs k*m/beta; ring (P-1) rounds of 1 message,
+              scan rounds d = 1, 2, 4, ... of P-d messages, allgather P(P-1) messages.
+    """
+    docs = [d for d in (load(p) for p in paths) if d]
+    two = next((d for d in docs if d.get("world_size") == 2), None)
+    fit = fit_hop(two)
+    if not fit:
+        print("# validate: needs a P=2 run with >= 2 message sizes")
+        return None
+    ceil = two.get("ceilings", {}).get("copy_TBps")
+    gamma = ceil * 1e6 / 3 if ceil else 1e12
+    out = []
+    print(f"\n## Ordering check: alpha {fit['alpha_us']:.2f} us, beta {fit['beta_Bpus'] / 1e3:.2f} GB/s "
+          f"(ring P=2 fit), gamma {gamma / 1e3:.2f} GB/s")
+    print("| P | msg B | measured ring / allgather / scan (us) | order | links model (us) | order | "
+          "shared model (us) | order |")
+    print("|---|---|---|---|---|---|---|---|")
+    for d in sorted(docs, key=lambda d: d["world_size"]):
+        P = d["world_size"]
+        sizes = sorted({r["msg_bytes"] for r in d["rows"] if r.get("pass") == "exchange"})
+        for m in sizes:
+            meas = {r["schedule"]: r["gpu_us"] for r in d["rows"] if r.get("msg_bytes") == m}
+            model = run_model(bench, fit, gamma, m, [P], (0, 1, 0))
+            if not model or len(meas) < 3:
+                continue
+            lk = {k: model["rows"][0][k + "_us"] for k in ("ring", "allgather", "scan")}
+            a, b = fit["alpha_us"], fit["beta_Bpus"]
+            rounds, dd, scan_msgs = 0, 1, 0
+            while dd < P:
+                rounds, scan_msgs, dd = rounds + 1, scan_msgs + (P - dd), dd * 2
+            sh = {"ring": (P - 1) * (a + m / b + m / gamma),
+                  "allgather": a * rounds + P * (P - 1) * m / b + (P - 1) * m / gamma,
+                  "scan": rounds * a + scan_msgs * m / b + 2 * rounds * m / gamma}
+            order = lambda x: " < ".join(sorted(x, key=x.get))  # noqa: E731
+            trip = lambda x: " / ".join(f"{x[k]:.0f}" for k in ("ring", "allgather", "scan"))  # noqa: E731
+            row = {"P": P, "msg_bytes": m, "measured_us": meas, "links_us": lk, "shared_us": sh,
+                   "measured_order": order(meas), "links_order": order(lk), "shared_order": order(sh)}
+            out.append(row)
+            mark = lambda o: o + (" ✓" if o == row["measured_order"] else (" (best ✓)" if o.split(" < ")[0] == row["measured_order"].split(" < ")[0] else ""))  # noqa: E731,E501
+            print(f"| {P} | {m} | {trip(meas)} | {row['measured_order']} | {trip(lk)} | {mark(row['links_order'])} | "
+                  f"{trip(sh)} | {mark(row['shared_order'])} |")
+    return {"fit": fit, "gamma_Bpus": gamma, "rows": out}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weak", nargs="*", default=[], help="lightring-bench JSON of the weak-scaling runs (P=1 first)")
@@ -178,7 +228,22 @@ def main():
     ap.add_argument("--ranks-per-node", type=int, default=8)
     ap.add_argument("--model-ranks", default="8,16,32,64,128,256,512,1024,2048,4096")
     ap.add_argument("--out", help="merged JSON")
+    ap.add_argument("--validate", nargs="*", default=[],
+                    help="--exchange-only JSONs at several P (first a P=2 one): measured vs model ordering")
     a = ap.parse_args()
+    if a.validate:
+        v = validate(a.validate, a.bench)
+        if a.out and v:
+            docs = [d for d in (load(p) for p in a.validate) if d]
+            head = {k: docs[0].get(k) for k in ("tool", "commit", "device", "date", "backend", "mode",
+                                                 "versions", "ceilings")}
+            merged = dict(head, world_size=max(d["world_size"] for d in docs),
+                          world_sizes=[d["world_size"] for d in docs],
+                          rows=[r for d in docs for r in d.get("rows", [])], validate=v)
+            with open(a.out, "w") as f:
+                json.dump(merged, f, indent=1)
+            print(f"# merged JSON: {a.out}")
+        return 0
 
     weak = [load(p) for p in a.weak]
     weak = [w for w in weak if w]

@@ -108,7 +108,7 @@ int run(int argc, char** argv, const comm::MpiEnvironment& env) {
   std::unique_ptr<comm::Communicator> sp = make_comm(o, world, env);
   ComputeStream stream(o.backend);
   // The copy ceiling: 1 GiB on a GPU (well beyond L2), 64 MiB on the host.
-  if (o.ceilings && o.mode != BenchMode::kExchangeOnly)
+  if (o.ceilings)
     info.copy_GBps = copy_bandwidth_GBps(
         o.backend, o.backend == kernels::Device::kCuda ? (size_t{1} << 30) : (size_t{1} << 26));
   BenchContext ctx{o, world, *sp, stream, info};
