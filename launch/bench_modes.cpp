@@ -92,13 +92,16 @@ int run_exchange_only(BenchContext& ctx) {
     const size_t count = static_cast<size_t>(m / 4);
     Buffer x(o.backend, count * sizeof(float)), excl(o.backend, count * sizeof(float));
     fill_f32(x, count, o.seed);
+    Buffer decay(o.backend, sizeof(float));
+    const float rate = 0.01f;
+    decay.upload(&rate, sizeof rate);
     parallel::ScanSpec spec;
     spec.device = o.backend;
     spec.stream = ctx.stream.get();
     spec.batch = 1;
     spec.heads = 1;
     spec.per_head = static_cast<int64_t>(count);
-    spec.decay = {0.01f};  // one head with decay: the combines do real arithmetic
+    spec.decay = decay.f32();  // one head with decay: the combines do real arithmetic
     spec.lengths.assign(P, 1);
     const Schedule chosen = parallel::choose_schedule(Schedule::kAuto, P, m, o.link);
     for (Schedule s : schedules) {

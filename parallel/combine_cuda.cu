@@ -44,6 +44,23 @@ __global__ void axpy_heads_kernel(float* __restrict__ y, const float* __restrict
   }
 }
 
+// The same combine with α_h = λ_h^len = exp(−s_h·len) computed here from the
+// device decay rates (nullptr: λ = 1); double, rounded to float, as
+// kernels::segment_decay computes it on the host.
+__global__ void axpy_decay_kernel(float* __restrict__ y, const float* __restrict__ x,
+                                  const float* __restrict__ decay, int64_t heads, int64_t per_head,
+                                  int64_t len) {
+  const int64_t bh = blockIdx.y, h = bh % heads;
+  const float a =
+      decay ? static_cast<float>(exp(-static_cast<double>(decay[h]) * static_cast<double>(len)))
+            : 1.0f;
+  const int64_t base = bh * per_head;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < per_head;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    y[base + i] = a * x[base + i] + y[base + i];
+  }
+}
+
 cudaStream_t as_stream(void* s) {
   return static_cast<cudaStream_t>(s);
 }
@@ -95,6 +112,18 @@ void axpy_heads(float* y, const float* x, const float* alpha, int64_t batch, int
                         as_stream(stream)>>>(y, x, s, heads, h0, hn, per_head);
     LR_CUDA_CHECK(cudaGetLastError());
   }
+}
+
+void axpy_decay(float* y, const float* x, const float* decay, int64_t batch, int64_t heads,
+                int64_t per_head, int64_t len, void* stream) {
+  if (batch == 0 || heads == 0 || per_head == 0) return;
+  const int blocks_x =
+      static_cast<int>(std::min<int64_t>((per_head + kThreads - 1) / kThreads, 64));
+  const int64_t grid_y = batch * heads;
+  LR_CHECK(grid_y <= 65535, "axpy_decay: batch·heads (", grid_y, ") exceeds the grid limit 65535");
+  axpy_decay_kernel<<<dim3(blocks_x, static_cast<unsigned>(grid_y)), kThreads, 0,
+                      as_stream(stream)>>>(y, x, decay, heads, per_head, len);
+  LR_CUDA_CHECK(cudaGetLastError());
 }
 
 }  // namespace lightring::parallel::cuda_ops

@@ -32,8 +32,7 @@ struct Scan {
   }
   // y += λ^n · x
   void axpy(float* y, const float* x, int64_t n) const {
-    axpy_heads(s.device, y, x, decay_pow(s.decay, s.heads, n), s.batch, s.heads, s.per_head,
-               s.stream);
+    axpy_decay(s.device, y, x, s.decay, s.batch, s.heads, s.per_head, n, s.stream);
   }
   void send_recv(const float* send, int send_pos, float* recv, int recv_pos) const {
     std::vector<comm::SendOp> sends;

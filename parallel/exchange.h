@@ -10,7 +10,8 @@
 //
 // the X part of (a_0,X_0) ⊕ … ⊕ (a_{v-1},X_{v-1}) in scan order, where len(·)
 // sums the shard lengths of the positions strictly between u and v. The
-// scalars λ^len are computed on the host from `lengths`; only X travels.
+// lengths are host values; λ^len is computed where the states live
+// (axpy_decay); only X travels.
 #pragma once
 
 #include <cstdint>
@@ -27,7 +28,7 @@ struct ScanSpec {
   void* stream = nullptr;  // compute stream (CUDA) or nullptr
   int64_t batch = 0, heads = 0,
           per_head = 0;          // one state = batch·heads·per_head fp32 (per_head = D·E)
-  std::vector<float> decay;      // [H] host copy of the decay rates; empty: λ = 1
+  const float* decay = nullptr;  // [H] decay rates in `device` memory; nullptr: λ = 1
   std::vector<int64_t> lengths;  // shard length of every rank, in rank order
   bool reverse = false;          // false: prefix (forward); true: suffix (backward)
 };

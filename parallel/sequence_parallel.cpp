@@ -39,7 +39,7 @@ ScanSpec make_spec(const kernels::Problem& p, std::vector<int64_t> lengths, bool
   s.batch = p.batch;
   s.heads = p.heads;
   s.per_head = p.qk_dim * p.v_dim;
-  if (p.decay) s.decay = to_host(p.device, p.decay, static_cast<size_t>(p.heads), p.stream);
+  s.decay = p.decay;  // stays where it is: the combines read it (no host copy, no sync)
   s.lengths = std::move(lengths);
   s.reverse = reverse;
   return s;
@@ -86,8 +86,8 @@ Report forward(comm::Communicator& comm, const kernels::ForwardParams& p, float*
 
   // Fold the global S0 into rank 0's pair: X_0 = a_0·S0 + A_0.
   if (first && p.initial_state)
-    axpy_heads(p.device, x.data(), p.initial_state, decay_pow(spec.decay, p.heads, p.seqlen),
-               p.batch, p.heads, spec.per_head, p.stream);
+    axpy_decay(p.device, x.data(), p.initial_state, p.decay, p.batch, p.heads, spec.per_head,
+               p.seqlen, p.stream);
 
   // 2. S_in(r) = exclusive prefix.
   Report rep;
@@ -130,8 +130,8 @@ Report backward(comm::Communicator& comm, const kernels::BackwardParams& p,
 
   // Fold the global G into the last rank's pair: X_{P-1} = a_{P-1}·G + C_{P-1}.
   if (last && p.d_final_state)
-    axpy_heads(p.device, x.data(), p.d_final_state, decay_pow(spec.decay, p.heads, p.seqlen),
-               p.batch, p.heads, spec.per_head, p.stream);
+    axpy_decay(p.device, x.data(), p.d_final_state, p.decay, p.batch, p.heads, spec.per_head,
+               p.seqlen, p.stream);
 
   // 2. dS_out(r) = exclusive suffix (right to left).
   Report rep;

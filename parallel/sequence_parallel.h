@@ -35,11 +35,13 @@
 // Device: p.device == kCpu needs a host communicator (MpiCommunicator), kCuda
 // a device one (NcclCommunicator); states then live in device memory and the
 // combine runs as a tiny CUDA kernel on p.stream (parallel/combine_cuda.cu).
-// On CUDA a call synchronises the host twice, briefly: the shape agreement
-// (a blocking all-gather of a few int64) and the copy of the [H] decay rates
-// to the host (the combine scalars λ^len are computed there). The exchange
-// and both local passes are stream-ordered; peers' deadlines are enforced in
-// those two waits and in Communicator::synchronize().
+// On CUDA a call synchronises the host once, briefly: the shape agreement (a
+// blocking all-gather of a few int64 on the communicator's stream, which does
+// not wait for the compute stream, so the local state pass runs meanwhile).
+// The combine scalars λ^len are computed on the device from the decay rates
+// and the host-known lengths. The exchange and both local passes are
+// stream-ordered; peers' deadlines are enforced in that wait and in
+// Communicator::synchronize().
 #pragma once
 
 #include <cstddef>

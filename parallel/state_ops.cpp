@@ -110,6 +110,22 @@ void axpy_heads(Device device, float* y, const float* x, const std::vector<float
 #endif
 }
 
+void axpy_decay(Device device, float* y, const float* x, const float* decay, int64_t batch,
+                int64_t heads, int64_t per_head, int64_t len, void* stream) {
+  if (device == Device::kCpu) {
+    std::vector<float> alpha(heads);
+    kernels::segment_decay(decay, heads, len, alpha.data());
+    axpy_heads(device, y, x, alpha, batch, heads, per_head, stream);
+    return;
+  }
+#ifdef LIGHTRING_WITH_CUDA
+  cuda_ops::axpy_decay(y, x, decay, batch, heads, per_head, len, stream);
+#else
+  (void)stream;
+  no_cuda("axpy_decay");
+#endif
+}
+
 std::vector<float> to_host(Device device, const float* src, size_t count, void* stream) {
   std::vector<float> out(count);
   if (count == 0 || src == nullptr) return out;

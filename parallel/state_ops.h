@@ -4,12 +4,13 @@
 //     (a1, X1) ⊕ (a2, X2) = (a1·a2,  a2·X1 + X2)
 //
 // reduces to one primitive, y = α_h·x + y per (b,h) with a per-head scalar
-// α_h = λ_h^len (axpy_heads). The scalars are computed on the host from the
-// shard lengths; only the X parts live in (device) memory.
+// α_h = λ_h^len (axpy_decay). The lengths are known on the host (shape
+// agreement); α_h is computed where the data lives (host loop, or inside the
+// CUDA kernel from the device decay rates); only the X parts travel.
 //
 // Device::kCpu: plain loops. Device::kCuda: a tiny elementwise kernel on the
 // given stream (parallel/combine_cuda.cu; compiled only with CUDA), with the
-// α_h passed by value in the launch, so nothing synchronises the host.
+// length passed by value in the launch, so nothing synchronises the host.
 #pragma once
 
 #include <cstddef>
@@ -55,6 +56,13 @@ void copy_state(Device device, float* dst, const float* src, size_t count, void*
 // y[b,h,i] = alpha[h]·x[b,h,i] + y[b,h,i] for b < batch, h < heads, i < per_head.
 void axpy_heads(Device device, float* y, const float* x, const std::vector<float>& alpha,
                 int64_t batch, int64_t heads, int64_t per_head, void* stream);
+// y[b,h,i] = λ_h^len·x[b,h,i] + y[b,h,i] with λ_h = exp(−decay[h]): the X part
+// of the combine. `decay` is [H] fp32 in `device` memory (nullptr: λ = 1). On
+// CUDA the scalar λ_h^len = exp(−s_h·len) is computed inside the kernel (in
+// double, rounded to float, as kernels::segment_decay does), so a combine
+// never waits for the host and the host never waits for the compute stream.
+void axpy_decay(Device device, float* y, const float* x, const float* decay, int64_t batch,
+                int64_t heads, int64_t per_head, int64_t len, void* stream);
 // Copies `count` fp32 values of a device (or host) array to the host.
 std::vector<float> to_host(Device device, const float* src, size_t count, void* stream);
 
@@ -74,6 +82,8 @@ void axpy_heads(float* y, const float* x, const float* alpha, int64_t batch, int
                 int64_t per_head, void* stream);
 void to_host(float* dst_host, const float* src, size_t count, void* stream);
 void record_event(void* event, void* stream);
+void axpy_decay(float* y, const float* x, const float* decay, int64_t batch, int64_t heads,
+                int64_t per_head, int64_t len, void* stream);
 }  // namespace cuda_ops
 
 }  // namespace lightring::parallel
