@@ -67,6 +67,16 @@ bool all_ranks(bool ok, MPI_Comm comm) {
   return all == 1;
 }
 
+void write_find_max(const BenchOptions& o, const RunInfo& info, const std::vector<JsonRow>& rows,
+                    int64_t ok_N, int64_t fail_N, int P, const std::string& stopped) {
+  if (o.json_path.empty()) return;
+  const std::string extra = "  \"find_max\": {\"N\": " + std::to_string(ok_N) +
+                            ", \"n_local\": " + std::to_string(ok_N / P) +
+                            ", \"first_failure_N\": " + std::to_string(fail_N) +
+                            ", \"stopped\": \"" + stopped + "\"}";
+  write_json(o.json_path, o, info, rows, extra);
+}
+
 }  // namespace
 
 int run_exchange_only(BenchContext& ctx) {
@@ -212,14 +222,16 @@ int run_find_max(BenchContext& ctx) {
       j.null("ms").str("message", message.substr(0, 200));
     }
     json.push_back(j);
-    if (ctx.sp.aborted()) {
-      stop_reason = "communicator aborted";
-      break;
-    }
     if (all_ok) {
       ok_N = std::max(ok_N, N);
     } else {
       fail_N = fail_N ? std::min(fail_N, N) : N;
+    }
+    // Rewritten after every length: a run cut short by a timeout keeps its results.
+    if (root) write_find_max(o, ctx.info, json, ok_N, fail_N, P, "in progress");
+    if (ctx.sp.aborted()) {
+      stop_reason = "communicator aborted";
+      break;
     }
     if (fail_N == 0) {
       N *= 2;
@@ -238,13 +250,7 @@ int run_find_max(BenchContext& ctx) {
         "on %d ranks); first failure %ld; stopped: %s\n",
         static_cast<long>(ok_N), static_cast<long>(ok_N / P), P, static_cast<long>(fail_N),
         stop_reason.c_str());
-    if (!o.json_path.empty()) {
-      const std::string extra = "  \"find_max\": {\"N\": " + std::to_string(ok_N) +
-                                ", \"n_local\": " + std::to_string(ok_N / P) +
-                                ", \"first_failure_N\": " + std::to_string(fail_N) +
-                                ", \"stopped\": \"" + stop_reason + "\"}";
-      write_json(o.json_path, o, ctx.info, json, extra);
-    }
+    write_find_max(o, ctx.info, json, ok_N, fail_N, P, stop_reason);
   }
   return ok_N > 0 ? 0 : 1;
 }
