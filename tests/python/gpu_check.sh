@@ -19,7 +19,14 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 
 TORCH_PREFIX=$("$PY" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
 PYBIND11_DIR=$("$PY" -m pybind11 --cmakedir)
-cmake -S "$REPO" -B "$BUILD" -G Ninja -DPython_EXECUTABLE="$(command -v "$PY")" \
+# The system g++ (its libstdc++ is the one torch's process loads): the image's
+# /opt/gcc wrapper links libstdc++ statically, and C++ exceptions then crashed.
+COMPILERS=()
+if [ -x /usr/bin/g++ ] && [ -z "${KEEP_CXX:-}" ]; then
+  COMPILERS=(-DCMAKE_C_COMPILER=/usr/bin/gcc -DCMAKE_CXX_COMPILER=/usr/bin/g++
+             -DCMAKE_CUDA_HOST_COMPILER=/usr/bin/g++)
+fi
+cmake -S "$REPO" -B "$BUILD" -G Ninja -DPython_EXECUTABLE="$(command -v "$PY")" "${COMPILERS[@]}" \
   -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" -Dpybind11_DIR="$PYBIND11_DIR" \
   -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90a}" -DLIGHTRING_TESTS=OFF
 cmake --build "$BUILD" --target lightring_python -j "$(nproc)"

@@ -9,6 +9,9 @@ import lightring
 import oracle
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() and lightring.cuda_available() else [])
+# fp32 tolerance vs float64: the CPU backend accumulates in fp32 (~1e-6); the CUDA
+# backend multiplies fp32 inputs on tensor cores in TF32 (10-bit mantissa, ~5e-4).
+FP32_TOL = {"cpu": 1e-5, "cuda": 2e-3}
 
 
 def make(b, h, n, d, e, layout, dtype=torch.float32, device="cpu", seed=0):
@@ -45,8 +48,9 @@ def test_forward_backward_vs_oracle(device, n, de, layout, with_decay, with_stat
                                   to_bhnd(v64, layout), decay, scale, s064)
     ro = to_bhnd(ro, layout)  # back to the input layout
     assert o.shape == v.shape and o.dtype == v.dtype
-    assert oracle.rel_err(o, ro) < 1e-5
-    assert oracle.rel_err(final, rfinal) < 1e-5
+    tol = FP32_TOL[device]
+    assert oracle.rel_err(o, ro) < tol
+    assert oracle.rel_err(final, rfinal) < tol
 
     w_o = torch.randn(o.shape, dtype=torch.float64)
     w_f = torch.randn(final.shape, dtype=torch.float64)
@@ -54,9 +58,9 @@ def test_forward_backward_vs_oracle(device, n, de, layout, with_decay, with_stat
     ((ro * w_o).sum() + (rfinal * w_f).sum()).backward()
     for name, got, ref in (("q", q, q64), ("k", k, k64), ("v", v, v64)):
         assert got.grad.shape == got.shape
-        assert oracle.rel_err(got.grad, ref.grad) < 2e-5, name
+        assert oracle.rel_err(got.grad, ref.grad) < 2 * tol, name
     if s0 is not None:
-        assert oracle.rel_err(s0.grad, s064.grad) < 2e-5
+        assert oracle.rel_err(s0.grad, s064.grad) < 2 * tol
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -68,9 +72,9 @@ def test_without_final_state_returns_tensor_and_grads(device):
     q64, k64, v64 = (t.detach().double().requires_grad_() for t in (q, k, v))
     ro, _ = oracle.attention(q64, k64, v64, lightring.slopes(2))
     ro.square().sum().backward()
-    assert oracle.rel_err(o, ro) < 1e-5
+    assert oracle.rel_err(o, ro) < FP32_TOL[device]
     for got, ref in ((q, q64), (k, k64), (v, v64)):
-        assert oracle.rel_err(got.grad, ref.grad) < 2e-5
+        assert oracle.rel_err(got.grad, ref.grad) < 2 * FP32_TOL[device]
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -83,7 +87,7 @@ def test_bnhd_reads_through_strides_without_copy(device):
     o = lightring.lightning_attention(q, k, v, lightring.slopes(h).to(device), layout="bnhd")
     ro, _ = oracle.attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
                              lightring.slopes(h))
-    assert oracle.rel_err(o, ro.transpose(1, 2)) < 1e-5
+    assert oracle.rel_err(o, ro.transpose(1, 2)) < FP32_TOL[device]
     assert o.is_contiguous()  # [B, N, H, E] memory order, like the input layout
 
 

@@ -38,11 +38,12 @@ def test_module_vs_reference(device, gate, norm):
     y, final = layer(x, initial_state=s0, output_final_state=True)
     x64 = x.detach().double().requires_grad_()
     ry, rfinal = reference(layer, x64, s0.double())
-    assert oracle.rel_err(y, ry) < 1e-4
-    assert oracle.rel_err(final, rfinal) < 1e-4
+    tol = 1e-4 if device == "cpu" else 3e-3  # CUDA: TF32 tensor cores
+    assert oracle.rel_err(y, ry) < tol
+    assert oracle.rel_err(final, rfinal) < tol
     y.square().sum().backward()
     ry.square().sum().backward()
-    assert oracle.rel_err(x.grad, x64.grad) < 1e-4
+    assert oracle.rel_err(x.grad, x64.grad) < tol
     assert layer.qkvu_proj.weight.grad is not None
 
 
