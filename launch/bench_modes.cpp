@@ -102,16 +102,20 @@ int run_exchange_only(BenchContext& ctx) {
     const size_t count = static_cast<size_t>(m / 4);
     Buffer x(o.backend, count * sizeof(float)), excl(o.backend, count * sizeof(float));
     fill_f32(x, count, o.seed);
-    Buffer decay(o.backend, sizeof(float));
-    const float rate = 0.01f;
-    decay.upload(&rate, sizeof rate);
+    // Shaped like real states: heads of D·E = 16384 values when the size allows
+    // (the combine kernel parallelises over heads), each with decay.
+    const int64_t per_head = count % 16384 == 0 ? 16384 : static_cast<int64_t>(count);
+    const int64_t heads = static_cast<int64_t>(count) / per_head;
+    Buffer decay(o.backend, heads * sizeof(float));
+    const std::vector<float> rates(heads, 0.01f);
+    decay.upload(rates.data(), rates.size() * sizeof(float));
     parallel::ScanSpec spec;
     spec.device = o.backend;
     spec.stream = ctx.stream.get();
     spec.batch = 1;
-    spec.heads = 1;
-    spec.per_head = static_cast<int64_t>(count);
-    spec.decay = decay.f32();  // one head with decay: the combines do real arithmetic
+    spec.heads = heads;
+    spec.per_head = per_head;
+    spec.decay = decay.f32();
     spec.lengths.assign(P, 1);
     const Schedule chosen = parallel::choose_schedule(Schedule::kAuto, P, m, o.link);
     for (Schedule s : schedules) {
