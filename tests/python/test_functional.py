@@ -52,8 +52,8 @@ def test_forward_backward_vs_oracle(device, n, de, layout, with_decay, with_stat
     assert oracle.rel_err(o, ro) < tol
     assert oracle.rel_err(final, rfinal) < tol
 
-    w_o = torch.randn(o.shape, dtype=torch.float64)
-    w_f = torch.randn(final.shape, dtype=torch.float64)
+    w_o = torch.randn(o.shape, dtype=torch.float64, device=device)
+    w_f = torch.randn(final.shape, dtype=torch.float64, device=device)
     ((o * w_o.to(o)).sum() + (final * w_f.to(final)).sum()).backward()
     ((ro * w_o).sum() + (rfinal * w_f).sum()).backward()
     for name, got, ref in (("q", q, q64), ("k", k, k64), ("v", v, v64)):
