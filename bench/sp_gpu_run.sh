@@ -32,7 +32,9 @@ log() { echo "$*" | tee -a "$LOG"; }
 # NVLink multicast off (shared/docs/gpu-machine.md), passed to every rank with -x.
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4} PYTHONUNBUFFERED=1
-export LIGHTRING_COMM_TIMEOUT_S=${LIGHTRING_COMM_TIMEOUT_S:-60}
+# Deadlines go through --timeout: LIGHTRING_COMM_TIMEOUT_S would override the short
+# deadlines of the test suite's timeout tests (it wins over CommOptions).
+unset LIGHTRING_COMM_TIMEOUT_S
 export OMPI_MCA_btl_vader_single_copy_mechanism=${OMPI_MCA_btl_vader_single_copy_mechanism:-none}
 
 # Sizes: the shapes on GPUs; SP_TINY=1 shrinks everything for a CPU dry run.
@@ -68,7 +70,7 @@ ROOT_FLAGS=()
 [ "$(id -u)" = 0 ] && ROOT_FLAGS=(--allow-run-as-root)
 PASS=()
 for v in NCCL_NVLS_ENABLE TORCH_SYMM_MEM_DISABLE_MULTICAST NVSHMEM_DISABLE_NVLS OMP_NUM_THREADS \
-         LIGHTRING_COMM_TIMEOUT_S LD_LIBRARY_PATH OMPI_MCA_btl_vader_single_copy_mechanism NCCL_DEBUG; do
+         LD_LIBRARY_PATH OMPI_MCA_btl_vader_single_copy_mechanism NCCL_DEBUG; do
   [ -n "${!v+x}" ] && PASS+=(-x "$v")
 done
 BENCH="$BUILD/launch/lightring-bench"
@@ -138,13 +140,13 @@ if has weak && [ -x "$BENCH" ]; then
   # Weak scaling: the same n_local on 1 GPU (the baseline) and on NP GPUs.
   for np in 1 "$NP"; do
     step "weak_p$np" 100 "${MPIRUN[@]}" -np "$np" "$BENCH" --backend "$SP_BACKEND" "${SHAPE[@]}" \
-      --local-len "$LOCAL_LENS" --schedule auto "${ITERS[@]}" --json "$OUT/weak-p$np.json"
+      --local-len "$LOCAL_LENS" --schedule auto "${ITERS[@]}" --timeout 60 --json "$OUT/weak-p$np.json"
   done
 fi
 
 if has exchange && [ -x "$BENCH" ]; then
   step exchange 45 "${MPIRUN[@]}" -np "$NP" "$BENCH" --backend "$SP_BACKEND" --exchange-only --msg-bytes "$MSGS" \
-    "${XITERS[@]}" --json "$OUT/exchange.json"
+    "${XITERS[@]}" --timeout 60 --json "$OUT/exchange.json"
 fi
 
 if has lasp; then
