@@ -50,7 +50,7 @@ else
   SHAPE=(--batch 1 --heads 32 --dim 128 --vdim 128 --dtype bf16 --decay on)
   LOCAL_LENS=16384,65536,262144,1048576
   MSGS=4096,16384,65536,262144,1048576,2097152,4194304,16777216
-  FINDMAX=(-b 2097152 --max-seconds 100 --refine 2)
+  FINDMAX=(-b 2097152 --max-seconds "${FINDMAX_S:-100}" --refine 2)
   LASP_LENS=16384,65536,262144
   ITERS=(-w 2 -n 7)
   XITERS=(-w 10 -n 100)
@@ -127,25 +127,40 @@ build() {
   STATUS+=("build=$rc")
   rm -f "$OUT/.build.log"
 }
+# SP_PREBUILT=DIR: binaries built elsewhere (same layout as a build dir); used when
+# every library they need resolves here, otherwise the build step runs as usual.
+if [ -n "${SP_PREBUILT:-}" ]; then
+  if ldd "$SP_PREBUILT/launch/lightring-bench" "$SP_PREBUILT/tests/cpp/parallel/lightring_parallel_tests" \
+      2>&1 | grep -q "not found"; then
+    log "prebuilt binaries in $SP_PREBUILT miss libraries here: building"
+    ldd "$SP_PREBUILT/launch/lightring-bench" 2>&1 | grep "not found" | tee -a "$LOG"
+  else
+    log "using prebuilt binaries in $SP_PREBUILT"
+    BUILD=$SP_PREBUILT
+    BENCH="$BUILD/launch/lightring-bench"
+    SP_STEPS=${SP_STEPS//build/}
+    export SKIP_BUILD=1
+  fi
+fi
 if has build; then build; fi
 if [ ! -x "$BENCH" ]; then
   log "lightring-bench missing at $BENCH: nothing else can run"
 fi
 
 if has check && [ "$SP_BACKEND" = cuda ]; then
-  step gpu_check 150 env NP="$NP" bash parallel/gpu_check.sh "$BUILD"
+  step gpu_check "${CHECK_CAP:-150}" env NP="$NP" bash parallel/gpu_check.sh "$BUILD"
 fi
 
 if has weak && [ -x "$BENCH" ]; then
   # Weak scaling: the same n_local on 1 GPU (the baseline) and on NP GPUs.
   for np in 1 "$NP"; do
-    step "weak_p$np" 100 "${MPIRUN[@]}" -np "$np" "$BENCH" --backend "$SP_BACKEND" "${SHAPE[@]}" \
+    step "weak_p$np" "${WEAK_CAP:-100}" "${MPIRUN[@]}" -np "$np" "$BENCH" --backend "$SP_BACKEND" "${SHAPE[@]}" \
       --local-len "$LOCAL_LENS" --schedule auto "${ITERS[@]}" --timeout 60 --json "$OUT/weak-p$np.json"
   done
 fi
 
 if has exchange && [ -x "$BENCH" ]; then
-  step exchange 45 "${MPIRUN[@]}" -np "$NP" "$BENCH" --backend "$SP_BACKEND" --exchange-only --msg-bytes "$MSGS" \
+  step exchange "${EXCHANGE_CAP:-45}" "${MPIRUN[@]}" -np "$NP" "$BENCH" --backend "$SP_BACKEND" --exchange-only --msg-bytes "$MSGS" \
     "${XITERS[@]}" --timeout 60 --json "$OUT/exchange.json"
 fi
 
@@ -153,8 +168,9 @@ if has lasp; then
   if [ "$SP_BACKEND" = cuda ]; then
     TORCHRUN=(torchrun)
     command -v torchrun >/dev/null || TORCHRUN=(python3 -m torch.distributed.run)
-    step lasp 140 "${TORCHRUN[@]}" --nproc_per_node "$NP" bench/lasp_bench.py --anchors .anchors \
-      --local-lens "$LASP_LENS" --json "$OUT/lasp.json"
+    step lasp "${LASP_CAP:-140}" "${TORCHRUN[@]}" --nproc_per_node "$NP" bench/lasp_bench.py --anchors .anchors \
+      --local-lens "$LASP_LENS" --variants "${LASP_VARIANTS:-naive,cache,fuse,fuse_parallel}" -w 2 -n 5 \
+      --json "$OUT/lasp.json"
   else
     log "== lasp: skipped (needs GPUs and torchrun)"
   fi
@@ -162,7 +178,7 @@ fi
 
 if has findmax && [ -x "$BENCH" ]; then
   # Bounded twice: --max-seconds stops starting new lengths, timeout stops the rest.
-  step findmax 140 "${MPIRUN[@]}" -np "$NP" "$BENCH" --backend "$SP_BACKEND" "${SHAPE[@]}" --find-max \
+  step findmax "${FINDMAX_CAP:-140}" "${MPIRUN[@]}" -np "$NP" "$BENCH" --backend "$SP_BACKEND" "${SHAPE[@]}" --find-max \
     "${FINDMAX[@]}" --schedule auto --timeout 60 --json "$OUT/findmax.json"
 fi
 

@@ -20,7 +20,9 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
 # override them (it wins over CommOptions), so it must not reach the test suite.
 unset LIGHTRING_COMM_TIMEOUT_S
 
-if [ ! -f "$BUILD/build.ninja" ]; then
+if [ "${SKIP_BUILD:-0}" = 1 ]; then
+  echo "gpu_check: using the prebuilt binaries in $BUILD"
+elif [ ! -f "$BUILD/build.ninja" ]; then
   EXTRA=()
   if [ -n "${BOOST_PREFIX:-}" ]; then
     EXTRA+=(-DBoost_ROOT="$BOOST_PREFIX/usr" -DBoost_NO_SYSTEM_PATHS=ON)
@@ -28,9 +30,11 @@ if [ ! -f "$BUILD/build.ninja" ]; then
   fi
   cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_CUDA_ARCHITECTURES=90a -DLIGHTRING_TORCH=OFF "${EXTRA[@]}"
 fi
-TARGETS=(lightring_parallel_tests)
-grep -q "lightring-bench" "$BUILD/build.ninja" && TARGETS+=(lightring-bench)
-ninja -C "$BUILD" "${TARGETS[@]}"
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  TARGETS=(lightring_parallel_tests)
+  grep -q "lightring-bench" "$BUILD/build.ninja" && TARGETS+=(lightring-bench)
+  ninja -C "$BUILD" "${TARGETS[@]}"
+fi
 
 nvidia-smi -L
 ROOT_FLAGS=()
@@ -43,7 +47,7 @@ done
 run() { mpirun "${ROOT_FLAGS[@]}" --oversubscribe --bind-to none -np "$1" "${PASS[@]}" "${@:2}"; }
 
 status=0
-for np in 1 "$NP"; do
+for np in ${CHECK_NPS:-1 $NP}; do
   echo "== MPI/NCCL test suite on $np rank(s)"
   run "$np" "$BUILD/tests/cpp/parallel/lightring_parallel_tests" || status=1
 done
