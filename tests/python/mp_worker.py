@@ -23,7 +23,11 @@ from lightring import distributed as lrd  # noqa: E402
 from lightring.sequence_parallel import group_ranks  # noqa: E402
 import oracle  # noqa: E402
 
+# Sharded vs unsharded: fp32 on the CPU is exact to rounding; the CUDA kernels run fp32
+# inputs through TF32 tensor cores (~3e-4 relative, the same bound the single-GPU
+# tests use), and bf16 rounds every stored output.
 TOL = {torch.float32: 2e-5, torch.bfloat16: 3e-2}
+TOL_CUDA_FP32 = 2e-3
 
 
 def leaf(t):
@@ -69,7 +73,7 @@ def sharded_vs_unsharded(group, schedule, layout, n, device, dtype=torch.float32
     lw = lrd.shard(w_o, group, dim=seq)
     ((lo.float() * lw.float()).sum() + (lfinal * w_f[rank]).sum()).backward()
 
-    tol = TOL[dtype]
+    tol = TOL_CUDA_FP32 if (dtype == torch.float32 and lo.is_cuda) else TOL[dtype]
     where = f"{label} schedule={schedule} layout={layout} n={n} rank={rank}"
     assert lo.shape == lrd.shard(ro, group, dim=seq).shape, where
     checks = [("o", lrd.gather(lo.detach(), group, dim=seq), ro),
@@ -142,10 +146,11 @@ def check_module(group, device, seed):
     (ref(x) * w).sum().backward()
     y = mod(lrd.shard(x, group, dim=1))
     (y * lrd.shard(w, group, dim=1)).sum().backward()
-    assert oracle.rel_err(lrd.gather(y.detach(), group, dim=1), ref(x)) < 2e-5
+    tol = TOL_CUDA_FP32 if y.is_cuda else 2e-5  # TF32 tensor cores on CUDA
+    assert oracle.rel_err(lrd.gather(y.detach(), group, dim=1), ref(x)) < tol
     for (name, p_ref), p in zip(ref.named_parameters(), mod.parameters()):
         err = oracle.rel_err(all_sum(p.grad, group), p_ref.grad)
-        assert err < 2e-5, f"module grad {name}: {err:.2e}"
+        assert err < tol, f"module grad {name}: {err:.2e}"
 
 
 def expect_error(fn, error, match):
