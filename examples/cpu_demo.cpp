@@ -57,17 +57,8 @@ int main(int argc, char** argv) try {
   f.initial_state = s0.data();
   f.final_state = final_state.data();
 
-  kernels::BackwardParams b;
-  static_cast<kernels::Problem&>(b) = f;
-  b.q = q.data();
-  b.k = k.data();
-  b.v = v.data();
-  b.d_o = dout.data();
-  b.dq = dq.data();
-  b.dk = dk.data();
-  b.dv = dv.data();
-  b.q_stride = b.k_stride = b.dq_stride = b.dk_stride = f.q_stride;
-  b.v_stride = b.do_stride = b.dv_stride = f.v_stride;
+  kernels::BackwardParams b =
+      kernels::backward_params(f, dout.data(), dq.data(), dk.data(), dv.data());
   b.initial_state = s0.data();
   b.d_initial_state = ds0.data();
 

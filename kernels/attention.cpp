@@ -64,6 +64,24 @@ Params resolved(const Params& p) {
 
 }  // namespace
 
+BackwardParams backward_params(const ForwardParams& f, const void* d_o, void* dq, void* dk,
+                               void* dv) {
+  BackwardParams b;
+  static_cast<Problem&>(b) = f;
+  b.q = f.q;
+  b.k = f.k;
+  b.v = f.v;
+  b.d_o = d_o;
+  b.dq = dq;
+  b.dk = dk;
+  b.dv = dv;
+  b.q_stride = b.dq_stride = f.q_stride;
+  b.k_stride = b.dk_stride = f.k_stride;
+  b.v_stride = b.do_stride = b.dv_stride = f.v_stride;
+  b.initial_state = f.initial_state;
+  return b;
+}
+
 void forward(const ForwardParams& params) {
   validate(params);
   const ForwardParams p = resolved(params);

@@ -94,6 +94,13 @@ struct StateParams : Problem {
   float* state = nullptr;  // A or C [B,H,D,E] out
 };
 
+// Backward params over the problem, inputs and layout of a forward call: the
+// Problem fields, q/k/v with their strides and the forward's initial state.
+// dq and dk take the strides of q and k; d_o and dv those of v (same layout as
+// the inputs). d_final_state and d_initial_state stay null for the caller.
+BackwardParams backward_params(const ForwardParams& f, const void* d_o, void* dq, void* dk,
+                               void* dv);
+
 void forward(const ForwardParams& p);
 void backward(const BackwardParams& p);
 void local_state(const StateParams& p);

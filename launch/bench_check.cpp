@@ -88,15 +88,21 @@ Tolerance check_tolerance(kernels::Device backend, kernels::DType dt) {
   using kernels::DType;
   if (backend == kernels::Device::kCuda) {
     switch (dt) {
-      case DType::kFloat32: return {2e-3, 1e-2, 1e-2};
-      case DType::kFloat16: return {5e-3, 2e-2, 2e-2};
-      case DType::kBFloat16: return {2e-2, 5e-2, 5e-2};
+      case DType::kFloat32:
+        return {2e-3, 1e-2, 1e-2};
+      case DType::kFloat16:
+        return {5e-3, 2e-2, 2e-2};
+      case DType::kBFloat16:
+        return {2e-2, 5e-2, 5e-2};
     }
   }
   switch (dt) {
-    case DType::kFloat32: return {1e-4, 1e-3, 1e-3};
-    case DType::kFloat16: return {5e-3, 1e-2, 1e-3};
-    case DType::kBFloat16: return {2e-2, 5e-2, 1e-3};
+    case DType::kFloat32:
+      return {1e-4, 1e-3, 1e-3};
+    case DType::kFloat16:
+      return {5e-3, 1e-2, 1e-3};
+    case DType::kBFloat16:
+      return {2e-2, 5e-2, 1e-3};
   }
   return {0, 0, 0};
 }
@@ -195,18 +201,8 @@ CheckResult check_against_unsharded(const BenchOptions& opt, const std::vector<i
     fp.initial_state = opt.states ? s0.data() : nullptr;
     fp.final_state = fs.data();
     kernels::forward(fp);
-    kernels::BackwardParams bp;
-    static_cast<kernels::Problem&>(bp) = fp;
-    bp.q = q.data();
-    bp.k = k.data();
-    bp.v = v.data();
-    bp.d_o = d_o.data();
-    bp.dq = dq.data();
-    bp.dk = dk.data();
-    bp.dv = dv.data();
-    bp.q_stride = bp.k_stride = bp.dq_stride = bp.dk_stride = fp.q_stride;
-    bp.v_stride = bp.do_stride = bp.dv_stride = fp.v_stride;
-    bp.initial_state = fp.initial_state;
+    kernels::BackwardParams bp =
+        kernels::backward_params(fp, d_o.data(), dq.data(), dk.data(), dv.data());
     bp.d_final_state = opt.states ? g.data() : nullptr;
     bp.d_initial_state = ds0.data();
     kernels::backward(bp);

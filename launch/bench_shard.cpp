@@ -153,17 +153,8 @@ kernels::ForwardParams Shard::forward_params(void* stream) {
 
 kernels::BackwardParams Shard::backward_params(void* stream) {
   const kernels::ForwardParams f = forward_params(stream);
-  kernels::BackwardParams p;
-  static_cast<kernels::Problem&>(p) = f;
-  p.q = q.data();
-  p.k = k.data();
-  p.v = v.data();
-  p.d_o = d_o.data();
-  p.dq = dq.data();
-  p.dk = dk.data();
-  p.dv = dv.data();
-  p.q_stride = p.k_stride = p.dq_stride = p.dk_stride = f.q_stride;
-  p.v_stride = p.do_stride = p.dv_stride = f.v_stride;
+  kernels::BackwardParams p =
+      kernels::backward_params(f, d_o.data(), dq.data(), dk.data(), dv.data());
   p.initial_state = s_in.f32();
   p.d_final_state = use_g ? g.f32() : nullptr;
   p.d_initial_state = ds0.f32();

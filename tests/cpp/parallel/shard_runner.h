@@ -69,17 +69,8 @@ inline ShardResult run_shard(comm::Communicator& comm, const GlobalProblem& gp,
   ShardResult res;
   res.fwd = parallel::forward(comm, fp, s_in.data(), opt);
 
-  kernels::BackwardParams bp;
-  static_cast<kernels::Problem&>(bp) = fp;
-  bp.q = q.data();
-  bp.k = k.data();
-  bp.v = v.data();
-  bp.d_o = d_o.data();
-  bp.dq = dq.data();
-  bp.dk = dk.data();
-  bp.dv = dv.data();
-  bp.q_stride = bp.k_stride = bp.dq_stride = bp.dk_stride = fp.q_stride;
-  bp.v_stride = bp.do_stride = bp.dv_stride = fp.v_stride;
+  kernels::BackwardParams bp =
+      kernels::backward_params(fp, d_o.data(), dq.data(), dk.data(), dv.data());
   bp.initial_state = s_in.data();
   bp.d_final_state = (r == P - 1 && gp.with_states) ? g.data() : nullptr;
   bp.d_initial_state = ds_in.data();

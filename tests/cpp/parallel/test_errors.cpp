@@ -189,17 +189,8 @@ TEST_P(BadInputTest, ReportedOnEveryRank) {
       HostTensor d_o = HostTensor::from_double(gp.dout, DType::kFloat32);
       HostTensor dq(DType::kFloat32, gp.q.size()), dk(DType::kFloat32, gp.k.size()),
           dv(DType::kFloat32, gp.v.size());
-      kernels::BackwardParams bp;
-      static_cast<kernels::Problem&>(bp) = fp;
-      bp.q = q.data();
-      bp.k = k.data();
-      bp.v = v.data();
-      bp.d_o = d_o.data();
-      bp.dq = dq.data();
-      bp.dk = dk.data();
-      bp.dv = dv.data();
-      bp.q_stride = bp.k_stride = bp.dq_stride = bp.dk_stride = fp.q_stride;
-      bp.v_stride = bp.do_stride = bp.dv_stride = fp.v_stride;
+      kernels::BackwardParams bp =
+          kernels::backward_params(fp, d_o.data(), dq.data(), dk.data(), dv.data());
       bp.d_final_state = comm.rank() == 0 ? s0.data() : nullptr;
       parallel::backward(comm, bp);
     } else {

@@ -180,17 +180,8 @@ TEST_P(NcclShardedTest, MatchesOracleOnGpu) {
     opt.schedule = sched;
     parallel::forward(*nccl, fp, s_in.get(), opt);
 
-    kernels::BackwardParams bp;
-    static_cast<kernels::Problem&>(bp) = fp;
-    bp.q = q->get();
-    bp.k = k->get();
-    bp.v = v->get();
-    bp.d_o = d_o->get();
-    bp.dq = dq.get();
-    bp.dk = dk.get();
-    bp.dv = dv.get();
-    bp.q_stride = bp.k_stride = bp.dq_stride = bp.dk_stride = fp.q_stride;
-    bp.v_stride = bp.do_stride = bp.dv_stride = fp.v_stride;
+    kernels::BackwardParams bp =
+        kernels::backward_params(fp, d_o->get(), dq.get(), dk.get(), dv.get());
     bp.initial_state = s_in.get();
     bp.d_final_state = r == P - 1 ? g.get() : nullptr;
     bp.d_initial_state = ds0.get();
