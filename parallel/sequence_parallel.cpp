@@ -68,7 +68,10 @@ Report forward(comm::Communicator& comm, const kernels::ForwardParams& p, float*
 
   // 1. The local pair (a_r, A_r) from K and V alone, before any exchange. A
   //    local failure is reported through the agreement, not thrown here, so
-  //    that no peer is left waiting.
+  //    that no peer is left waiting. The prefix is exclusive: no rank consumes
+  //    the last rank's pair, so that rank skips the pass over K and V and
+  //    contributes zeros (every schedule only forwards it to positions >= P).
+  const bool pair_consumed = r != P - 1;
   LocalInput in{&p, "", p.initial_state != nullptr, false};
   StateBuffer x;
   try {
@@ -76,8 +79,12 @@ Report forward(comm::Communicator& comm, const kernels::ForwardParams& p, float*
     check_memory_space(comm, p);
     kernels::validate(p);
     x = StateBuffer(p.device, state_count(p), p.stream);
-    kernels::local_state(
-        state_params(p, kernels::StateKind::kForward, p.k, p.k_stride, p.v, p.v_stride, x.data()));
+    if (pair_consumed) {
+      kernels::local_state(state_params(p, kernels::StateKind::kForward, p.k, p.k_stride, p.v,
+                                        p.v_stride, x.data()));
+    } else {
+      fill_zero(p.device, x.data(), state_count(p), p.stream);
+    }
   } catch (const Error& e) {
     in.error = e.what();
   }
@@ -85,7 +92,7 @@ Report forward(comm::Communicator& comm, const kernels::ForwardParams& p, float*
   const size_t count = state_count(p);
 
   // Fold the global S0 into rank 0's pair: X_0 = a_0·S0 + A_0.
-  if (first && p.initial_state)
+  if (first && p.initial_state && pair_consumed)
     axpy_decay(p.device, x.data(), p.initial_state, p.decay, p.batch, p.heads, spec.per_head,
                p.seqlen, p.stream);
 
@@ -113,15 +120,22 @@ Report backward(comm::Communicator& comm, const kernels::BackwardParams& p,
   const int P = comm.size(), r = comm.rank();
   const bool last = r == P - 1;
 
-  // 1. The local pair (a_r, C_r) from Q and dO alone.
+  // 1. The local pair (a_r, C_r) from Q and dO alone. The suffix is exclusive:
+  //    no rank consumes rank 0's pair (dS0 comes from rank 0's own main pass),
+  //    so rank 0 skips the pass over Q and dO and contributes zeros.
+  const bool pair_consumed = r != 0;
   LocalInput in{&p, "", false, p.d_final_state != nullptr};
   StateBuffer x;
   try {
     check_memory_space(comm, p);
     kernels::validate(p);
     x = StateBuffer(p.device, state_count(p), p.stream);
-    kernels::local_state(state_params(p, kernels::StateKind::kBackward, p.q, p.q_stride, p.d_o,
-                                      p.do_stride, x.data()));
+    if (pair_consumed) {
+      kernels::local_state(state_params(p, kernels::StateKind::kBackward, p.q, p.q_stride, p.d_o,
+                                        p.do_stride, x.data()));
+    } else {
+      fill_zero(p.device, x.data(), state_count(p), p.stream);
+    }
   } catch (const Error& e) {
     in.error = e.what();
   }
@@ -129,7 +143,7 @@ Report backward(comm::Communicator& comm, const kernels::BackwardParams& p,
   const size_t count = state_count(p);
 
   // Fold the global G into the last rank's pair: X_{P-1} = a_{P-1}·G + C_{P-1}.
-  if (last && p.d_final_state)
+  if (last && p.d_final_state && pair_consumed)
     axpy_decay(p.device, x.data(), p.d_final_state, p.decay, p.batch, p.heads, spec.per_head,
                p.seqlen, p.stream);
 
