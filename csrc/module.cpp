@@ -11,6 +11,9 @@
 
 #include "kernels/attention.h"
 #include "kernels/error.h"
+#ifdef LIGHTRING_NCCL_EXCHANGE
+#include "comm/nccl_communicator.h"
+#endif
 
 namespace kernels = lightring::kernels;
 
@@ -67,6 +70,23 @@ PyObject* py_set_error_rank(PyObject*, PyObject* args) {
   Py_RETURN_NONE;
 }
 
+// nccl_unique_id() -> bytes: a fresh 128-byte NCCL unique id (ncclGetUniqueId),
+// made on one rank and broadcast to the others (lightring/nccl_exchange.py).
+PyObject* py_nccl_unique_id(PyObject*, PyObject*) {
+#ifdef LIGHTRING_NCCL_EXCHANGE
+  return guarded([]() -> PyObject* {
+    const lightring::comm::NcclUniqueId id = lightring::comm::nccl_unique_id();
+    return PyBytes_FromStringAndSize(reinterpret_cast<const char*>(id.data()),
+                                     static_cast<Py_ssize_t>(id.size()));
+  });
+#else
+  PyErr_SetString(PyExc_RuntimeError,
+                  "lightring was built without the NCCL exchange (needs NCCL and a CUDA build "
+                  "of torch)");
+  return nullptr;
+#endif
+}
+
 PyMethodDef kMethods[] = {
     {"slopes", py_slopes, METH_VARARGS,
      "slopes(num_heads) -> list[float]: TransNormerLLM per-head decay rates (algorithm.md §1)."},
@@ -74,6 +94,8 @@ PyMethodDef kMethods[] = {
      "default_block_size(cuda, qk_dim, v_dim) -> int"},
     {"cuda_compiled", py_cuda_compiled, METH_NOARGS, "Whether the CUDA backend was built."},
     {"cuda_available", py_cuda_available, METH_NOARGS, "Whether the CUDA backend sees a GPU."},
+    {"nccl_unique_id", py_nccl_unique_id, METH_NOARGS,
+     "nccl_unique_id() -> bytes: a new 128-byte NCCL unique id (NCCL exchange builds only)."},
     {"set_error_rank", py_set_error_rank, METH_VARARGS,
      "set_error_rank(rank): rank shown in lightring error messages (-1: none)."},
     {nullptr, nullptr, 0, nullptr}};
@@ -94,9 +116,16 @@ PyMODINIT_FUNC PyInit__C() {
       PyModule_AddStringConstant(m, "__version__", LIGHTRING_VERSION) == 0 &&
       PyModule_AddStringConstant(m, "torch_version", LIGHTRING_TORCH_BUILT_VERSION) == 0 &&
 #ifdef LIGHTRING_TORCH_CUDA
-      PyModule_AddObject(m, "torch_cuda", PyBool_FromLong(1)) == 0;
+      PyModule_AddObject(m, "torch_cuda", PyBool_FromLong(1)) == 0 &&
 #else
-      PyModule_AddObject(m, "torch_cuda", PyBool_FromLong(0)) == 0;
+      PyModule_AddObject(m, "torch_cuda", PyBool_FromLong(0)) == 0 &&
+#endif
+  // Whether torch.classes.lightring.NcclCommunicator and the sp_forward /
+  // sp_backward ops exist (csrc/nccl_ops.cpp).
+#ifdef LIGHTRING_NCCL_EXCHANGE
+      PyModule_AddObject(m, "nccl_exchange", PyBool_FromLong(1)) == 0;
+#else
+      PyModule_AddObject(m, "nccl_exchange", PyBool_FromLong(0)) == 0;
 #endif
   if (!ok) {
     Py_DECREF(m);

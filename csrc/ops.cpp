@@ -6,32 +6,13 @@
 // An output that was not requested is returned as an empty [0] tensor, so that
 // every op has a fixed number of tensor outputs.
 #include <c10/core/DeviceGuard.h>
-#include <c10/util/Exception.h>
 #include <torch/library.h>
 
 #include "csrc/params.h"
-#include "kernels/error.h"
 
 namespace lightring::csrc {
 
 namespace {
-
-// Rethrows lightring::Error (and any std::exception) as c10::Error, the exception
-// type torch's dispatcher and Python bindings are built to translate (RuntimeError).
-template <typename F>
-auto torch_errors(F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const lightring::Error& e) {
-    C10_THROW_ERROR(Error, e.what());
-  } catch (const std::exception& e) {
-    C10_THROW_ERROR(Error, std::string("lightring: ") + e.what());
-  }
-}
-
-at::Tensor none_tensor(const at::Tensor& like) {
-  return at::empty({0}, like.options().dtype(at::kFloat));
-}
 
 // o = c·q S (docs/algorithm.md §1) for every row; optionally the final state.
 std::tuple<at::Tensor, at::Tensor> forward_impl(const at::Tensor& q, const at::Tensor& k,

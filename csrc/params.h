@@ -12,11 +12,15 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <c10/util/Exception.h>
 #include <torch/version.h>
 
+#include <exception>
 #include <optional>
+#include <string>
 
 #include "kernels/attention.h"
+#include "kernels/error.h"
 
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
 #define LIGHTRING_STD_OPTIONAL 1
@@ -44,6 +48,26 @@ kernels::Problem make_problem(const at::Tensor& q, const char* q_name, const at:
 // Checks that t (4-D, contiguous last dim) has the shape, dtype and device of like.
 void check_like(const at::Tensor& t, const char* name, const at::Tensor& like,
                 const char* like_name);
+
+// Runs f, rethrowing lightring::Error (and any std::exception) as c10::Error, the
+// exception type torch's dispatcher and Python bindings translate (RuntimeError).
+template <typename F>
+auto torch_errors(F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const lightring::Error& e) {
+    C10_THROW_ERROR(Error, e.what());
+  } catch (const c10::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    C10_THROW_ERROR(Error, std::string("lightring: ") + e.what());
+  }
+}
+
+// A [0] fp32 tensor standing for an output that was not requested.
+inline at::Tensor none_tensor(const at::Tensor& like) {
+  return at::empty({0}, like.options().dtype(at::kFloat));
+}
 
 // Strides in elements of a [B, H, N, dim] view, as the kernels expect them.
 kernels::Strides strides_of(const at::Tensor& t);

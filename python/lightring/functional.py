@@ -159,7 +159,7 @@ class _LocalAttention(torch.autograd.Function):
 
 def lightning_attention(q, k, v, decay=None, *, scale=1.0, initial_state=None,
                         output_final_state=False, layout="bhnd", group=None, schedule="auto",
-                        block_size=None):
+                        block_size=None, exchange=None):
     """Causal Lightning Attention-2 with per-head decay.
 
     q, k: [B, H, N, D]; v: [B, H, N, E] (layout="bhnd"), or [B, N, H, *] with
@@ -176,6 +176,17 @@ def lightning_attention(q, k, v, decay=None, *, scale=1.0, initial_state=None,
     rank, and its gradients from all ranks are summed. schedule picks the state
     exchange: "allgather", "ring", "scan" or "auto" (docs/algorithm.md §3).
 
+    exchange: how the states travel when group is given. "torch" (the default)
+    runs the schedules over torch.distributed (any backend). "lightring"
+    (opt-in; also through the environment variable LIGHTRING_EXCHANGE=lightring)
+    uses lightring's own NCCL communicator, created once per group by
+    broadcasting a 128-byte unique id over it and cached, and runs the C++
+    sequence-parallel ops on it, ordered against torch's current CUDA stream;
+    it needs an NCCL group, CUDA tensors and a build with NCCL and a CUDA torch,
+    and raises RuntimeError otherwise. Its "auto" schedule is chosen by the C++
+    cost model. It is not yet validated on GPUs, hence not the default (see
+    python/README.md); see lightring.nccl_exchange.
+
     Returns o (in the layout of q), or (o, final_state) when output_final_state.
     """
     if schedule not in SCHEDULES:
@@ -183,6 +194,11 @@ def lightning_attention(q, k, v, decay=None, *, scale=1.0, initial_state=None,
     if _ext.MODULE is None:
         _ext.load()
     bs = 0 if block_size is None else block_size
+    from . import nccl_exchange
+    if group is None and exchange not in (None, "torch"):
+        nccl_exchange.resolve(exchange)  # a bad name is reported first
+        raise ValueError(f"exchange={exchange!r} applies to sequence-parallel calls only: pass "
+                         "group= (the torch.distributed group the sequence is sharded over)")
     if group is None:
         check_inputs(q, k, v, decay, initial_state, layout, scale, block_size)
         if layout == "bnhd":
@@ -198,13 +214,23 @@ def lightning_attention(q, k, v, decay=None, *, scale=1.0, initial_state=None,
             error = None
         except (TypeError, ValueError) as e:
             error = e
-        exchange = sequence_parallel.Exchange(group, schedule)
-        exchange.check_consistent(error, q, k, v, decay, initial_state, layout, scale, bs,
-                                  output_final_state)
+        lightring_exchange = nccl_exchange.resolve(exchange) == "lightring"
+        ex = sequence_parallel.Exchange(group, schedule)
+        if lightring_exchange:
+            # Same answer on every rank (build, backend): no rank is left waiting.
+            nccl_exchange.check_available(ex.group)
+            if error is None:
+                error = nccl_exchange.check_device(q, ex.device)
+        ex.check_consistent(error, q, k, v, decay, initial_state, layout, scale, bs,
+                            output_final_state)
         if layout == "bnhd":
             q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-        o, final = sequence_parallel.attention(q, k, v, decay, initial_state, float(scale), bs,
-                                               bool(output_final_state), exchange)
+        if lightring_exchange:
+            o, final = nccl_exchange.attention(q, k, v, decay, initial_state, float(scale), bs,
+                                               bool(output_final_state), ex, schedule)
+        else:
+            o, final = sequence_parallel.attention(q, k, v, decay, initial_state, float(scale),
+                                                   bs, bool(output_final_state), ex)
     if layout == "bnhd":
         o = o.transpose(1, 2)
     return (o, final) if output_final_state else o

@@ -36,12 +36,15 @@ class LightningAttention(nn.Module):
     group: a torch.distributed group for sequence parallelism (x is then this
     rank's shard; see lightring.distributed.shard), or None. It can also be
     given per call. decay: "slopes" (TransNormerLLM), None (no decay) or a [H]
-    tensor of rates >= 0.
+    tensor of rates >= 0. exchange: None (the default, "torch", or
+    $LIGHTRING_EXCHANGE) or "lightring" (opt-in NCCL path, see
+    lightring.lightning_attention).
     """
 
     def __init__(self, embed_dim, num_heads, head_dim=None, *, bias=False, gate=True, norm=True,
                  activation="silu", decay="slopes", layer_idx=0, num_layers=1, scale=1.0,
-                 group=None, schedule="auto", block_size=None, device=None, dtype=None):
+                 group=None, schedule="auto", block_size=None, exchange=None, device=None,
+                 dtype=None):
         super().__init__()
         if embed_dim < 1 or num_heads < 1:
             raise ValueError(f"embed_dim and num_heads must be >= 1 (got {embed_dim}, "
@@ -60,7 +63,7 @@ class LightningAttention(nn.Module):
         self.num_heads, self.head_dim = num_heads, head_dim
         self.hidden = num_heads * head_dim
         self.scale, self.group, self.schedule, self.block_size = scale, group, schedule, block_size
-        self.activation = activation
+        self.activation, self.exchange = activation, exchange
         parts = 4 if gate else 3
         factory = {"device": device, "dtype": dtype}
         self.qkvu_proj = nn.Linear(embed_dim, parts * self.hidden, bias=bias, **factory)
@@ -98,7 +101,8 @@ class LightningAttention(nn.Module):
         out = lightning_attention(q, k, v, decay, scale=self.scale, initial_state=initial_state,
                                   output_final_state=output_final_state, layout="bnhd",
                                   group=self.group if group is None else group,
-                                  schedule=self.schedule, block_size=self.block_size)
+                                  schedule=self.schedule, block_size=self.block_size,
+                                  exchange=self.exchange)
         o, final = out if output_final_state else (out, None)
         o = o.reshape(b, n, self.hidden)
         if self.norm is not None:

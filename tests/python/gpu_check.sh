@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds lightring._C against the GPU machine's torch and runs the Python suite there:
 # CUDA vs the float64 oracle, bf16, torch.compile(fullgraph=True) and, with 2 GPUs,
-# the NCCL sequence-parallel checks under mpirun; then checks `pip install` into a
-# scratch directory.
+# the NCCL sequence-parallel checks under mpirun (test_distributed.py::test_nccl_two_gpus,
+# one test per check; [lightring] is exchange="lightring", lightring's own NCCL
+# communicator); then checks `pip install` into a scratch directory.
 #
 #   tests/python/gpu_check.sh [build-dir [pytest args...]]   (default build-dir: <repo>/build-gpu)
 #   SKIP_PIP=1 skips the pip check; CUDA_ARCHS (default 90a); PYTHON (default python3).

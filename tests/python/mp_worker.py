@@ -41,7 +41,7 @@ def all_sum(t, group):
 
 
 def sharded_vs_unsharded(group, schedule, layout, n, device, dtype=torch.float32, seed=0,
-                         with_state=True, label=""):
+                         with_state=True, label="", exchange=None):
     """Runs one attention call sharded over group and unsharded; asserts they agree."""
     b, h, d, e = 2, 3, 6, 5
     g = torch.Generator().manual_seed(seed)
@@ -69,12 +69,14 @@ def sharded_vs_unsharded(group, schedule, layout, n, device, dtype=torch.float32
     ls0 = leaf(s0.to(device)) if with_state else None
     lo, lfinal = lightring.lightning_attention(lq, lk, lv, decay, scale=0.8, initial_state=ls0,
                                                output_final_state=True, layout=layout,
-                                               group=group, schedule=schedule)
+                                               group=group, schedule=schedule,
+                                               exchange=exchange)
     lw = lrd.shard(w_o, group, dim=seq)
     ((lo.float() * lw.float()).sum() + (lfinal * w_f[rank]).sum()).backward()
 
     tol = TOL_CUDA_FP32 if (dtype == torch.float32 and lo.is_cuda) else TOL[dtype]
-    where = f"{label} schedule={schedule} layout={layout} n={n} rank={rank}"
+    where = (f"{label} schedule={schedule} layout={layout} n={n} dtype={dtype} "
+             f"exchange={exchange} rank={rank}")
     assert lo.shape == lrd.shard(ro, group, dim=seq).shape, where
     checks = [("o", lrd.gather(lo.detach(), group, dim=seq), ro),
               ("final", lfinal, rfinal),
@@ -134,12 +136,13 @@ def check_dpsp(ctx, args):
         check_module(sp_group, ctx.device, seed=d_index)
 
 
-def check_module(group, device, seed):
+def check_module(group, device, seed, exchange=None):
     """lightring.nn.LightningAttention sharded over group equals it unsharded, and the
     parameter gradients summed over the group equal the unsharded ones."""
     torch.manual_seed(seed)
     ref = lightring.nn.LightningAttention(24, 4, layer_idx=1, num_layers=3).to(device)
-    mod = lightring.nn.LightningAttention(24, 4, layer_idx=1, num_layers=3, group=group).to(device)
+    mod = lightring.nn.LightningAttention(24, 4, layer_idx=1, num_layers=3, group=group,
+                                          exchange=exchange).to(device)
     mod.load_state_dict(ref.state_dict())
     x = torch.randn(2, 31, 24, device=device)
     w = torch.randn(2, 31, 24, device=device)
@@ -190,10 +193,81 @@ def check_errors(ctx, args):
     expect_error(with_bad, ValueError, "dp x sp must equal the world size")
 
 
+def check_lightring(ctx, args):
+    """exchange="lightring": lightring's own NCCL communicator per group (CUDA), or the
+    clear error where it is unavailable (gloo, CPU builds)."""
+    from lightring import nccl_exchange
+    world, dev = dist.group.WORLD, ctx.device
+    la = lightring.lightning_attention
+    q = torch.randn(1, 2, 5, 4, device=dev)
+    v = torch.randn(1, 2, 5, 3, device=dev)
+    if args.device != "cuda" or not nccl_exchange.built():
+        expect_error(lambda: la(q, q, v, group=world, exchange="lightring"), RuntimeError,
+                     "the lightring NCCL exchange (exchange='lightring' or "
+                     "LIGHTRING_EXCHANGE=lightring) is unavailable")
+        os.environ[nccl_exchange.ENV] = "lightring"
+        try:
+            expect_error(lambda: la(q, q, v, group=world), RuntimeError, "is unavailable")
+        finally:
+            del os.environ[nccl_exchange.ENV]
+        sharded_vs_unsharded(world, "auto", "bhnd", 11, dev, label="torch exchange after")
+        return
+    # Count bootstraps: one per (group, device), whatever the number of calls.
+    boots = []
+    bootstrap = nccl_exchange._bootstrap
+    nccl_exchange._bootstrap = lambda *a: boots.append(a) or bootstrap(*a)
+    nccl_exchange.release()
+    p = ctx.world_size
+    for schedule in lightring.SCHEDULES:
+        for dtype in (torch.float32, torch.bfloat16):
+            for layout in ("bhnd", "bnhd"):
+                for n in (37, 2 * p + 1):
+                    sharded_vs_unsharded(world, schedule, layout, n, dev, dtype=dtype,
+                                         seed=n, exchange="lightring", label="lightring")
+            sharded_vs_unsharded(world, schedule, "bhnd", 29, dev, dtype=dtype,
+                                 with_state=False, seed=5, exchange="lightring",
+                                 label="lightring")
+        sharded_vs_unsharded(world, schedule, "bnhd", 257, dev, dtype=torch.bfloat16,
+                             exchange="lightring", label="lightring long")
+    comm = nccl_exchange.cached(world)
+    assert len(boots) == 1 and comm is not None, f"{len(boots)} bootstraps"
+    assert (comm.rank(), comm.size(), comm.device()) == (ctx.rank, p, dev.index)
+    # Another group over the same ranks gets its own communicator, cached too.
+    other = dist.new_group(list(range(p)))
+    assert nccl_exchange.cached(other) is None
+    for _ in range(2):
+        sharded_vs_unsharded(other, "ring", "bhnd", 19, dev, exchange="lightring",
+                             label="other group")
+    assert len(boots) == 2 and nccl_exchange.cached(other) is not None
+    assert nccl_exchange.cached(other) is not comm and nccl_exchange.cached(world) is comm
+    # Opt-in through the environment (a fresh bootstrap proves the path was taken);
+    # the nn module.
+    nccl_exchange.release(world)
+    assert nccl_exchange.cached(world) is None and nccl_exchange.cached(other) is not None
+    os.environ[nccl_exchange.ENV] = "lightring"
+    try:
+        sharded_vs_unsharded(world, "scan", "bnhd", 23, dev, label="env")
+    finally:
+        del os.environ[nccl_exchange.ENV]
+    assert len(boots) == 3
+    comm = nccl_exchange.cached(world)
+    check_module(world, dev, seed=3, exchange="lightring")
+    assert len(boots) == 3 and nccl_exchange.cached(world) is comm
+    # A disagreement between ranks still fails every rank before any exchange.
+    qd = torch.randn(1, 2, 5, 6, device=dev) if ctx.rank == 1 else q
+    expect_error(lambda: la(qd, qd, v, group=world, exchange="lightring"), ValueError,
+                 "every rank of the sequence-parallel group must pass the same head dim D")
+    sharded_vs_unsharded(world, "auto", "bhnd", 11, dev, exchange="lightring",
+                         label="after errors")
+    nccl_exchange.release(other)
+    assert nccl_exchange.cached(other) is None and nccl_exchange.cached(world) is comm
+    nccl_exchange._bootstrap = bootstrap
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("checks", nargs="+",
-                        choices=["init", "schedules", "dpsp", "errors"])
+                        choices=["init", "schedules", "dpsp", "errors", "lightring"])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
     ctx = check_init(args)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CHECKS = ["init", "schedules", "dpsp", "errors"]
+CHECKS = ["init", "schedules", "dpsp", "errors", "lightring"]
 MPIRUN = shutil.which("mpirun")
 
 pytestmark = pytest.mark.skipif(MPIRUN is None or not torch.distributed.is_available(),
@@ -54,15 +54,24 @@ def gpus():
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-@pytest.mark.skipif(gpus() < 2, reason="needs 2 GPUs for NCCL groups")
-def test_nccl_two_gpus():
+@pytest.fixture(scope="module")
+def mpi_cuda():
     import lightring
+    if gpus() < 2:
+        pytest.skip("needs 2 GPUs for NCCL groups")
     if not lightring.cuda_available():
         pytest.skip("lightring was built without the CUDA backend")
-    rc, out = run_mpi(2, device="cuda")
-    for check in CHECKS:
-        assert all(f"PASS {check} rank {r}" in out for r in range(2)), out[-6000:]
+    return run_mpi(2, device="cuda", timeout=600)
+
+
+# "lightring" on 2 GPUs: exchange="lightring" (lightring's own NCCL communicator)
+# sharded vs unsharded for every schedule, fp32 and bf16, and the per-group cache.
+@pytest.mark.parametrize("check", CHECKS)
+def test_nccl_two_gpus(mpi_cuda, check):
+    rc, out = mpi_cuda
+    assert all(f"PASS {check} rank {r}" in out for r in range(2)), out[-6000:]
     assert rc == 0, out[-6000:]
+
 
 
 INIT_SCRIPT = """

@@ -1,0 +1,231 @@
+"""The lightring NCCL exchange: lightring's own NCCL communicator per torch group.
+
+Opt-in (``lightning_attention(..., exchange="lightring")`` or the environment
+variable ``LIGHTRING_EXCHANGE=lightring``); the default exchange stays the
+torch.distributed one (lightring/sequence_parallel.py) until this path has been
+validated on GPUs (see python/README.md).
+
+For an NCCL process group, the first sequence-parallel call on it:
+
+1. group rank 0 makes a 128-byte NCCL unique id (``_C.nccl_unique_id()``) and
+   broadcasts it over the group as a uint8 tensor (torch.distributed);
+2. every rank creates ``torch.classes.lightring.NcclCommunicator(id, group
+   rank, group size, device, timeout)``: lightring's C++ communicator
+   (comm/nccl_communicator.h) with its own CUDA stream, ordered against torch's
+   current stream by events;
+3. the communicator is cached for that group (and device). The Python object
+   owns it: ``release()`` drops the cache, and the last reference destroys it.
+
+Each call then runs the C++ ops ``lightring::sp_forward`` / ``sp_backward``
+(parallel/sequence_parallel.h: local state pass, exchange, main local pass) on
+torch's current stream. The global final state and its gradient (only when
+``output_final_state``) still travel over torch.distributed (a broadcast from
+the last rank, a reduce to it). Autograd saves the inputs and S_in only.
+"""
+import atexit
+import os
+
+import torch
+import torch.distributed as dist
+
+from . import _ext, functional
+
+EXCHANGES = ("torch", "lightring")
+ENV = "LIGHTRING_EXCHANGE"
+_ID_BYTES = 128
+_TIMEOUT_ENV = "LIGHTRING_COMM_TIMEOUT_S"  # read by the C++ communicator itself
+_DEFAULT_TIMEOUT_S = 300.0
+
+_CACHE = {}  # (id(process group), device index) -> (process group, communicator)
+
+
+def resolve(exchange):
+    """The exchange to use: `exchange`, else $LIGHTRING_EXCHANGE, else "torch"."""
+    source = "exchange"
+    if exchange is None:
+        exchange, source = os.environ.get(ENV) or "torch", f"${ENV}"
+    if exchange not in EXCHANGES:
+        raise ValueError(f"{source} must be one of {', '.join(EXCHANGES)} (got {exchange!r})")
+    return exchange
+
+
+def built():
+    """Whether this build of lightring._C has the NCCL exchange (NCCL found at build
+    time and a CUDA build of torch)."""
+    return bool(getattr(_ext.load(), "nccl_exchange", False))
+
+
+def unavailable_reason(group):
+    """Why the lightring NCCL exchange cannot run over `group`, or None when it can.
+    Depends only on the build and the group's backend, so every rank agrees."""
+    module = _ext.load()
+    if not built():
+        return (f"this lightring build has no NCCL exchange (it needs NCCL at build time and a "
+                f"CUDA build of torch; it was built against torch {module.torch_version}, "
+                f"CUDA tensors: {bool(module.torch_cuda)})")
+    backend = dist.get_backend(group)
+    if backend != "nccl":
+        return f"it needs an NCCL process group (this group's backend is {backend!r})"
+    return None
+
+
+def check_available(group):
+    reason = unavailable_reason(group)
+    if reason is not None:
+        raise RuntimeError(f"lightring: the lightring NCCL exchange (exchange='lightring' or "
+                           f"{ENV}=lightring) is unavailable: {reason}. Use the default "
+                           "exchange='torch' instead")
+
+
+def check_device(q, device):
+    """The inputs must be on the group's device (torch.cuda.current_device())."""
+    if q.device != device:
+        return ValueError(f"exchange='lightring' needs q, k, v on this rank's current CUDA device "
+                          f"{device} (got {q.device}); call torch.cuda.set_device() first")
+    return None
+
+
+def _default_group(group):
+    if group is None or group is dist.group.WORLD:
+        return dist.distributed_c10d._get_default_group()
+    return group
+
+
+def cached(group, device=None):
+    """The cached communicator of `group` on `device` (default: the current CUDA device),
+    or None."""
+    device = torch.cuda.current_device() if device is None else torch.device(device).index
+    entry = _CACHE.get((id(_default_group(group)), device))
+    return None if entry is None else entry[1]
+
+
+def communicator(group, device):
+    """The lightring communicator of `group` on CUDA `device`, created on first use
+    (collective over the group: every rank must call it) and cached."""
+    pg = _default_group(group)
+    key = (id(pg), device.index)
+    entry = _CACHE.get(key)
+    if entry is not None:
+        if entry[1].aborted():
+            del _CACHE[key]
+            raise RuntimeError("lightring: the NCCL communicator of this group was aborted after "
+                               "an earlier failure; call lightring.nccl_exchange.release() on "
+                               "every rank before using the group again")
+        return entry[1]
+    comm = _bootstrap(pg, device)
+    _CACHE[key] = (pg, comm)  # the group is kept alive, so its id is not reused
+    return comm
+
+
+def _bootstrap(group, device):
+    from .sequence_parallel import group_ranks
+    rank, size = dist.get_rank(group), dist.get_world_size(group)
+    # Byte 0: 1 when rank 0 made the id, so that its failure fails every rank.
+    message = torch.zeros(_ID_BYTES + 1, dtype=torch.uint8)
+    error = None
+    if rank == 0:
+        try:
+            message[1:] = torch.tensor(list(_ext.load().nccl_unique_id()), dtype=torch.uint8)
+            message[0] = 1
+        except RuntimeError as e:
+            error = e
+    message = message.to(device)
+    dist.broadcast(message, src=group_ranks(group)[0], group=group)
+    message = message.cpu()
+    if error is not None:
+        raise error
+    if int(message[0]) != 1:
+        raise RuntimeError("lightring: group rank 0 could not create an NCCL unique id "
+                           "(see its error)")
+    timeout = _DEFAULT_TIMEOUT_S  # $LIGHTRING_COMM_TIMEOUT_S overrides it in C++
+    comm = torch.classes.lightring.NcclCommunicator(message[1:].clone(), rank, size,
+                                                    device.index, timeout)
+    if (comm.rank(), comm.size()) != (rank, size):
+        raise RuntimeError(f"lightring: communicator is rank {comm.rank()} of {comm.size()}, "
+                           f"the group says {rank} of {size}")
+    return comm
+
+
+def release(group=None):
+    """Drops the cached communicator(s) of `group` (all groups when None); each is
+    destroyed with its last reference. Call it on every rank of the group."""
+    if group is None:
+        _CACHE.clear()
+        return
+    pg = id(_default_group(group))
+    for key in [key for key in _CACHE if key[0] == pg]:
+        del _CACHE[key]
+
+
+@atexit.register
+def _abort_at_exit():
+    # At exit a peer may be gone already: abort (local) rather than finalize (which
+    # may wait for peers up to the deadline).
+    for _, comm in list(_CACHE.values()):
+        try:
+            comm.abort()
+        except RuntimeError:
+            pass
+    _CACHE.clear()
+
+
+def _zero_state(like_q, like_v):
+    b, h, d, e = like_q.shape[0], like_q.shape[1], like_q.shape[3], like_v.shape[3]
+    return torch.zeros(b, h, d, e, dtype=torch.float32, device=like_q.device)
+
+
+class _NcclShardedAttention(torch.autograd.Function):
+    """One rank's shard; the exchange runs inside the C++ ops on `comm`."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, decay, initial_state, scale, block_size, output_final_state, ex,
+                schedule, comm):
+        first, last = ex.rank == 0, ex.rank == ex.size - 1
+        s0 = functional.state(initial_state) if (first and initial_state is not None) else None
+        o, s_in, final = torch.ops.lightring.sp_forward(q, k, v, decay, scale, s0,
+                                                        output_final_state, block_size, comm,
+                                                        schedule)
+        if output_final_state:
+            # The global final state is on the last rank; every rank returns it.
+            if not last:
+                final = _zero_state(q, v)
+            dist.broadcast(final, src=ex.ranks[-1], group=ex.group)
+        ctx.save_for_backward(q, k, v, decay, s_in)
+        ctx.scale, ctx.block_size, ctx.ex, ctx.schedule, ctx.comm = (scale, block_size, ex,
+                                                                     schedule, comm)
+        ctx.output_final_state, ctx.has_s0 = output_final_state, initial_state is not None
+        if not output_final_state:
+            ctx.mark_non_differentiable(final)
+        return o, final
+
+    @staticmethod
+    def backward(ctx, d_o, d_final):
+        q, k, v, decay, s_in = ctx.saved_tensors
+        ex = ctx.ex
+        first, last = ex.rank == 0, ex.rank == ex.size - 1
+        d_o = functional.rows(torch.zeros_like(v) if d_o is None else d_o)
+        g = None
+        if ctx.output_final_state:
+            # The final state is returned on every rank: the loss sees it P times.
+            g = (functional.state(d_final) if d_final is not None else _zero_state(q, v)).clone()
+            dist.reduce(g, dst=ex.ranks[-1], op=dist.ReduceOp.SUM, group=ex.group)
+            if not last:
+                g = None
+        want_ds0 = first and ctx.has_s0 and ctx.needs_input_grad[4]
+        dq, dk, dv, ds0 = torch.ops.lightring.sp_backward(q, k, v, d_o, decay, ctx.scale, s_in, g,
+                                                          want_ds0, ctx.block_size, ctx.comm,
+                                                          ctx.schedule)
+        d_s0 = None
+        if ctx.has_s0 and ctx.needs_input_grad[4]:
+            # S0 is read on the first rank only; the other ranks' copies are unused.
+            d_s0 = ds0 if want_ds0 else _zero_state(q, v)
+        return dq, dk, dv, None, d_s0, None, None, None, None, None, None
+
+
+def attention(q, k, v, decay, initial_state, scale, block_size, output_final_state, ex,
+              schedule):
+    """q, k, v: this rank's shard as [B, H, N_local, *] views on ex.device (an NCCL
+    group). Returns (o, final_state)."""
+    comm = communicator(ex.group, ex.device)
+    return _NcclShardedAttention.apply(q, k, v, decay, initial_state, scale, block_size,
+                                       output_final_state, ex, schedule, comm)
