@@ -22,9 +22,15 @@ def test_readme_distributed_example(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [os.path.join(REPO, "python"), os.environ.get("PYTHONPATH", "")]))
     env["CUDA_VISIBLE_DEVICES"] = ""  # the CPU / gloo run (2 ranks may share one GPU otherwise)
-    proc = subprocess.run(["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2",
-                           sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=300)
+    # --output-filename: mpirun writes each rank's stdout to its own file
+    # (<dir>/1/rank.<r>/stdout), so the two ranks' prints cannot interleave.
+    out_dir = tmp_path / "out"
+    proc = subprocess.run(["mpirun", "--allow-run-as-root", "--oversubscribe", "--output-filename",
+                           str(out_dir), "-np", "2", sys.executable, str(script)], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-4000:]
     for rank in (0, 1):
-        assert f"{rank} (2, 2048, 512) (2, 4096, 512)" in proc.stdout, proc.stdout[-4000:]
+        files = list(out_dir.glob(f"*/rank.{rank}/stdout"))
+        assert len(files) == 1, (rank, [str(f) for f in out_dir.rglob("*")])
+        lines = files[0].read_text().splitlines()
+        assert f"{rank} (2, 2048, 512) (2, 4096, 512)" in lines, (lines, proc.stdout[-4000:])
