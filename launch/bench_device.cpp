@@ -12,6 +12,8 @@
 
 #ifdef LIGHTRING_WITH_CUDA
 #include <cuda_runtime.h>
+
+#include "kernels/cuda/check.h"
 #endif
 
 #include "kernels/error.h"
@@ -19,19 +21,11 @@
 
 namespace lightring::launch {
 
-#ifdef LIGHTRING_WITH_CUDA
-#define LR_CUDA_OK(call)                                                         \
-  do {                                                                           \
-    const cudaError_t lr_e = (call);                                             \
-    LR_CHECK(lr_e == cudaSuccess, #call, " failed: ", cudaGetErrorString(lr_e)); \
-  } while (0)
-#endif
-
 ComputeStream::ComputeStream(Device device) : device_(device) {
 #ifdef LIGHTRING_WITH_CUDA
   if (device == Device::kCuda) {
     cudaStream_t s;
-    LR_CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    LR_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
     stream_ = s;
   }
 #endif
@@ -46,7 +40,7 @@ ComputeStream::~ComputeStream() {
 void ComputeStream::synchronize() const {
 #ifdef LIGHTRING_WITH_CUDA
   if (device_ == Device::kCuda)
-    LR_CUDA_OK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)));
+    LR_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_)));
 #endif
 }
 
@@ -54,8 +48,8 @@ EventPair::EventPair(Device device) {
 #ifdef LIGHTRING_WITH_CUDA
   if (device == Device::kCuda) {
     cudaEvent_t a, b;
-    LR_CUDA_OK(cudaEventCreate(&a));
-    LR_CUDA_OK(cudaEventCreate(&b));
+    LR_CUDA_CHECK(cudaEventCreate(&a));
+    LR_CUDA_CHECK(cudaEventCreate(&b));
     begin_ = a;
     end_ = b;
   }
@@ -73,9 +67,9 @@ EventPair::~EventPair() {
 double EventPair::elapsed_ms() const {
 #ifdef LIGHTRING_WITH_CUDA
   if (!begin_) return 0.0;
-  LR_CUDA_OK(cudaEventSynchronize(static_cast<cudaEvent_t>(end_)));
+  LR_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(end_)));
   float ms = 0;
-  LR_CUDA_OK(
+  LR_CUDA_CHECK(
       cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(begin_), static_cast<cudaEvent_t>(end_)));
   return ms;
 #else
@@ -96,9 +90,9 @@ double vm_hwm_bytes() {
 #ifdef LIGHTRING_WITH_CUDA
 cudaMemPool_t default_pool() {
   int dev = 0;
-  LR_CUDA_OK(cudaGetDevice(&dev));
+  LR_CUDA_CHECK(cudaGetDevice(&dev));
   cudaMemPool_t pool;
-  LR_CUDA_OK(cudaDeviceGetDefaultMemPool(&pool, dev));
+  LR_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, dev));
   return pool;
 }
 #endif
@@ -109,13 +103,13 @@ void MemoryProbe::begin_row() {
   reset_tracked_peak();
 #ifdef LIGHTRING_WITH_CUDA
   if (device_ == Device::kCuda) {
-    LR_CUDA_OK(cudaDeviceSynchronize());
+    LR_CUDA_CHECK(cudaDeviceSynchronize());
     cudaMemPool_t pool = default_pool();
-    LR_CUDA_OK(cudaMemPoolTrimTo(pool, 0));
+    LR_CUDA_CHECK(cudaMemPoolTrimTo(pool, 0));
     uint64_t zero = 0;
-    LR_CUDA_OK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &zero));
+    LR_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &zero));
     size_t free_b = 0, total_b = 0;
-    LR_CUDA_OK(cudaMemGetInfo(&free_b, &total_b));
+    LR_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
     in_use_before_ = static_cast<double>(total_b - free_b) - static_cast<double>(tracked_bytes());
     return;
   }
@@ -129,7 +123,7 @@ double MemoryProbe::alloc_peak_bytes() const {
 #ifdef LIGHTRING_WITH_CUDA
   if (device_ == Device::kCuda) {
     uint64_t high = 0;
-    LR_CUDA_OK(cudaMemPoolGetAttribute(default_pool(), cudaMemPoolAttrUsedMemHigh, &high));
+    LR_CUDA_CHECK(cudaMemPoolGetAttribute(default_pool(), cudaMemPoolAttrUsedMemHigh, &high));
     peak += static_cast<double>(high);
   }
 #endif
@@ -148,15 +142,16 @@ double copy_bandwidth_GBps(Device device, size_t bytes) {
   if (device == Device::kCuda) {
     Buffer src(device, bytes), dst(device, bytes);
     cudaEvent_t a, b;
-    LR_CUDA_OK(cudaEventCreate(&a));
-    LR_CUDA_OK(cudaEventCreate(&b));
+    LR_CUDA_CHECK(cudaEventCreate(&a));
+    LR_CUDA_CHECK(cudaEventCreate(&b));
     for (int it = 0; it < 6; ++it) {
-      LR_CUDA_OK(cudaEventRecord(a, nullptr));
-      LR_CUDA_OK(cudaMemcpyAsync(dst.data(), src.data(), bytes, cudaMemcpyDeviceToDevice, nullptr));
-      LR_CUDA_OK(cudaEventRecord(b, nullptr));
-      LR_CUDA_OK(cudaEventSynchronize(b));
+      LR_CUDA_CHECK(cudaEventRecord(a, nullptr));
+      LR_CUDA_CHECK(
+          cudaMemcpyAsync(dst.data(), src.data(), bytes, cudaMemcpyDeviceToDevice, nullptr));
+      LR_CUDA_CHECK(cudaEventRecord(b, nullptr));
+      LR_CUDA_CHECK(cudaEventSynchronize(b));
       float ms = 0;
-      LR_CUDA_OK(cudaEventElapsedTime(&ms, a, b));
+      LR_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
       if (it > 0 && ms > 0) best = std::max(best, 2.0 * bytes / (ms * 1e-3) / 1e9);
     }
     cudaEventDestroy(a);

@@ -10,6 +10,8 @@
 
 #ifdef LIGHTRING_WITH_CUDA
 #include <cuda_runtime.h>
+
+#include "kernels/cuda/check.h"
 #endif
 
 #include "kernels/cpu/element.h"
@@ -17,14 +19,6 @@
 #include "launch/bench_fill.h"
 
 namespace lightring::launch {
-
-#ifdef LIGHTRING_WITH_CUDA
-#define LR_CUDA_OK(call)                                                         \
-  do {                                                                           \
-    const cudaError_t lr_e = (call);                                             \
-    LR_CHECK(lr_e == cudaSuccess, #call, " failed: ", cudaGetErrorString(lr_e)); \
-  } while (0)
-#endif
 
 namespace {
 size_t g_tracked = 0, g_tracked_peak = 0, g_limit = 0;
@@ -59,7 +53,7 @@ Buffer::Buffer(Device device, size_t bytes) : device_(device), bytes_(bytes) {
       LR_THROW("out of memory: cudaMalloc of ", bytes, " bytes failed (", cudaGetErrorString(e),
                ") with ", g_tracked, " bytes held by the benchmark");
     }
-    LR_CUDA_OK(cudaMemset(ptr_, 0, bytes));
+    LR_CUDA_CHECK(cudaMemset(ptr_, 0, bytes));
 #else
     LR_THROW("--backend cuda: this lightring-bench was built without CUDA");
 #endif
@@ -94,7 +88,7 @@ void Buffer::upload(const void* host, size_t bytes) {
     return;
   }
 #ifdef LIGHTRING_WITH_CUDA
-  LR_CUDA_OK(cudaMemcpy(ptr_, host, bytes, cudaMemcpyHostToDevice));
+  LR_CUDA_CHECK(cudaMemcpy(ptr_, host, bytes, cudaMemcpyHostToDevice));
 #endif
 }
 
@@ -105,7 +99,7 @@ std::vector<uint8_t> Buffer::download() const {
     return out;
   }
 #ifdef LIGHTRING_WITH_CUDA
-  LR_CUDA_OK(cudaMemcpy(out.data(), ptr_, bytes_, cudaMemcpyDeviceToHost));
+  LR_CUDA_CHECK(cudaMemcpy(out.data(), ptr_, bytes_, cudaMemcpyDeviceToHost));
 #endif
   return out;
 }
@@ -163,7 +157,7 @@ kernels::BackwardParams Shard::backward_params(void* stream) {
 
 void device_synchronize(Device device) {
 #ifdef LIGHTRING_WITH_CUDA
-  if (device == Device::kCuda) LR_CUDA_OK(cudaDeviceSynchronize());
+  if (device == Device::kCuda) LR_CUDA_CHECK(cudaDeviceSynchronize());
 #endif
   (void)device;
 }

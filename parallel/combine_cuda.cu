@@ -10,6 +10,7 @@
 
 #include <algorithm>
 
+#include "kernels/cuda/check.h"
 #include "kernels/error.h"
 #include "parallel/state_ops.h"
 
@@ -23,12 +24,6 @@ constexpr int kThreads = 256;
 struct HeadScalars {
   float alpha[kMaxHeads];
 };
-
-#define LR_CUDA_CHECK(call)                                                          \
-  do {                                                                               \
-    const cudaError_t lr_err = (call);                                               \
-    LR_CHECK(lr_err == cudaSuccess, #call, " failed: ", cudaGetErrorString(lr_err)); \
-  } while (0)
 
 // Grid: x over the D·E values of a head, y over (b, h in this launch's head range).
 __global__ void axpy_heads_kernel(float* __restrict__ y, const float* __restrict__ x,
