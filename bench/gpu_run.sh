@@ -3,16 +3,20 @@
 # benchmark; run the GPU tests, compute-sanitizer (memcheck + racecheck) on a
 # small sweep, lightring's benchmark and the peers' benchmark in the same run.
 #
-#   STEPS=build,test,sanitize,bench,variants,peers bash bench/gpu_run.sh
+#   STEPS=build,sass,test,bench,variants,sanitize,peers bash bench/gpu_run.sh   (run in this order)
+#
+# VARIANTS (default "v4"): the code paths under test (kernels/cuda/variant.h), each run by the
+# test, sanitize and variants steps next to the default (LIGHTRING_CUDA_VARIANT=<name>).
 #
 # Logs and JSON rows go to $OUT (at most 8 files, which the device tool brings
 # back); peers need their packages under .anchors/ (git-ignored, carried with
 # the call). Then: python3 bench/merge_results.py --run <files> --commit <sha>
-#   --variant lightring-waves16.jsonl:waves16 --variant lightring-warps4.jsonl:warps4
+#   --variant lightring-waves16.jsonl:waves16 --variant lightring-v4.jsonl:v4
 set -uo pipefail
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/lightring-gpu-run}
-STEPS=${STEPS:-build,test,sanitize,bench,variants,peers}
+STEPS=${STEPS:-build,sass,test,bench,variants,sanitize,peers}
+VARIANTS=${VARIANTS:-v4}
 BUILD=${BUILD:-build-gpu}
 mkdir -p "$OUT"
 has() { [[ ",$STEPS," == *",$1,"* ]]; }
@@ -33,23 +37,34 @@ if has build; then
   echo "build: $(($(date +%s) - t0)) s"
 fi
 
-TEST="$BUILD/tests/cpp/cuda/test_kernels_cuda"
-if has test; then
-  t0=$(date +%s)
-  "$TEST" --gtest_brief=1 >"$OUT/test.log" 2>&1
-  echo "tests: rc=$? in $(($(date +%s) - t0)) s"
-  grep -E "^\[  (PASSED|FAILED|SKIPPED) |FAILED|info|Failure|rel_err|Expected|Which is" "$OUT/test.log" | head -60
+# Resources and instruction mix of the scan kernels (appended to build.log): registers, spills and
+# shared memory per kernel; counts of HMMA, LDSM, 16-byte cp.async (LDGSTS.E.BYPASS.128) and
+# local-memory traffic (STL/LDL: spills) in the SASS of each kernel.
+if has sass; then
+  LIB="$BUILD/bench/kernel_bench"  # links the kernels statically
+  {
+    echo "== cuobjdump --dump-resource-usage"
+    cuobjdump --dump-resource-usage "$LIB" | grep -E "Function|REG" | paste - - | grep scan_kernel |
+      sed -E 's/_ZN9lightring7kernels4cuda11scan_detail11scan_kernelI//'
+    echo "== SASS counts per kernel: HMMA LDSM LDGSTS.128 STL LDL"
+    cuobjdump --dump-sass "$LIB" | awk '
+      /Function : .*scan_kernel/ { if (f) print f, h, l, g, st, ld; f = $3; h = l = g = st = ld = 0 }
+      /HMMA/ { h++ } /LDSM/ { l++ } /LDGSTS.*128/ { g++ } /STL/ { st++ } /LDL/ { ld++ }
+      END { if (f) print f, h, l, g, st, ld }' |
+      sed -E 's/_ZN9lightring7kernels4cuda11scan_detail11scan_kernelI//'
+  } >>"$OUT/build.log" 2>&1
+  grep -A40 "== cuobjdump" "$OUT/build.log" | grep -E "Li128|==" | head -20
 fi
 
-if has sanitize; then
-  t0=$(date +%s)
-  F='Short/CudaOracle.MatchesFloat64/N130_D48E80_decay_states_bf16:Short/CudaOracle.MatchesFloat64/N37_D16E16_decay_states_fp32:Short/CudaOracle.MatchesFloat64/N130_D16E16_nodecay_nostates_fp16:CudaLayout.BnhdStridesMatchFloat64'
-  for tool in memcheck racecheck; do
-    compute-sanitizer --tool $tool --error-exitcode 17 "$TEST" --gtest_filter="$F" --gtest_brief=1 \
-      >>"$OUT/sanitize.log" 2>&1
-    echo "compute-sanitizer $tool: rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitize.log" | tail -1)"
+TEST="$BUILD/tests/cpp/cuda/test_kernels_cuda"
+if has test; then
+  for v in default $VARIANTS; do
+    t0=$(date +%s)
+    echo "==== LIGHTRING_CUDA_VARIANT=$v" >>"$OUT/test.log"
+    LIGHTRING_CUDA_VARIANT=$v "$TEST" --gtest_brief=1 >>"$OUT/test.log" 2>&1
+    echo "tests ($v): rc=$? in $(($(date +%s) - t0)) s"
   done
-  echo "sanitize: $(($(date +%s) - t0)) s"
+  grep -E "^====|^\[  (PASSED|FAILED|SKIPPED) |FAILED|info|Failure|rel_err|Expected|Which is" "$OUT/test.log" | head -80
 fi
 
 if has bench; then
@@ -58,13 +73,36 @@ if has bench; then
 fi
 
 # The same build under environment switches (bench/NOTES.md): more, shorter segments (wave
-# quantisation) and the 4-warp CTA.
+# quantisation) and each variant under test (--check: every row also checked against the CPU
+# backend on its small shapes).
 VARIANT_SHAPES=${VARIANT_SHAPES:-"1,32,16384,128 1,32,65536,128 1,32,262144,128 8,16,2048,128 1,32,65536,256"}
 if has variants; then
   # shellcheck disable=SC2086
   LIGHTRING_CUDA_WAVES=16 "$BUILD/bench/kernel_bench" -w 3 -n 10 --out "$OUT/lightring-waves16.jsonl" $VARIANT_SHAPES
-  # shellcheck disable=SC2086
-  LIGHTRING_CUDA_WARPS=4 "$BUILD/bench/kernel_bench" -w 3 -n 10 --out "$OUT/lightring-warps4.jsonl" $VARIANT_SHAPES
+  for v in $VARIANTS; do
+    # shellcheck disable=SC2086
+    LIGHTRING_CUDA_VARIANT=$v "$BUILD/bench/kernel_bench" --check -w 3 -n 10 \
+      --out "$OUT/lightring-$v.jsonl" 1,4,2048,128 $VARIANT_SHAPES
+  done
+fi
+
+# After the timings, so that a slow sanitizer run cannot cost them; each run is capped at
+# SAN_TIMEOUT seconds (rc 124 then).
+if has sanitize; then
+  t0=$(date +%s)
+  F='Short/CudaOracle.MatchesFloat64/N130_D48E80_decay_states_bf16:Short/CudaOracle.MatchesFloat64/N37_D16E16_decay_states_fp32:Short/CudaOracle.MatchesFloat64/N130_D16E16_nodecay_nostates_fp16:CudaLayout.BnhdStridesMatchFloat64'
+  # The variants' kernels at every kMaxKt they instantiate (D = 48 and 128) and a partial slice.
+  FV="$F:Short/CudaOracle.MatchesFloat64/N130_D128E128_decay_states_bf16:CudaLayout.WideOddValueDimMatchesFloat64"
+  for v in default $VARIANTS; do
+    [ "$v" = default ] && filter=$F || filter=$FV
+    for tool in memcheck racecheck; do
+      echo "==== $tool LIGHTRING_CUDA_VARIANT=$v" >>"$OUT/sanitize.log"
+      LIGHTRING_CUDA_VARIANT=$v timeout "${SAN_TIMEOUT:-150}" compute-sanitizer --tool $tool \
+        --error-exitcode 17 "$TEST" --gtest_filter="$filter" --gtest_brief=1 >>"$OUT/sanitize.log" 2>&1
+      echo "compute-sanitizer $tool ($v): rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitize.log" | tail -1)"
+    done
+  done
+  echo "sanitize: $(($(date +%s) - t0)) s"
 fi
 
 if has peers; then

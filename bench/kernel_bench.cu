@@ -178,7 +178,9 @@ int main(int argc, char** argv) {
   cudaDeviceProp prop;
   CHECK(cudaGetDeviceProperties(&prop, 0));
   const double copy = copy_tbps();
-  std::printf("# device %s, copy %.3f TB/s (read+write)\n", prop.name, copy);
+  const char* variant = std::getenv("LIGHTRING_CUDA_VARIANT");  // kernels/cuda/variant.h
+  std::printf("# device %s, copy %.3f TB/s (read+write), LIGHTRING_CUDA_VARIANT=%s\n", prop.name,
+              copy, variant ? variant : "(unset)");
   if (out)
     std::fprintf(out, "{\"ceiling\": \"copy_TBps\", \"value\": %.4f, \"device\": \"%s\"}\n", copy,
                  prop.name);

@@ -27,6 +27,7 @@
 #include "kernels/backend.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/scan.h"
+#include "kernels/cuda/variant.h"
 #include "kernels/error.h"
 
 namespace lightring::kernels::cuda {
@@ -65,6 +66,28 @@ Operand reversed(Operand x, int64_t seqlen, DType dtype) {
   return x;
 }
 
+// Variant v4 (variant.h): every CTA holds an SM alone, so B·H·slices·G CTAs take
+// ceil(CTAs / SMs) waves. Returns the segment length (a multiple of 64) of the G in
+// [g_lo, 4·g_lo] whose last wave is fullest (the smallest such G on ties), with
+// g_lo = ceil(waves·SMs / (B·H·slices)) and G capped at max_segs.
+int64_t v4_seg_len(int64_t seqlen, int64_t base, int64_t sms, int64_t waves, int64_t max_segs) {
+  const int64_t g_lo = std::min(max_segs, std::max<int64_t>(1, (waves * sms + base - 1) / base));
+  const int64_t g_hi = std::min(max_segs, 4 * g_lo);
+  int64_t best_len = 0;
+  double best_idle = 2.0;
+  for (int64_t g = g_lo; g <= g_hi; ++g) {
+    const int64_t len = ((seqlen + g - 1) / g + kChunk - 1) / kChunk * kChunk;
+    const int64_t ctas = base * ((seqlen + len - 1) / len);
+    const int64_t slots = (ctas + sms - 1) / sms * sms;
+    const double idle = static_cast<double>(slots - ctas) / static_cast<double>(slots);
+    if (idle < best_idle) {
+      best_idle = idle;
+      best_len = len;
+    }
+  }
+  return best_len;
+}
+
 struct SegmentPlan {
   int64_t seg_len = 0;
   int num_segs = 1;
@@ -72,8 +95,9 @@ struct SegmentPlan {
 
 // G segments of seg_len rows (a multiple of 64, >= kMinSegment unless N is shorter), with
 // B·H·slices·G close to `waves` CTAs per SM (default 4; LIGHTRING_CUDA_WAVES overrides it, for
-// measuring wave quantisation, bench/NOTES.md). LIGHTRING_CUDA_SEG_LEN overrides seg_len
-// (rounded up to 64; tests use it to cover many segments at small N).
+// measuring wave quantisation, bench/NOTES.md); variant v4 sizes them with v4_seg_len.
+// LIGHTRING_CUDA_SEG_LEN overrides seg_len (rounded up to 64; tests use it to cover many
+// segments at small N).
 SegmentPlan plan_segments(const Problem& p, int max_dv) {
   constexpr int64_t kMinSegment = 256;
   static const int64_t waves = [] {
@@ -89,6 +113,11 @@ SegmentPlan plan_segments(const Problem& p, int max_dv) {
   int64_t segs = std::max<int64_t>(1, (waves * sms + base - 1) / base);
   segs = std::min(segs, std::max<int64_t>(1, p.seqlen / kMinSegment));
   int64_t seg_len = (p.seqlen + segs - 1) / segs;
+  if (v4_covers(p.dtype, static_cast<int>(p.qk_dim), max_dv)) {
+    const int64_t base_v4 = p.batch * p.heads * ((max_dv + kV4Width - 1) / kV4Width);
+    seg_len =
+        v4_seg_len(p.seqlen, base_v4, sms, waves, std::max<int64_t>(1, p.seqlen / kMinSegment));
+  }
   if (const char* env = std::getenv("LIGHTRING_CUDA_SEG_LEN")) {
     const long long forced = std::atoll(env);
     LR_CHECK(forced >= 1, "LIGHTRING_CUDA_SEG_LEN must be a positive integer (got '", env, "')");

@@ -1,7 +1,9 @@
-// scan(): dispatch of the chunked scan (scan.h) on the element type.
+// scan(): dispatch of the chunked scan (scan.h) on the element type, and to
+// the variant under test when LIGHTRING_CUDA_VARIANT selects one (variant.h).
 #include <cuda_runtime.h>
 
 #include "kernels/cuda/scan.h"
+#include "kernels/cuda/variant.h"
 #include "kernels/error.h"
 
 namespace lightring::kernels::cuda {
@@ -9,10 +11,16 @@ namespace lightring::kernels::cuda {
 void scan_bf16(const ScanParams& p, cudaStream_t stream);
 void scan_fp16(const ScanParams& p, cudaStream_t stream);
 void scan_fp32(const ScanParams& p, cudaStream_t stream);
+void scan_v4_bf16(const ScanParams& p, cudaStream_t stream);
+void scan_v4_fp16(const ScanParams& p, cudaStream_t stream);
 
 void scan(const ScanParams& p, void* stream_ptr) {
   const auto stream = static_cast<cudaStream_t>(stream_ptr);
   LR_CHECK(p.seg_len % kChunk == 0, "CUDA scan: seg_len must be a multiple of ", kChunk);
+  if (v4_covers(p.dtype, p.dk, p.dv)) {
+    if (p.dtype == DType::kBFloat16) return scan_v4_bf16(p, stream);
+    if (p.dtype == DType::kFloat16) return scan_v4_fp16(p, stream);
+  }
   switch (p.dtype) {
     case DType::kBFloat16:
       return scan_bf16(p, stream);

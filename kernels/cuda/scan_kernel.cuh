@@ -3,21 +3,23 @@
 //     O      = c_intra·[(Q Kᵀ) ⊙ M] V + c_inter·diag(λ^{r+1-σ}) Q X
 //     X_next = λ^L X + c_state·Kᵀ diag(λ^{L-1-r+σ}) V
 //
-// One CTA of kWarps = 4 or 8 warps owns one (b·h, segment, dv-slice of kEt
+// One CTA of kWarps = 4, 8 or 16 warps owns one (b·h, segment, dv-slice of kEt
 // columns) and walks the segment's 64-row chunks in order. Per chunk:
 //   1. Q, K (all dk columns) and the V slice are loaded to shared memory
 //      (cp.async, one or two stages), zero-padded to dkp = roundup(dk, 16)
 //      columns and to 64 rows;
 //   2. warp w owns rows 16·(w % 4)..+15 and column group w / 4 (all columns
-//      with 4 warps, one half with 8): P = (Q Kᵀ ⊙ M)·c_intra (causal 16×16
-//      tiles only) goes to shared memory in the element type; O accumulates
+//      with 4 warps, one half with 8, one quarter with 16): P = (Q Kᵀ ⊙ M)·c_intra
+//      (causal 16×16 tiles only) goes to shared memory in the element type; O accumulates
 //      Q X (X read from its element-type copy), its rows are scaled, then P V
 //      is added; O is staged through shared memory and stored;
 //   3. V rows are scaled in place by c_state·λ^{L-1-r+σ} and X (fp32 in
-//      shared memory) is updated with Kᵀ(ΓV), warps splitting X's rows.
+//      shared memory) is updated with Kᵀ(ΓV), warps splitting X's rows (and,
+//      with 16 warps, its two column halves).
 // X stays fp32 for the whole segment; only its operand copy is rounded to
 // the element type (as FLA does), and all products accumulate in fp32.
-// Shared memory: Q, K [64][dkp+pad], V, P [64][kEt / 64 + pad] (element type),
+// Shared memory: Q, K [64][dkp+pad], V [64][kEt+pad], P [64][max(64, kEt)+pad]
+// (element type; P's rows also stage O),
 // X [dkp][kEt+4] fp32 and its operand copy [dkp][kEt+pad], λ^0..λ^64.
 //
 // This header holds the kernel template and its launcher; scan_{bf16,fp16,fp32}.cu
@@ -54,7 +56,7 @@ struct Layout {
   __host__ __device__ Layout(int dkp, bool with_out, int num_stages) {
     ldk = dkp + kPad;
     ldv = kEt + kPad;
-    ldp = kChunk + kPad;
+    ldp = (kEt > kChunk ? kEt : kChunk) + kPad;  // P is 64 wide; O staged in it is kEt wide
     lds = kEt + 4;
     ldst = sizeof(T) == 4 ? lds : kEt + kPad;
     stages = num_stages;
@@ -83,13 +85,20 @@ struct Layout {
 // Stages: two (the next chunk's tiles load while this one computes) unless one stage lets more
 // CTAs share an SM. LIGHTRING_CUDA_STAGES=1|2 forces a choice (benchmarks compare them; 2 falls
 // back to 1 when it does not fit).
-template <typename T, int kEt>
-Layout<T, kEt> pick_layout(int dkp, bool with_out) {
-  constexpr size_t kMaxSmem = 227 * 1024, kSmPerSm = 228 * 1024, kReserved = 1024;
+constexpr size_t kMaxSmem = 227 * 1024;  // dynamic shared memory one CTA may have (sm_90)
+
+inline int forced_stages() {
   static const int forced = [] {
     const char* env = std::getenv("LIGHTRING_CUDA_STAGES");
     return env ? std::atoi(env) : 0;
   }();
+  return forced;
+}
+
+template <typename T, int kEt>
+Layout<T, kEt> pick_layout(int dkp, bool with_out) {
+  constexpr size_t kSmPerSm = 228 * 1024, kReserved = 1024;
+  const int forced = forced_stages();
   const Layout<T, kEt> one(dkp, with_out, 1), two(dkp, with_out, 2);
   if (two.total > kMaxSmem || forced == 1) return one;
   if (forced == 2) return two;
@@ -131,6 +140,7 @@ __device__ __forceinline__ void load_tile_async(T* s, int ld, int cols_pad, cons
 }
 
 // kMaxKt: an upper bound on dkp / 16 (4, 8 or 16), so that loops over k tiles unroll.
+// kWarps: 4, 8 or 16 (16 needs kEt >= 64: four column groups of O, two of X).
 template <typename T, int kEt, int kMaxKt, int kWarps, bool kOut>
 __global__ void __launch_bounds__(kWarps * 32) scan_kernel(const ScanParams p) {
   constexpr int kThreads = kWarps * 32;
@@ -139,7 +149,11 @@ __global__ void __launch_bounds__(kWarps * 32) scan_kernel(const ScanParams p) {
   constexpr int kONt = kEt / 8 / kCg;  // n8 tiles of O per warp
   extern __shared__ __align__(16) unsigned char smem[];
   constexpr int kA = FragSize<T>::kA, kB = FragSize<T>::kB;
-  constexpr int kNt = kEt / 8;  // n8 tiles of a dv slice
+  constexpr int kNt = kEt / 8;               // n8 tiles of a dv slice
+  constexpr int kXc = kWarps >= 16 ? 2 : 1;  // column groups of the X update
+  constexpr int kXNt = kNt / kXc;            // n8 tiles of X per column group
+  static_assert(kWarps == 4 || kWarps == 8 || kWarps == 16, "4, 8 or 16 warps");
+  static_assert(kONt % 2 == 0 && kXNt % 2 == 0, "O and X blocks are whole n16 pairs");
 
   const int num_slices = (p.dv + kEt - 1) / kEt;
   const int slice = blockIdx.x % num_slices;
@@ -325,17 +339,19 @@ __global__ void __launch_bounds__(kWarps * 32) scan_kernel(const ScanParams p) {
       *e = from_f32<T>(to_f32(*e) * p.c_state * pw[L - 1 - r + p.shift]);
     }
     __syncthreads();
-    // X = λ^L X + Kᵀ (ΓV): warp w owns row tiles w, w + kWarps, ... of X.
+    // X = λ^L X + Kᵀ (ΓV): the work items are (row tile mt, column group xc) of X, with kXc
+    // column groups of kEt / kXc columns; warp w owns items w, w + kWarps, ...
     const float decay_L = pw[L];
 #pragma unroll
-    for (int i = 0; i < (kMaxKt + kWarps - 1) / kWarps; ++i) {
-      const int mt = warp + i * kWarps;
-      if (mt >= nkt) break;
-      const int m0 = mt * 16;
-      float x[kNt][4];
+    for (int i = 0; i < (kMaxKt * kXc + kWarps - 1) / kWarps; ++i) {
+      const int item = warp + i * kWarps;
+      if (item >= nkt * kXc) break;
+      const int m0 = item / kXc * 16;
+      const int xc0 = item % kXc * kXNt * 8;
+      float x[kXNt][4];
 #pragma unroll
-      for (int nt = 0; nt < kNt; ++nt) {
-        const float* s0 = sS + (m0 + gq) * lay.lds + nt * 8 + 2 * tq;
+      for (int nt = 0; nt < kXNt; ++nt) {
+        const float* s0 = sS + (m0 + gq) * lay.lds + xc0 + nt * 8 + 2 * tq;
         const float* s1 = s0 + 8 * lay.lds;
         x[nt][0] = decay_L * s0[0];
         x[nt][1] = decay_L * s0[1];
@@ -347,16 +363,16 @@ __global__ void __launch_bounds__(kWarps * 32) scan_kernel(const ScanParams p) {
         uint32_t a[kA];
         load_a<T, true>(a, sK, lay.ldk, m0, kt * 16);
 #pragma unroll
-        for (int np = 0; np < kNt / 2; ++np) {
+        for (int np = 0; np < kXNt / 2; ++np) {
           uint32_t bf[2 * kB];
-          load_b<T, true>(bf, sV, lay.ldv, kt * 16, np * 16);
+          load_b<T, true>(bf, sV, lay.ldv, kt * 16, xc0 + np * 16);
           mma<T>(x[2 * np], a, bf);
           mma<T>(x[2 * np + 1], a, bf + kB);
         }
       }
 #pragma unroll
-      for (int nt = 0; nt < kNt; ++nt) {
-        const int c = nt * 8 + 2 * tq;
+      for (int nt = 0; nt < kXNt; ++nt) {
+        const int c = xc0 + nt * 8 + 2 * tq;
         float* s0 = sS + (m0 + gq) * lay.lds + c;
         float* s1 = s0 + 8 * lay.lds;
         s0[0] = x[nt][0];
@@ -384,8 +400,7 @@ __global__ void __launch_bounds__(kWarps * 32) scan_kernel(const ScanParams p) {
 }
 
 template <typename T, int kEt, int kMaxKt, int kWarps, bool kOut>
-void launch(ScanParams p, cudaStream_t stream) {
-  const Layout<T, kEt> lay = pick_layout<T, kEt>(round_up(p.dk, 16), kOut);
+void launch_with(ScanParams p, const Layout<T, kEt>& lay, cudaStream_t stream) {
   p.stages = lay.stages;
   auto* kernel = &scan_kernel<T, kEt, kMaxKt, kWarps, kOut>;
   LR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -395,6 +410,12 @@ void launch(ScanParams p, cudaStream_t stream) {
   LR_CHECK(grid.y <= 65535u, "CUDA scan: batch*heads must be <= 65535 (got ", grid.y, ")");
   kernel<<<grid, kWarps * 32, lay.total, stream>>>(p);
   LR_CUDA_CHECK_LAUNCH("scan_kernel");
+}
+
+template <typename T, int kEt, int kMaxKt, int kWarps, bool kOut>
+void launch(const ScanParams& p, cudaStream_t stream) {
+  launch_with<T, kEt, kMaxKt, kWarps, kOut>(p, pick_layout<T, kEt>(round_up(p.dk, 16), kOut),
+                                            stream);
 }
 
 // Warps per CTA: 8 unless LIGHTRING_CUDA_WARPS=4 (benchmarks compare them).

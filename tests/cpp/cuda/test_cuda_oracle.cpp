@@ -5,11 +5,13 @@
 // Every output is NaN-poisoned before the run; inputs are fresh per case.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <tuple>
 
 #include "cuda/cuda_runner.h"
+#include "kernels/cuda/variant.h"
 
 namespace lightring::test {
 namespace {
@@ -103,6 +105,32 @@ TEST_F(CudaLayout, BnhdStridesMatchFloat64) {
     SCOPED_TRACE(kernels::dtype_name(dtype));
     check_case(Shape{2, 3, 333, 40, 24}, dtype, true, true, /*bnhd=*/true, 0, 99);
     check_case(Shape{2, 3, 333, 40, 24}, dtype, true, true, /*bnhd=*/true, 128, 100);
+  }
+}
+
+// The variant named by LIGHTRING_CUDA_VARIANT is the one the scans use, on the shapes it names
+// (bench/gpu_run.sh runs this binary once per variant).
+TEST(CudaVariant, EnvironmentSelectsTheVariantUnderTest) {
+  using kernels::cuda::Variant;
+  const char* env = std::getenv("LIGHTRING_CUDA_VARIANT");
+  const bool v4 = env && std::string(env) == "v4";
+  std::printf("[ info     ] LIGHTRING_CUDA_VARIANT=%s\n", env ? env : "(unset)");
+  EXPECT_EQ(kernels::cuda::variant(), v4 ? Variant::kV4 : Variant::kDefault);
+  EXPECT_EQ(kernels::cuda::v4_covers(DType::kBFloat16, 128, 128), v4);
+  EXPECT_EQ(kernels::cuda::v4_covers(DType::kFloat16, 48, 80), v4);
+  EXPECT_FALSE(kernels::cuda::v4_covers(DType::kFloat32, 128, 128));
+  EXPECT_FALSE(kernels::cuda::v4_covers(DType::kBFloat16, 256, 128));
+  EXPECT_FALSE(kernels::cuda::v4_covers(DType::kBFloat16, 64, 64));
+}
+
+// dv = 100: one partial 128-column slice under LIGHTRING_CUDA_VARIANT=v4 (kernels/cuda/variant.h),
+// two 64-column slices by default; rows not 16-byte aligned (element-wise loads), both segment
+// regimes.
+TEST_F(CudaLayout, WideOddValueDimMatchesFloat64) {
+  for (DType dtype : {DType::kBFloat16, DType::kFloat16}) {
+    SCOPED_TRACE(kernels::dtype_name(dtype));
+    check_case(Shape{2, 3, 333, 40, 100}, dtype, true, true, /*bnhd=*/true, 0, 101);
+    check_case(Shape{2, 3, 333, 40, 100}, dtype, true, true, /*bnhd=*/false, 128, 102);
   }
 }
 
