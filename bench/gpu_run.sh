@@ -73,8 +73,8 @@ if has bench; then
 fi
 
 # The same build under environment switches (bench/NOTES.md): more, shorter segments (wave
-# quantisation) and each variant under test (--check: every row also checked against the CPU
-# backend on its small shapes).
+# quantisation) and each variant under test (--check: its small shape also checked against
+# float64). Files: build, test, sanitize logs + lightring, waves16, v4, v4-stages1, peers = 8.
 VARIANT_SHAPES=${VARIANT_SHAPES:-"1,32,16384,128 1,32,65536,128 1,32,262144,128 8,16,2048,128 1,32,65536,256"}
 if has variants; then
   # shellcheck disable=SC2086
@@ -84,6 +84,12 @@ if has variants; then
     LIGHTRING_CUDA_VARIANT=$v "$BUILD/bench/kernel_bench" --check -w 3 -n 10 \
       --out "$OUT/lightring-$v.jsonl" 1,4,2048,128 $VARIANT_SHAPES
   done
+  # v4 without its prefetch stage: separates the pipeline's share of v4's gain from the rest.
+  if [[ " $VARIANTS " == *" v4 "* ]]; then
+    # shellcheck disable=SC2086
+    LIGHTRING_CUDA_VARIANT=v4 LIGHTRING_CUDA_STAGES=1 "$BUILD/bench/kernel_bench" -w 3 -n 10 \
+      --out "$OUT/lightring-v4-stages1.jsonl" $VARIANT_SHAPES
+  fi
 fi
 
 # After the timings, so that a slow sanitizer run cannot cost them; each run is capped at
@@ -97,7 +103,7 @@ if has sanitize; then
     [ "$v" = default ] && filter=$F || filter=$FV
     for tool in memcheck racecheck; do
       echo "==== $tool LIGHTRING_CUDA_VARIANT=$v" >>"$OUT/sanitize.log"
-      LIGHTRING_CUDA_VARIANT=$v timeout "${SAN_TIMEOUT:-150}" compute-sanitizer --tool $tool \
+      LIGHTRING_CUDA_VARIANT=$v timeout "${SAN_TIMEOUT:-120}" compute-sanitizer --tool $tool \
         --error-exitcode 17 "$TEST" --gtest_filter="$filter" --gtest_brief=1 >>"$OUT/sanitize.log" 2>&1
       echo "compute-sanitizer $tool ($v): rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitize.log" | tail -1)"
     done

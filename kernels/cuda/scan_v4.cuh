@@ -1,7 +1,7 @@
 // Launcher of variant v4 (variant.h, bench/NOTES.md): the scan kernel of
 // scan_kernel.cuh with 128-column dv slices and 16 warps per CTA, two cp.async
-// stages whenever they fit (they do for dk <= 128: 219 KB for the output pass,
-// 172 KB for a state pass at dk = 128). A 16-warp CTA with over 100 KB of
+// stages whenever they fit (they do for dk <= 128: 219.3 KiB for the output pass,
+// 168.3 KiB for a state pass at dk = 128). A 16-warp CTA with over 100 KB of
 // shared memory and up to 128 registers per thread holds an SM alone, so the
 // occupancy rule of pick_layout (more CTAs per SM with one stage) does not
 // apply; LIGHTRING_CUDA_STAGES=1 still forces one stage.
