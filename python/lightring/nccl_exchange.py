@@ -169,6 +169,15 @@ def _abort_at_exit():
     _CACHE.clear()
 
 
+# The C++ ops (csrc/nccl_ops.cpp), looked up at call time.
+def _sp_forward(*args):
+    return torch.ops.lightring.sp_forward(*args)
+
+
+def _sp_backward(*args):
+    return torch.ops.lightring.sp_backward(*args)
+
+
 def _zero_state(like_q, like_v):
     b, h, d, e = like_q.shape[0], like_q.shape[1], like_q.shape[3], like_v.shape[3]
     return torch.zeros(b, h, d, e, dtype=torch.float32, device=like_q.device)
@@ -182,9 +191,8 @@ class _NcclShardedAttention(torch.autograd.Function):
                 schedule, comm):
         first, last = ex.rank == 0, ex.rank == ex.size - 1
         s0 = functional.state(initial_state) if (first and initial_state is not None) else None
-        o, s_in, final = torch.ops.lightring.sp_forward(q, k, v, decay, scale, s0,
-                                                        output_final_state, block_size, comm,
-                                                        schedule)
+        o, s_in, final = _sp_forward(q, k, v, decay, scale, s0, output_final_state, block_size,
+                                     comm, schedule)
         if output_final_state:
             # The global final state is on the last rank; every rank returns it.
             if not last:
@@ -212,9 +220,8 @@ class _NcclShardedAttention(torch.autograd.Function):
             if not last:
                 g = None
         want_ds0 = first and ctx.has_s0 and ctx.needs_input_grad[4]
-        dq, dk, dv, ds0 = torch.ops.lightring.sp_backward(q, k, v, d_o, decay, ctx.scale, s_in, g,
-                                                          want_ds0, ctx.block_size, ctx.comm,
-                                                          ctx.schedule)
+        dq, dk, dv, ds0 = _sp_backward(q, k, v, d_o, decay, ctx.scale, s_in, g, want_ds0,
+                                       ctx.block_size, ctx.comm, ctx.schedule)
         d_s0 = None
         if ctx.has_s0 and ctx.needs_input_grad[4]:
             # S0 is read on the first rank only; the other ranks' copies are unused.

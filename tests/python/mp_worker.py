@@ -264,10 +264,95 @@ def check_lightring(ctx, args):
     nccl_exchange._bootstrap = bootstrap
 
 
+class _StandInComm:
+    """Stands in for torch.classes.lightring.NcclCommunicator in check_lightring_glue."""
+
+    def __init__(self, group):
+        self.group = group
+
+    def rank(self):
+        return dist.get_rank(self.group)
+
+    def size(self):
+        return dist.get_world_size(self.group)
+
+    def aborted(self):
+        return False
+
+
+def _stand_in_forward(q, k, v, decay, scale, s0, output_final_state, block_size, comm,
+                      schedule):
+    """The contract of lightring::sp_forward (csrc/nccl_ops.cpp) from the local ops and
+    the torch.distributed exchange: (o, S_in, global final state on the last rank)."""
+    from lightring import sequence_parallel as sp
+    ex = sp.Exchange(comm.group, schedule)
+    first, last = ex.rank == 0, ex.rank == ex.size - 1
+    a = sp.segment_decay(decay, q.shape[1], q.shape[2], q.device)
+    x = torch.ops.lightring.local_state(k, v, decay, 1.0, False, block_size)
+    if first and s0 is not None:
+        x = sp.combine_x(s0, a, x)
+    excl, total = ex.prefix(a, x, need_total=True)
+    s_in = (s0 if s0 is not None else torch.zeros_like(x)) if first else excl
+    o, _ = torch.ops.lightring.forward(q, k, v, decay, scale, s_in, False, block_size)
+    final = total if (output_final_state and last) else q.new_empty((0,), dtype=torch.float32)
+    return o, s_in, final
+
+
+def _stand_in_backward(q, k, v, d_o, decay, scale, s_in, g, want_ds0, block_size, comm,
+                       schedule):
+    """The contract of lightring::sp_backward: G read on the last rank, dS0 on rank 0."""
+    from lightring import sequence_parallel as sp
+    ex = sp.Exchange(comm.group, schedule)
+    last = ex.rank == ex.size - 1
+    assert g is None or last, "d_final_state must be None except on the last rank"
+    a = sp.segment_decay(decay, q.shape[1], q.shape[2], q.device)
+    x = torch.ops.lightring.local_state(q, d_o, decay, scale, True, block_size)
+    if g is not None:
+        x = sp.combine_x(g, a, x)
+    excl, _ = ex.prefix(a, x, reverse=True)
+    ds_out = g if last else excl
+    return torch.ops.lightring.backward(q, k, v, d_o, decay, scale, s_in, ds_out, want_ds0,
+                                        block_size)
+
+
+def check_lightring_glue(ctx, args):
+    """The Python side of exchange="lightring" (autograd, final-state broadcast, G reduce,
+    dS0 on rank 0, the per-group cache) on gloo, with the C++ ops and communicator replaced
+    by stand-ins that honour their contract; and the bootstrap's failure on a build
+    without the NCCL exchange, on every rank."""
+    from lightring import nccl_exchange as nx
+    world = dist.group.WORLD
+    if not nx.built():
+        # Group rank 0 cannot make an id: every rank fails (none waits forever).
+        expected = "built without the NCCL exchange" if ctx.rank == 0 else \
+            "group rank 0 could not create an NCCL unique id"
+        expect_error(lambda: nx._bootstrap(world, ctx.device), RuntimeError, expected)
+    saved = nx.check_available, nx._bootstrap, nx._sp_forward, nx._sp_backward
+    boots = []
+    nx.check_available = lambda group: None
+    nx._bootstrap = lambda group, device: boots.append(group) or _StandInComm(group)
+    nx._sp_forward, nx._sp_backward = _stand_in_forward, _stand_in_backward
+    try:
+        nx.release()
+        for schedule in lightring.SCHEDULES:
+            for layout in ("bhnd", "bnhd"):
+                sharded_vs_unsharded(world, schedule, layout, 2 * ctx.world_size + 3, ctx.device,
+                                     seed=7, exchange="lightring", label="glue")
+            sharded_vs_unsharded(world, schedule, "bhnd", 13, ctx.device, with_state=False,
+                                 seed=8, exchange="lightring", label="glue")
+        assert len(boots) == 1 and isinstance(nx.cached(world, ctx.device), _StandInComm)
+        check_module(world, ctx.device, seed=4, exchange="lightring")
+        assert len(boots) == 1
+    finally:
+        nx.check_available, nx._bootstrap, nx._sp_forward, nx._sp_backward = saved
+        nx.release()
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("checks", nargs="+",
-                        choices=["init", "schedules", "dpsp", "errors", "lightring"])
+                        choices=["init", "schedules", "dpsp", "errors", "lightring",
+                                 "lightring_glue"])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
     ctx = check_init(args)
