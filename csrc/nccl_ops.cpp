@@ -109,14 +109,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sp_forward(
     at::Tensor s_in = empty_state(p, q.device());
     at::Tensor final_state =
         output_final_state && last ? empty_state(p, q.device()) : none_tensor(q);
-    p.q = q.data_ptr();
-    p.k = k.data_ptr();
-    p.v = v.data_ptr();
-    p.o = o.data_ptr();
-    p.q_stride = strides_of(q);
-    p.k_stride = strides_of(k);
-    p.v_stride = strides_of(v);
-    p.o_stride = strides_of(o);
+    bind_tensors(&p, q, k, v, o);
     p.initial_state = state_ptr(initial_state, "initial_state", p, q.device());
     p.final_state = final_state.numel() > 0 ? final_state.data_ptr<float>() : nullptr;
     parallel::forward(c, p, s_in.data_ptr<float>(), options_for(schedule));
@@ -143,20 +136,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sp_backward(
     at::Tensor dk = empty_rows_like(k, p.qk_dim);
     at::Tensor dv = empty_rows_like(v, p.v_dim);
     at::Tensor ds0 = output_d_initial_state && first ? empty_state(p, q.device()) : none_tensor(q);
-    p.q = q.data_ptr();
-    p.k = k.data_ptr();
-    p.v = v.data_ptr();
-    p.d_o = d_o.data_ptr();
-    p.dq = dq.data_ptr();
-    p.dk = dk.data_ptr();
-    p.dv = dv.data_ptr();
-    p.q_stride = strides_of(q);
-    p.k_stride = strides_of(k);
-    p.v_stride = strides_of(v);
-    p.do_stride = strides_of(d_o);
-    p.dq_stride = strides_of(dq);
-    p.dk_stride = strides_of(dk);
-    p.dv_stride = strides_of(dv);
+    bind_tensors(&p, q, k, v, d_o, dq, dk, dv);
     p.initial_state = state_ptr(s_in, "s_in", p, q.device());
     p.d_final_state = state_ptr(d_final_state, "d_final_state", p, q.device());
     p.d_initial_state = ds0.numel() > 0 ? ds0.data_ptr<float>() : nullptr;

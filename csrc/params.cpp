@@ -125,6 +125,37 @@ kernels::Strides strides_of(const at::Tensor& t) {
   return s;
 }
 
+void bind_tensors(kernels::ForwardParams* p, const at::Tensor& q, const at::Tensor& k,
+                  const at::Tensor& v, const at::Tensor& o) {
+  p->q = q.data_ptr();
+  p->k = k.data_ptr();
+  p->v = v.data_ptr();
+  p->o = o.data_ptr();
+  p->q_stride = strides_of(q);
+  p->k_stride = strides_of(k);
+  p->v_stride = strides_of(v);
+  p->o_stride = strides_of(o);
+}
+
+void bind_tensors(kernels::BackwardParams* p, const at::Tensor& q, const at::Tensor& k,
+                  const at::Tensor& v, const at::Tensor& d_o, const at::Tensor& dq,
+                  const at::Tensor& dk, const at::Tensor& dv) {
+  p->q = q.data_ptr();
+  p->k = k.data_ptr();
+  p->v = v.data_ptr();
+  p->d_o = d_o.data_ptr();
+  p->dq = dq.data_ptr();
+  p->dk = dk.data_ptr();
+  p->dv = dv.data_ptr();
+  p->q_stride = strides_of(q);
+  p->k_stride = strides_of(k);
+  p->v_stride = strides_of(v);
+  p->do_stride = strides_of(d_o);
+  p->dq_stride = strides_of(dq);
+  p->dk_stride = strides_of(dk);
+  p->dv_stride = strides_of(dv);
+}
+
 const float* state_ptr(const Optional<at::Tensor>& s, const char* name, const kernels::Problem& p,
                        const at::Device& device) {
   if (!s.has_value() || !s->defined()) return nullptr;

@@ -72,6 +72,13 @@ inline at::Tensor none_tensor(const at::Tensor& like) {
 // Strides in elements of a [B, H, N, dim] view, as the kernels expect them.
 kernels::Strides strides_of(const at::Tensor& t);
 
+// Points the params at the (validated) tensors: data pointers and strides.
+void bind_tensors(kernels::ForwardParams* p, const at::Tensor& q, const at::Tensor& k,
+                  const at::Tensor& v, const at::Tensor& o);
+void bind_tensors(kernels::BackwardParams* p, const at::Tensor& q, const at::Tensor& k,
+                  const at::Tensor& v, const at::Tensor& d_o, const at::Tensor& dq,
+                  const at::Tensor& dk, const at::Tensor& dv);
+
 // Checks an optional state argument [B, H, D, E] fp32 contiguous on the device
 // of the problem; returns its data pointer or nullptr.
 const float* state_ptr(const Optional<at::Tensor>& s, const char* name, const kernels::Problem& p,
