@@ -58,6 +58,14 @@ Operand operand(const void* ptr, const Strides& s) {
   return Operand{ptr, s.batch, s.head, s.seq};
 }
 
+// Points the scan's output at `o`, a view of a tensor the caller owns mutably.
+void set_output(ScanParams* s, const Operand& o) {
+  s->o = const_cast<void*>(o.ptr);
+  s->o_sb = o.sb;
+  s->o_sh = o.sh;
+  s->o_st = o.st;
+}
+
 // The view t' = N-1-t of an operand.
 Operand reversed(Operand x, int64_t seqlen, DType dtype) {
   x.ptr = static_cast<const char*>(x.ptr) +
@@ -210,10 +218,7 @@ void forward(const ForwardParams& p) {
   sp.q = operand(p.q, p.q_stride);
   sp.k = operand(p.k, p.k_stride);
   sp.v = operand(p.v, p.v_stride);
-  sp.o = p.o;
-  sp.o_sb = p.o_stride.batch;
-  sp.o_sh = p.o_stride.head;
-  sp.o_st = p.o_stride.seq;
+  set_output(&sp, operand(p.o, p.o_stride));
   sp.c_intra = sp.c_inter = p.scale;
   sp.c_state = 1.0f;
   sp.shift = 0;
@@ -262,10 +267,7 @@ void backward(const BackwardParams& p) {
     sp.q = d_o;
     sp.k = v;
     sp.v = k;
-    sp.o = p.dq;
-    sp.o_sb = p.dq_stride.batch;
-    sp.o_sh = p.dq_stride.head;
-    sp.o_st = p.dq_stride.seq;
+    set_output(&sp, operand(p.dq, p.dq_stride));
     sp.c_intra = sp.c_inter = c;
     sp.c_state = 1.0f;
     sp.shift = 0;
@@ -303,11 +305,7 @@ void backward(const BackwardParams& p) {
     s.q = kr;
     s.k = qr;
     s.v = dor;
-    const Operand o = reversed(operand(p.dv, p.dv_stride), N, p.dtype);
-    s.o = const_cast<void*>(o.ptr);
-    s.o_sb = o.sb;
-    s.o_sh = o.sh;
-    s.o_st = o.st;
+    set_output(&s, reversed(operand(p.dv, p.dv_stride), N, p.dtype));
     s.state_in = ds_in;
     s.state_out = ds_out;
     scan(s, stream);
@@ -320,11 +318,7 @@ void backward(const BackwardParams& p) {
     s.q = vr;
     s.k = dor;
     s.v = qr;
-    const Operand o = reversed(operand(p.dk, p.dk_stride), N, p.dtype);
-    s.o = const_cast<void*>(o.ptr);
-    s.o_sb = o.sb;
-    s.o_sh = o.sh;
-    s.o_st = o.st;
+    set_output(&s, reversed(operand(p.dk, p.dk_stride), N, p.dtype));
     s.state_in = ds_in_t;
     scan(s, stream);
   }
