@@ -9,6 +9,7 @@
 #include <sstream>
 #include <thread>
 
+#include "kernels/cuda/check.h"
 #include "kernels/error.h"
 
 // Feature macros, derived once.
@@ -22,12 +23,6 @@ static_assert(sizeof(ncclUniqueId) == std::tuple_size<NcclUniqueId>::value,
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-#define LR_CUDA_OK(call)                                                         \
-  do {                                                                           \
-    const cudaError_t lr_e = (call);                                             \
-    LR_CHECK(lr_e == cudaSuccess, #call, " failed: ", cudaGetErrorString(lr_e)); \
-  } while (0)
 
 // ncclInProgress is expected from a non-blocking communicator; anything else is an error.
 #define LR_NCCL_ENQUEUE(call)                                                              \
@@ -81,7 +76,7 @@ NcclCommunicator::NcclCommunicator(const NcclUniqueId& id, int rank, int size, i
   LR_CHECK(size >= 1 && rank >= 0 && rank < size, "NcclCommunicator: rank ", rank,
            " is not in a group of ", size);
   LR_CHECK(timeout_s_ > 0, "NcclCommunicator: timeout_s must be > 0 (got ", timeout_s_, ")");
-  LR_CUDA_OK(cudaSetDevice(device));
+  LR_CUDA_CHECK(cudaSetDevice(device));
   ncclUniqueId nid;
   std::memcpy(&nid, id.data(), id.size());
   ncclConfig_t config = nonblocking_config();
@@ -100,9 +95,9 @@ NcclCommunicator::NcclCommunicator(ncclComm_t comm, int rank, int size, int devi
 void NcclCommunicator::create_stream_and_events() {
   cudaStream_t s;
   cudaEvent_t a, b;
-  LR_CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-  LR_CUDA_OK(cudaEventCreateWithFlags(&a, cudaEventDisableTiming));
-  LR_CUDA_OK(cudaEventCreateWithFlags(&b, cudaEventDisableTiming));
+  LR_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  LR_CUDA_CHECK(cudaEventCreateWithFlags(&a, cudaEventDisableTiming));
+  LR_CUDA_CHECK(cudaEventCreateWithFlags(&b, cudaEventDisableTiming));
   stream_ = s;
   ready_ = a;
   done_ = b;
@@ -180,29 +175,29 @@ void NcclCommunicator::wait_stream(const char* what) {
 }
 
 void NcclCommunicator::begin(void* compute_stream) {
-  LR_CUDA_OK(cudaSetDevice(device_));
-  LR_CUDA_OK(cudaEventRecord(ready_, cs(compute_stream)));
-  LR_CUDA_OK(cudaStreamWaitEvent(cs(stream_), ready_, 0));
+  LR_CUDA_CHECK(cudaSetDevice(device_));
+  LR_CUDA_CHECK(cudaEventRecord(ready_, cs(compute_stream)));
+  LR_CUDA_CHECK(cudaStreamWaitEvent(cs(stream_), ready_, 0));
   if (op_timing()) {
     if (timing_events_.size() < 2 * (timed_used_ + 1)) {
       for (int i = 0; i < 2; ++i) {
         cudaEvent_t e;
-        LR_CUDA_OK(cudaEventCreate(&e));
+        LR_CUDA_CHECK(cudaEventCreate(&e));
         timing_events_.push_back(e);
       }
     }
     // Starts when the own stream may run the operation (after the compute stream reached it).
-    LR_CUDA_OK(cudaEventRecord(timing_events_[2 * timed_used_], cs(stream_)));
+    LR_CUDA_CHECK(cudaEventRecord(timing_events_[2 * timed_used_], cs(stream_)));
   }
 }
 
 void NcclCommunicator::end(void* compute_stream) {
   if (op_timing() && timing_events_.size() >= 2 * (timed_used_ + 1)) {
-    LR_CUDA_OK(cudaEventRecord(timing_events_[2 * timed_used_ + 1], cs(stream_)));
+    LR_CUDA_CHECK(cudaEventRecord(timing_events_[2 * timed_used_ + 1], cs(stream_)));
     ++timed_used_;
   }
-  LR_CUDA_OK(cudaEventRecord(done_, cs(stream_)));
-  LR_CUDA_OK(cudaStreamWaitEvent(cs(compute_stream), done_, 0));
+  LR_CUDA_CHECK(cudaEventRecord(done_, cs(stream_)));
+  LR_CUDA_CHECK(cudaStreamWaitEvent(cs(compute_stream), done_, 0));
 }
 
 double NcclCommunicator::take_op_time_ms() {
@@ -214,7 +209,7 @@ double NcclCommunicator::take_op_time_ms() {
   double total = 0.0;
   for (size_t i = 0; i < timed_used_; ++i) {
     float ms = 0.0f;
-    LR_CUDA_OK(cudaEventElapsedTime(&ms, timing_events_[2 * i], timing_events_[2 * i + 1]));
+    LR_CUDA_CHECK(cudaEventElapsedTime(&ms, timing_events_[2 * i], timing_events_[2 * i + 1]));
     total += ms;
   }
   timed_used_ = 0;
@@ -255,20 +250,20 @@ void NcclCommunicator::all_gather(const float* send, float* recv, size_t count, 
 
 void NcclCommunicator::all_gather_host(const int64_t* send, int64_t* recv, size_t count) {
   check_usable("all_gather_host");
-  LR_CUDA_OK(cudaSetDevice(device_));
+  LR_CUDA_CHECK(cudaSetDevice(device_));
   // Staging: [count] for this rank's values, then [size·count] gathered.
   int64_t* staging = nullptr;
-  LR_CUDA_OK(cudaMallocAsync(reinterpret_cast<void**>(&staging),
-                             (1 + size_) * count * sizeof(int64_t), cs(stream_)));
-  LR_CUDA_OK(
+  LR_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&staging),
+                                (1 + size_) * count * sizeof(int64_t), cs(stream_)));
+  LR_CUDA_CHECK(
       cudaMemcpyAsync(staging, send, count * sizeof(int64_t), cudaMemcpyHostToDevice, cs(stream_)));
   for (int g = 0; g < size_; ++g)
     if (g != rank_) pending_peers_.push_back(g);
   LR_NCCL_ENQUEUE(ncclAllGather(staging, staging + count, count, ncclInt64, comm_, cs(stream_)));
   wait_ready("all-gather (shape check) enqueue");
-  LR_CUDA_OK(cudaMemcpyAsync(recv, staging + count, size_ * count * sizeof(int64_t),
-                             cudaMemcpyDeviceToHost, cs(stream_)));
-  LR_CUDA_OK(cudaFreeAsync(staging, cs(stream_)));
+  LR_CUDA_CHECK(cudaMemcpyAsync(recv, staging + count, size_ * count * sizeof(int64_t),
+                                cudaMemcpyDeviceToHost, cs(stream_)));
+  LR_CUDA_CHECK(cudaFreeAsync(staging, cs(stream_)));
   wait_stream("all-gather (shape check)");
 }
 
