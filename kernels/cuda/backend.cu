@@ -121,10 +121,15 @@ SegmentPlan plan_segments(const Problem& p, int max_dv) {
   int64_t segs = std::max<int64_t>(1, (waves * sms + base - 1) / base);
   segs = std::min(segs, std::max<int64_t>(1, p.seqlen / kMinSegment));
   int64_t seg_len = (p.seqlen + segs - 1) / segs;
-  if (v4_covers(p.dtype, static_cast<int>(p.qk_dim), max_dv)) {
-    const int64_t base_v4 = p.batch * p.heads * ((max_dv + kV4Width - 1) / kV4Width);
+  // v4 and v5 run one output-pass CTA per SM: whole waves of B·H·slices·G CTAs.
+  const int dk = static_cast<int>(p.qk_dim);
+  const int64_t width = v5_covers(p.dtype, dk, max_dv)   ? v5_width(max_dv)
+                        : v4_covers(p.dtype, dk, max_dv) ? kV4Width
+                                                         : 0;
+  if (width > 0) {
+    const int64_t base_one = p.batch * p.heads * ((max_dv + width - 1) / width);
     seg_len =
-        v4_seg_len(p.seqlen, base_v4, sms, waves, std::max<int64_t>(1, p.seqlen / kMinSegment));
+        v4_seg_len(p.seqlen, base_one, sms, waves, std::max<int64_t>(1, p.seqlen / kMinSegment));
   }
   if (const char* env = std::getenv("LIGHTRING_CUDA_SEG_LEN")) {
     const long long forced = std::atoll(env);

@@ -17,6 +17,10 @@
 //     (plan in backend.cu).
 // Shapes outside v4_covers (fp32, dk > 128: X does not fit next to two
 // stages; dv <= 64: nothing to share) run the default kernels.
+//
+// v5 (for 16-bit inputs with dk <= 128, any dv): the state X lives in
+// registers (fp32, one tile per warp) and P never leaves registers; one CTA
+// barrier per chunk; see scan_v5.cuh and bench/NOTES.md (v5).
 #pragma once
 
 #include <cstdlib>
@@ -27,14 +31,15 @@
 
 namespace lightring::kernels::cuda {
 
-enum class Variant { kDefault, kV4 };
+enum class Variant { kDefault, kV4, kV5 };
 
 inline Variant variant() {
   static const Variant v = [] {
     const char* env = std::getenv("LIGHTRING_CUDA_VARIANT");
     if (!env || !*env || std::strcmp(env, "default") == 0) return Variant::kDefault;
-    LR_CHECK(std::strcmp(env, "v4") == 0, "LIGHTRING_CUDA_VARIANT must be unset, 'default' or ",
-             "'v4' (got '", env, "')");
+    if (std::strcmp(env, "v5") == 0) return Variant::kV5;
+    LR_CHECK(std::strcmp(env, "v4") == 0, "LIGHTRING_CUDA_VARIANT must be unset, 'default', ",
+             "'v4' or 'v5' (got '", env, "')");
     return Variant::kV4;
   }();
   return v;
@@ -45,6 +50,14 @@ constexpr int kV4Width = 128;  // dv columns per CTA in v4
 // Whether v4 runs a scan with these dims (see the top of this file).
 inline bool v4_covers(DType dtype, int dk, int dv) {
   return variant() == Variant::kV4 && dtype != DType::kFloat32 && dk <= 128 && dv > 64;
+}
+
+// v5 (scan_v5.cuh): 16-bit inputs with dk <= 128, any dv, in slices of v5_width(dv) columns.
+inline bool v5_covers(DType dtype, int dk, int /*dv*/) {
+  return variant() == Variant::kV5 && dtype != DType::kFloat32 && dk <= 128;
+}
+inline int v5_width(int dv) {
+  return dv <= 64 ? 64 : 128;
 }
 
 }  // namespace lightring::kernels::cuda

@@ -113,14 +113,20 @@ TEST_F(CudaLayout, BnhdStridesMatchFloat64) {
 TEST(CudaVariant, EnvironmentSelectsTheVariantUnderTest) {
   using kernels::cuda::Variant;
   const char* env = std::getenv("LIGHTRING_CUDA_VARIANT");
-  const bool v4 = env && std::string(env) == "v4";
+  const std::string name = env ? env : "";
+  const bool v4 = name == "v4", v5 = name == "v5";
   std::printf("[ info     ] LIGHTRING_CUDA_VARIANT=%s\n", env ? env : "(unset)");
-  EXPECT_EQ(kernels::cuda::variant(), v4 ? Variant::kV4 : Variant::kDefault);
+  EXPECT_EQ(kernels::cuda::variant(), v4 ? Variant::kV4 : v5 ? Variant::kV5 : Variant::kDefault);
   EXPECT_EQ(kernels::cuda::v4_covers(DType::kBFloat16, 128, 128), v4);
   EXPECT_EQ(kernels::cuda::v4_covers(DType::kFloat16, 48, 80), v4);
   EXPECT_FALSE(kernels::cuda::v4_covers(DType::kFloat32, 128, 128));
   EXPECT_FALSE(kernels::cuda::v4_covers(DType::kBFloat16, 256, 128));
   EXPECT_FALSE(kernels::cuda::v4_covers(DType::kBFloat16, 64, 64));
+  EXPECT_EQ(kernels::cuda::v5_covers(DType::kBFloat16, 128, 128), v5);
+  EXPECT_EQ(kernels::cuda::v5_covers(DType::kFloat16, 48, 80), v5);
+  EXPECT_EQ(kernels::cuda::v5_covers(DType::kBFloat16, 64, 64), v5);
+  EXPECT_FALSE(kernels::cuda::v5_covers(DType::kFloat32, 128, 128));
+  EXPECT_FALSE(kernels::cuda::v5_covers(DType::kBFloat16, 256, 128));
 }
 
 // dv = 100: one partial 128-column slice under LIGHTRING_CUDA_VARIANT=v4 (kernels/cuda/variant.h),
