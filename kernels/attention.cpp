@@ -109,6 +109,66 @@ void local_state(const StateParams& params) {
   cpu::local_state(p);
 }
 
+ForwardPass::ForwardPass(const ForwardParams& params) {
+  validate(params);
+  ForwardParams p = resolved(params);
+  p.initial_state = nullptr;  // finish() takes both states
+  p.final_state = nullptr;
+#ifdef LIGHTRING_WITH_CUDA
+  if (p.device == Device::kCuda) {
+    impl_ = cuda::forward_pass(p);
+    return;
+  }
+#endif
+  impl_ = cpu::forward_pass(p);
+}
+
+ForwardPass::~ForwardPass() = default;
+ForwardPass::ForwardPass(ForwardPass&&) noexcept = default;
+ForwardPass& ForwardPass::operator=(ForwardPass&&) noexcept = default;
+
+const float* ForwardPass::local_state() {
+  LR_CHECK(impl_ != nullptr, "ForwardPass::local_state: the pass was moved from");
+  return impl_->local_state();
+}
+
+void ForwardPass::finish(const float* initial_state, float* final_state) {
+  LR_CHECK(impl_ != nullptr, "ForwardPass::finish: the pass was moved from");
+  LR_CHECK(!finished_, "ForwardPass::finish may be called only once");
+  finished_ = true;
+  impl_->finish(initial_state, final_state);
+}
+
+BackwardPass::BackwardPass(const BackwardParams& params) {
+  validate(params);
+  BackwardParams p = resolved(params);
+  p.d_final_state = nullptr;  // finish() takes both state gradients
+  p.d_initial_state = nullptr;
+#ifdef LIGHTRING_WITH_CUDA
+  if (p.device == Device::kCuda) {
+    impl_ = cuda::backward_pass(p);
+    return;
+  }
+#endif
+  impl_ = cpu::backward_pass(p);
+}
+
+BackwardPass::~BackwardPass() = default;
+BackwardPass::BackwardPass(BackwardPass&&) noexcept = default;
+BackwardPass& BackwardPass::operator=(BackwardPass&&) noexcept = default;
+
+const float* BackwardPass::local_state() {
+  LR_CHECK(impl_ != nullptr, "BackwardPass::local_state: the pass was moved from");
+  return impl_->local_state();
+}
+
+void BackwardPass::finish(const float* d_final_state, float* d_initial_state) {
+  LR_CHECK(impl_ != nullptr, "BackwardPass::finish: the pass was moved from");
+  LR_CHECK(!finished_, "BackwardPass::finish may be called only once");
+  finished_ = true;
+  impl_->finish(d_final_state, d_initial_state);
+}
+
 void segment_decay(const float* decay, int64_t heads, int64_t seqlen, float* out) {
   LR_CHECK(out != nullptr, "segment_decay: out must not be null");
   for (int64_t h = 0; h < heads; ++h) {

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include "kernels/dtype.h"
 
@@ -104,6 +105,71 @@ BackwardParams backward_params(const ForwardParams& f, const void* d_o, void* dq
 void forward(const ForwardParams& p);
 void backward(const BackwardParams& p);
 void local_state(const StateParams& p);
+
+// Forward and backward in two phases, for callers that learn the entering state
+// late (sequence parallel, docs/algorithm.md §3): phase 1 enqueues on p.stream
+// everything that does not depend on that state, phase 2 (finish) the rest, and
+// no pass over the inputs runs twice. The one-shot entry points above give the
+// same function up to fp32 rounding.
+//
+// Ownership: a pass keeps its workspaces (on CUDA stream-ordered device memory,
+// freed on p.stream at destruction) and the pointers of p; the caller keeps the
+// tensors alive until the work on p.stream is done.
+class ForwardPass {
+ public:
+  // Validates p as forward() does; p.initial_state and p.final_state are not
+  // read (finish takes them). Phase 1 (CUDA, several segments in the shard): the
+  // state pass over K, V and the segment combine from a zero state.
+  explicit ForwardPass(const ForwardParams& p);
+  ~ForwardPass();
+  ForwardPass(ForwardPass&&) noexcept;
+  ForwardPass& operator=(ForwardPass&&) noexcept;
+
+  // A = Σ_t λ^{N-1-t} k_tᵀ v_t: the state after the shard from a zero initial
+  // state, [B,H,D,E] fp32 in p.device memory, owned by the pass (valid until it
+  // is destroyed, ready in stream order on p.stream). A backend that has not
+  // produced it in phase 1 runs its state pass on the first call (CUDA with one
+  // segment, the CPU backend), so a caller that never needs A never pays for it.
+  const float* local_state();
+
+  // Phase 2, once: o from the entering state s0 ([B,H,D,E] fp32, nullptr = 0),
+  // and final_state = λ^N·s0 + A ([B,H,D,E] fp32 out, nullptr to skip).
+  void finish(const float* initial_state, float* final_state);
+
+  class Impl;  // the backend's implementation (kernels/backend.h)
+
+ private:
+  std::unique_ptr<Impl> impl_;
+  bool finished_ = false;
+};
+
+class BackwardPass {
+ public:
+  // Validates p as backward() does; p.initial_state (S0 of the forward, here
+  // S_in of the shard) is read, p.d_final_state and p.d_initial_state are not
+  // (finish takes them). Phase 1 (CUDA): the S-prefix pass over K, V and the dQ
+  // pass (dq is complete after it), and with several segments the dS state pass
+  // over Q, dO with its combine from a zero gradient.
+  explicit BackwardPass(const BackwardParams& p);
+  ~BackwardPass();
+  BackwardPass(BackwardPass&&) noexcept;
+  BackwardPass& operator=(BackwardPass&&) noexcept;
+
+  // C = Σ_t c·λ^{t+1} q_tᵀ dO_t: the state gradient leaving the shard to the
+  // left when G = 0, [B,H,D,E] fp32, owned by the pass, as ForwardPass::local_state.
+  const float* local_state();
+
+  // Phase 2, once: dk, dv (and dq where phase 1 did not write it) from
+  // G = d_final_state ([B,H,D,E] fp32, nullptr = 0), and
+  // d_initial_state = λ^N·G + C ([B,H,D,E] fp32 out, nullptr to skip).
+  void finish(const float* d_final_state, float* d_initial_state);
+
+  class Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+  bool finished_ = false;
+};
 
 // a = λ_h^N for each head: the scalar of a segment's pair. decay may be null (a = 1).
 void segment_decay(const float* decay, int64_t heads, int64_t seqlen, float* out);

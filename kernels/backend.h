@@ -3,9 +3,27 @@
 // resolved (never 0).
 #pragma once
 
+#include <memory>
+
 #include "kernels/attention.h"
 
 namespace lightring::kernels {
+
+// What a backend implements behind ForwardPass / BackwardPass. The constructor
+// of the implementation is phase 1; finish() is called at most once.
+class ForwardPass::Impl {
+ public:
+  virtual ~Impl() = default;
+  virtual const float* local_state() = 0;
+  virtual void finish(const float* initial_state, float* final_state) = 0;
+};
+
+class BackwardPass::Impl {
+ public:
+  virtual ~Impl() = default;
+  virtual const float* local_state() = 0;
+  virtual void finish(const float* d_final_state, float* d_initial_state) = 0;
+};
 
 // Throws lightring::Error naming the first bad field.
 void validate(const ForwardParams& p);
@@ -16,6 +34,8 @@ namespace cpu {
 void forward(const ForwardParams& p);
 void backward(const BackwardParams& p);
 void local_state(const StateParams& p);
+std::unique_ptr<ForwardPass::Impl> forward_pass(const ForwardParams& p);
+std::unique_ptr<BackwardPass::Impl> backward_pass(const BackwardParams& p);
 constexpr int kDefaultBlockSize = 64;
 }  // namespace cpu
 
@@ -24,6 +44,8 @@ namespace cuda {
 void forward(const ForwardParams& p);
 void backward(const BackwardParams& p);
 void local_state(const StateParams& p);
+std::unique_ptr<ForwardPass::Impl> forward_pass(const ForwardParams& p);
+std::unique_ptr<BackwardPass::Impl> backward_pass(const BackwardParams& p);
 int default_block_size(int64_t qk_dim, int64_t v_dim);
 bool available();
 }  // namespace cuda

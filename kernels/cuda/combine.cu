@@ -5,8 +5,17 @@
 //
 // One thread per state element (bh, i, j) walks the G segments in order; the
 // carry is fp32. Reads and writes ws once: O(B·H·G·dk·dv) bytes.
+//
+// seed_segments (segments.h) adds an entering state s0 that arrived after the
+// combine ran from init = 0. The combine is linear in init, and init reaches
+// segment g through the a's of the g segments before it, all seg_len rows long:
+//
+//     X_in(g)[s0] = X_in(g)[0] + λ^{g·seg_len}·s0,    X_in(G)[s0] = X_in(G)[0] + λ^N·s0
+//
+// One thread per state element again; the same O(B·H·G·dk·dv) bytes.
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/scan.h"
+#include "kernels/cuda/segments.h"
 
 namespace lightring::kernels::cuda {
 
@@ -30,7 +39,40 @@ __global__ void combine_kernel(float* ws, int num_segs, int64_t seg_len, int64_t
   if (final_out) final_out[bh * de + idx] = x;
 }
 
+__global__ void seed_segments_kernel(float* ws, int num_segs, int64_t seg_len, int64_t seqlen,
+                                     int64_t heads, int64_t de, const float* decay, const float* s0,
+                                     const float* local_final, float* final_out) {
+  const int64_t bh = blockIdx.y;
+  const int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (idx >= de) return;
+  const float s = decay ? decay[bh % heads] : 0.0f;
+  const float x = s0[bh * de + idx];
+  float* w = ws + bh * num_segs * de + idx;
+  for (int g = 0; g < num_segs; ++g) w[g * de] += expf(-s * static_cast<float>(g * seg_len)) * x;
+  if (final_out)
+    final_out[bh * de + idx] =
+        expf(-s * static_cast<float>(seqlen)) * x + local_final[bh * de + idx];
+}
+
 }  // namespace
+
+void seed_segments(float* ws, int64_t bh, int num_segs, int64_t seg_len, int64_t seqlen,
+                   int64_t heads, int dk, int dv, const float* decay, const float* s0,
+                   const float* local_final, float* final_out, cudaStream_t stream) {
+  const int64_t de = static_cast<int64_t>(dk) * dv;
+  if (!s0) {  // X_in(g) are already the entering states; the final state is the local pair
+    if (final_out)
+      LR_CUDA_CHECK(cudaMemcpyAsync(final_out, local_final, bh * de * sizeof(float),
+                                    cudaMemcpyDeviceToDevice, stream));
+    return;
+  }
+  constexpr int kThreads = 256;
+  LR_CHECK(bh <= 65535, "CUDA seed_segments: batch*heads must be <= 65535 (got ", bh, ")");
+  const dim3 grid(static_cast<unsigned>((de + kThreads - 1) / kThreads), static_cast<unsigned>(bh));
+  seed_segments_kernel<<<grid, kThreads, 0, stream>>>(ws, num_segs, seg_len, seqlen, heads, de,
+                                                      decay, s0, local_final, final_out);
+  LR_CUDA_CHECK_LAUNCH("seed_segments_kernel");
+}
 
 void combine(float* ws, int64_t bh, int num_segs, int64_t seg_len, int64_t seqlen, int64_t heads,
              int dk, int dv, const float* decay, const float* init, float* final_out,

@@ -1,0 +1,381 @@
+// CUDA backend entry points: forward, backward, local_state and the two-phase
+// ForwardPass / BackwardPass (kernels/attention.h), as scans (scan.h) over
+// views of the inputs with the segment schedule of docs/algorithm.md §3 inside
+// the GPU (segments.h):
+//
+//   1. state pass: each (b·h, segment) computes its local pair X_g from zero;
+//   2. combine:    X_in(g) = init ⊕ (a_0, X_0) ⊕ … ⊕ (a_{g-1}, X_{g-1});
+//   3. main pass:  each segment runs the block form from X_in(g).
+//
+// Segments are sized so that B·H·slices·G fills the GPU several times over;
+// when B·H·slices alone does (G = 1) steps 1–2 are skipped and the main pass
+// reads the initial state and writes the final state itself.
+//
+// Two phases (sequence parallel): steps 1–2 run from init = 0 before the
+// entering state s0 is known, giving the zero-initial entering states and, as
+// the state after the shard, the local pair; when s0 arrives, seed_segments
+// adds λ^{g·seg_len}·s0 to every entering state (the combine is linear in its
+// init) and writes λ^N·s0 + pair as the final state, then step 3 runs. With
+// G = 1 the pair is one state pass, run only when asked for, and step 3 takes
+// s0 directly. Either way each input is read by one state pass at most.
+//
+// Block size: the CUDA kernels always use 64-row chunks. Any block_size the
+// caller passes (1..256) is accepted and gives the same function; results
+// differ from another block size only by fp32 rounding of the same sums.
+//
+// Decay: `decay` is a device pointer here; its values are copied to the host
+// and checked (finite, >= 0) before any launch, except while the stream is
+// being captured into a CUDA graph (then the check is skipped). A pass checks
+// once, in phase 1.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <memory>
+#include <optional>
+
+#include "kernels/backend.h"
+#include "kernels/cuda/segments.h"
+
+namespace lightring::kernels::cuda {
+
+namespace {
+
+size_t state_count(const Problem& p, int num_segs = 1) {
+  return static_cast<size_t>(p.batch * p.heads * num_segs * p.qk_dim * p.v_dim);
+}
+
+// The scans of one forward: output pass q=Q, k=K, v=V, X=S, σ=0, (c, c, 1);
+// its state pass reads k=K, v=V only.
+class ForwardScans {
+ public:
+  explicit ForwardScans(const ForwardParams& p)
+      : p_(p), stream_(static_cast<cudaStream_t>(p.stream)) {
+    check_decay(p_, stream_);
+    plan_ = plan_segments(p_, static_cast<int>(p_.v_dim));
+    if (segmented()) ws_.emplace(state_count(p_, plan_.num_segs), stream_);
+  }
+
+  bool segmented() const { return plan_.num_segs > 1; }
+
+  // Several segments: state pass and combine from init into the workspace;
+  // final_out (may be null) gets the state after the shard.
+  void prefix(const float* init, float* final_out) {
+    prefix_states(view(), ws_->get(), init, final_out, stream_);
+  }
+
+  // Several segments, after prefix(nullptr, local_final): adds s0 (may be null).
+  void seed(const float* s0, const float* local_final, float* final_out) {
+    seed_segments(ws_->get(), p_.batch * p_.heads, plan_.num_segs, plan_.seg_len, p_.seqlen,
+                  p_.heads, static_cast<int>(p_.qk_dim), static_cast<int>(p_.v_dim), p_.decay, s0,
+                  local_final, final_out, stream_);
+  }
+
+  // One segment: A = Σ λ^{N-1-t} k_tᵀ v_t, one state pass from zero into out.
+  void pair(float* out) {
+    ScanParams sp = view();
+    sp.o = nullptr;
+    sp.state_out = user_state(out, p_.qk_dim, p_.v_dim);
+    scan(sp, stream_);
+  }
+
+  // The output pass. One segment: from init, writing final_out (either may be
+  // null). Several: from the entering states prefix()/seed() left in the
+  // workspace (init and final_out went there, and must be null here).
+  void output(const float* init, float* final_out) {
+    ScanParams sp = view();
+    if (segmented()) {
+      sp.state_in = segment_states(ws_->get(), plan_.num_segs, sp.dk, sp.dv);
+    } else {
+      sp.state_in = user_state(init, p_.qk_dim, p_.v_dim);
+      sp.state_out = user_state(final_out, p_.qk_dim, p_.v_dim);
+    }
+    scan(sp, stream_);
+  }
+
+ private:
+  ScanParams view() const {
+    ScanParams sp = base_params(p_, plan_);
+    sp.dk = static_cast<int>(p_.qk_dim);
+    sp.dv = static_cast<int>(p_.v_dim);
+    sp.q = operand(p_.q, p_.q_stride);
+    sp.k = operand(p_.k, p_.k_stride);
+    sp.v = operand(p_.v, p_.v_stride);
+    set_output(&sp, operand(p_.o, p_.o_stride));
+    sp.c_intra = sp.c_inter = p_.scale;
+    sp.c_state = 1.0f;
+    sp.shift = 0;
+    return sp;
+  }
+
+  ForwardParams p_;
+  cudaStream_t stream_;
+  SegmentPlan plan_;
+  std::optional<Workspace> ws_;  // [B·H, G, D, E] entering states (several segments)
+};
+
+// The scans of one backward (scan.h):
+//   dQ: q=dO, k=V,  v=K,  X=Sᵀ,  σ=0, (c, c, 1)             from S_in = initial_state
+//   dV: q=K,  k=Q,  v=dO, X=dS,  σ=1, (c, 1, c), reversed   from G, writes dS0
+//   dK: q=V,  k=dO, v=Q,  X=dSᵀ, σ=1, (c, 1, c), reversed   from G
+// The dS state pass reads the reversed (k=Q, v=dO): its pair is C.
+class BackwardScans {
+ public:
+  explicit BackwardScans(const BackwardParams& p)
+      : p_(p), stream_(static_cast<cudaStream_t>(p.stream)) {
+    check_decay(p_, stream_);
+    plan_ = plan_segments(p_, static_cast<int>(std::max(p_.qk_dim, p_.v_dim)));
+    if (segmented()) ws_ds_.emplace(state_count(p_, plan_.num_segs), stream_);
+  }
+
+  bool segmented() const { return plan_.num_segs > 1; }
+
+  // dQ = c[(dO Vᵀ ⊙ M) K + Λ dO S(i)ᵀ]: the forward scan of (q=dO, k=V, v=K) with X = Sᵀ, from
+  // p.initial_state. Several segments: the S prefix (state scan of k=K, v=V, X = S [D][E]) in a
+  // workspace that lives for this pass only.
+  void dq() {
+    const int D = static_cast<int>(p_.qk_dim), E = static_cast<int>(p_.v_dim);
+    ScanParams sp = base_params(p_, plan_);
+    std::optional<Workspace> ws_s;
+    if (segmented()) {
+      ws_s.emplace(state_count(p_, plan_.num_segs), stream_);
+      ScanParams st = sp;
+      st.dk = D;
+      st.dv = E;
+      st.k = operand(p_.k, p_.k_stride);
+      st.v = operand(p_.v, p_.v_stride);
+      prefix_states(st, ws_s->get(), p_.initial_state, nullptr, stream_);
+      sp.state_in = segment_states(ws_s->get(), plan_.num_segs, E, D, /*transposed=*/true);
+    } else {
+      sp.state_in = user_state(p_.initial_state, E, D, /*transposed=*/true);
+    }
+    sp.dk = E;
+    sp.dv = D;
+    sp.q = operand(p_.d_o, p_.do_stride);
+    sp.k = operand(p_.v, p_.v_stride);
+    sp.v = operand(p_.k, p_.k_stride);
+    set_output(&sp, operand(p_.dq, p_.dq_stride));
+    sp.c_intra = sp.c_inter = p_.scale;
+    sp.c_state = 1.0f;
+    sp.shift = 0;
+    scan(sp, stream_);
+  }
+
+  // Several segments: the dS state pass and combine from g (the reversed view's init) into the
+  // workspace; final_out (may be null) gets dS before the shard (dS0 of the shard).
+  void ds_prefix(const float* g, float* final_out) {
+    prefix_states(ds_state_view(), ws_ds_->get(), g, final_out, stream_);
+  }
+
+  // Several segments, after ds_prefix(nullptr, local_final): adds G (may be null).
+  void seed(const float* g, const float* local_final, float* final_out) {
+    seed_segments(ws_ds_->get(), p_.batch * p_.heads, plan_.num_segs, plan_.seg_len, p_.seqlen,
+                  p_.heads, static_cast<int>(p_.qk_dim), static_cast<int>(p_.v_dim), p_.decay, g,
+                  local_final, final_out, stream_);
+  }
+
+  // One segment: C = Σ c·λ^{t+1} q_tᵀ dO_t, one reversed state pass from zero into out.
+  void pair(float* out) {
+    ScanParams sp = ds_state_view();
+    sp.state_out = user_state(out, p_.qk_dim, p_.v_dim);
+    scan(sp, stream_);
+  }
+
+  // dV and dK. One segment: from g, dV's scan writing ds0_out (either may be null). Several: from
+  // the entering states ds_prefix()/seed() left in the workspace (g and ds0_out must be null).
+  void dv_dk(const float* g, float* ds0_out) {
+    const int D = static_cast<int>(p_.qk_dim), E = static_cast<int>(p_.v_dim);
+    StateRef ds_in, ds_in_t, ds_out;
+    if (segmented()) {
+      ds_in = segment_states(ws_ds_->get(), plan_.num_segs, D, E);
+      ds_in_t = segment_states(ws_ds_->get(), plan_.num_segs, E, D, /*transposed=*/true);
+    } else {
+      ds_in = user_state(g, D, E);
+      ds_in_t = user_state(g, E, D, /*transposed=*/true);
+      ds_out = user_state(ds0_out, D, E);
+    }
+    const int64_t N = p_.seqlen;
+    const Operand qr = reversed(operand(p_.q, p_.q_stride), N, p_.dtype);
+    const Operand kr = reversed(operand(p_.k, p_.k_stride), N, p_.dtype);
+    const Operand vr = reversed(operand(p_.v, p_.v_stride), N, p_.dtype);
+    const Operand dor = reversed(operand(p_.d_o, p_.do_stride), N, p_.dtype);
+    // dV = c[(Q Kᵀ ⊙ M)ᵀ dO] + Γ K dS(i+1): q=K, k=Q, v=dO.
+    {
+      ScanParams s = reversed_base();
+      s.dk = D;
+      s.dv = E;
+      s.q = kr;
+      s.k = qr;
+      s.v = dor;
+      set_output(&s, reversed(operand(p_.dv, p_.dv_stride), N, p_.dtype));
+      s.state_in = ds_in;
+      s.state_out = ds_out;
+      scan(s, stream_);
+    }
+    // dK = c[(dO Vᵀ ⊙ M)ᵀ Q] + Γ V dS(i+1)ᵀ: q=V, k=dO, v=Q, X = dSᵀ.
+    {
+      ScanParams s = reversed_base();
+      s.dk = E;
+      s.dv = D;
+      s.q = vr;
+      s.k = dor;
+      s.v = qr;
+      set_output(&s, reversed(operand(p_.dk, p_.dk_stride), N, p_.dtype));
+      s.state_in = ds_in_t;
+      scan(s, stream_);
+    }
+  }
+
+ private:
+  // The reversed scans' scales and shift: (c, 1, c), σ = 1.
+  ScanParams reversed_base() const {
+    ScanParams sp = base_params(p_, plan_);
+    sp.c_intra = p_.scale;
+    sp.c_inter = 1.0f;
+    sp.c_state = p_.scale;
+    sp.shift = 1;
+    return sp;
+  }
+
+  // The dS state pass: reversed (k=Q, v=dO), X = dS [D][E], no output rows.
+  ScanParams ds_state_view() const {
+    ScanParams st = reversed_base();
+    st.dk = static_cast<int>(p_.qk_dim);
+    st.dv = static_cast<int>(p_.v_dim);
+    st.k = reversed(operand(p_.q, p_.q_stride), p_.seqlen, p_.dtype);
+    st.v = reversed(operand(p_.d_o, p_.do_stride), p_.seqlen, p_.dtype);
+    st.o = nullptr;
+    return st;
+  }
+
+  BackwardParams p_;
+  cudaStream_t stream_;
+  SegmentPlan plan_;
+  std::optional<Workspace> ws_ds_;  // [B·H, G, D, E] dS entering the segments (several segments)
+};
+
+class CudaForwardPass final : public ForwardPass::Impl {
+ public:
+  explicit CudaForwardPass(const ForwardParams& p)
+      : scans_(p), count_(state_count(p)), stream_(static_cast<cudaStream_t>(p.stream)) {
+    if (scans_.segmented()) {
+      pair_.emplace(count_, stream_);
+      scans_.prefix(nullptr, pair_->get());  // entering states from 0; A after the shard
+    }
+  }
+
+  const float* local_state() override {
+    if (!pair_) {
+      pair_.emplace(count_, stream_);
+      scans_.pair(pair_->get());
+    }
+    return pair_->get();
+  }
+
+  void finish(const float* initial_state, float* final_state) override {
+    if (scans_.segmented()) {
+      scans_.seed(initial_state, pair_->get(), final_state);
+      scans_.output(nullptr, nullptr);
+    } else {
+      scans_.output(initial_state, final_state);
+    }
+  }
+
+ private:
+  ForwardScans scans_;
+  size_t count_;
+  cudaStream_t stream_;
+  std::optional<Workspace> pair_;  // A [B,H,D,E]
+};
+
+class CudaBackwardPass final : public BackwardPass::Impl {
+ public:
+  explicit CudaBackwardPass(const BackwardParams& p)
+      : scans_(p), count_(state_count(p)), stream_(static_cast<cudaStream_t>(p.stream)) {
+    if (scans_.segmented()) {
+      pair_.emplace(count_, stream_);
+      scans_.ds_prefix(nullptr, pair_->get());  // dS entering the segments from 0; C
+    }
+    scans_.dq();
+  }
+
+  const float* local_state() override {
+    if (!pair_) {
+      pair_.emplace(count_, stream_);
+      scans_.pair(pair_->get());
+    }
+    return pair_->get();
+  }
+
+  void finish(const float* d_final_state, float* d_initial_state) override {
+    if (scans_.segmented()) {
+      scans_.seed(d_final_state, pair_->get(), d_initial_state);
+      scans_.dv_dk(nullptr, nullptr);
+    } else {
+      scans_.dv_dk(d_final_state, d_initial_state);
+    }
+  }
+
+ private:
+  BackwardScans scans_;
+  size_t count_;
+  cudaStream_t stream_;
+  std::optional<Workspace> pair_;  // C [B,H,D,E]
+};
+
+}  // namespace
+
+void forward(const ForwardParams& p) {
+  ForwardScans f(p);
+  if (f.segmented()) {
+    f.prefix(p.initial_state, p.final_state);
+    f.output(nullptr, nullptr);
+  } else {
+    f.output(p.initial_state, p.final_state);
+  }
+}
+
+void backward(const BackwardParams& p) {
+  BackwardScans b(p);
+  b.dq();
+  if (b.segmented()) {
+    b.ds_prefix(p.d_final_state, p.d_initial_state);
+    b.dv_dk(nullptr, nullptr);
+  } else {
+    b.dv_dk(p.d_final_state, p.d_initial_state);
+  }
+}
+
+void local_state(const StateParams& p) {
+  const auto stream = static_cast<cudaStream_t>(p.stream);
+  check_decay(p, stream);
+  const int D = static_cast<int>(p.qk_dim), E = static_cast<int>(p.v_dim);
+  const SegmentPlan plan = plan_segments(p, E);
+  ScanParams sp = base_params(p, plan);
+  sp.dk = D;
+  sp.dv = E;
+  const bool fwd = p.kind == StateKind::kForward;
+  // kForward: A = Σ λ^{N-1-t} k_tᵀ v_t, the state scan of (k=x, v=y).
+  // kBackward: C = Σ c·λ^{t+1} q_tᵀ dO_t, the reversed state scan (t' = N-1-t, weight
+  // λ^{N-1-t'+σ} = λ^{t+1} with σ = 1) of (k=q, v=dO) with c_state = c.
+  sp.k = fwd ? operand(p.x, p.x_stride) : reversed(operand(p.x, p.x_stride), p.seqlen, p.dtype);
+  sp.v = fwd ? operand(p.y, p.y_stride) : reversed(operand(p.y, p.y_stride), p.seqlen, p.dtype);
+  sp.shift = fwd ? 0 : 1;
+  sp.c_state = fwd ? 1.0f : p.scale;
+  if (plan.num_segs > 1) {
+    Workspace ws(state_count(p, plan.num_segs), stream);
+    prefix_states(sp, ws.get(), nullptr, p.state, stream);
+  } else {
+    sp.state_out = user_state(p.state, D, E);
+    scan(sp, stream);
+  }
+}
+
+std::unique_ptr<ForwardPass::Impl> forward_pass(const ForwardParams& p) {
+  return std::make_unique<CudaForwardPass>(p);
+}
+
+std::unique_ptr<BackwardPass::Impl> backward_pass(const BackwardParams& p) {
+  return std::make_unique<CudaBackwardPass>(p);
+}
+
+}  // namespace lightring::kernels::cuda
