@@ -3,8 +3,8 @@
 #include "parallel/sequence_parallel.h"
 
 #include <chrono>
+#include <optional>
 
-#include "kernels/backend.h"
 #include "kernels/error.h"
 #include "parallel/agreement.h"
 #include "parallel/exchange.h"
@@ -45,20 +45,6 @@ ScanSpec make_spec(const kernels::Problem& p, std::vector<int64_t> lengths, bool
   return s;
 }
 
-kernels::StateParams state_params(const kernels::Problem& p, kernels::StateKind kind, const void* x,
-                                  kernels::Strides xs, const void* y, kernels::Strides ys,
-                                  float* out) {
-  kernels::StateParams sp;
-  static_cast<kernels::Problem&>(sp) = p;
-  sp.kind = kind;
-  sp.x = x;
-  sp.y = y;
-  sp.x_stride = xs;
-  sp.y_stride = ys;
-  sp.state = out;
-  return sp;
-}
-
 }  // namespace
 
 Report forward(comm::Communicator& comm, const kernels::ForwardParams& p, float* s_in,
@@ -66,24 +52,33 @@ Report forward(comm::Communicator& comm, const kernels::ForwardParams& p, float*
   const int P = comm.size(), r = comm.rank();
   const bool first = r == 0;
 
-  // 1. The local pair (a_r, A_r) from K and V alone, before any exchange. A
-  //    local failure is reported through the agreement, not thrown here, so
-  //    that no peer is left waiting. The prefix is exclusive: no rank consumes
-  //    the last rank's pair, so that rank skips the pass over K and V and
-  //    contributes zeros (every schedule only forwards it to positions >= P).
+  // 1. Phase 1 of the local pass: everything that does not depend on S_in(r)
+  //    (CUDA: the state pass over K and V and the segment combine from zero),
+  //    enqueued before any exchange; its local pair A_r is what this rank
+  //    sends. A local failure is reported through the agreement, not thrown
+  //    here, so that no peer is left waiting. The prefix is exclusive: no rank
+  //    consumes the last rank's pair, so that rank contributes zeros (every
+  //    schedule only forwards it to positions >= P) and never asks for A (on
+  //    backends that compute it on demand, no pass over K and V runs for it).
   const bool pair_consumed = r != P - 1;
   LocalInput in{&p, "", p.initial_state != nullptr, false};
-  StateBuffer x;
+  std::optional<kernels::ForwardPass> pass;
+  StateBuffer x;  // the pair sent, when it is not A_r itself
+  const float* pair = nullptr;
   try {
     LR_CHECK(s_in != nullptr, "forward: s_in must point to a [B,H,D,E] fp32 buffer");
     check_memory_space(comm, p);
-    kernels::validate(p);
-    x = StateBuffer(p.device, state_count(p), p.stream);
-    if (pair_consumed) {
-      kernels::local_state(state_params(p, kernels::StateKind::kForward, p.k, p.k_stride, p.v,
-                                        p.v_stride, x.data()));
-    } else {
+    pass.emplace(p);
+    if (!pair_consumed) {
+      x = StateBuffer(p.device, state_count(p), p.stream);
       fill_zero(p.device, x.data(), state_count(p), p.stream);
+      pair = x.data();
+    } else if (first && p.initial_state) {
+      x = StateBuffer(p.device, state_count(p), p.stream);
+      copy_state(p.device, x.data(), pass->local_state(), state_count(p), p.stream);
+      pair = x.data();
+    } else {
+      pair = pass->local_state();
     }
   } catch (const Error& e) {
     in.error = e.what();
@@ -102,16 +97,14 @@ Report forward(comm::Communicator& comm, const kernels::ForwardParams& p, float*
   rep.message_bytes = count * sizeof(float);
   const auto t0 = Clock::now();
   record_event(p.device, options.exchange_begin_event, p.stream);
-  rep.messages = exclusive_scan(comm, rep.schedule, spec, x.data(), s_in);
+  rep.messages = exclusive_scan(comm, rep.schedule, spec, pair, s_in);
   record_event(p.device, options.exchange_end_event, p.stream);
   rep.exchange_ms = ms_since(t0);
   if (first && p.initial_state) copy_state(p.device, s_in, p.initial_state, count, p.stream);
 
-  // 3. The main local pass from S_in(r); its final state is S_out(r), the
-  //    global final state on the last rank.
-  kernels::ForwardParams fp = p;
-  fp.initial_state = (first && !p.initial_state) ? nullptr : s_in;
-  kernels::forward(fp);
+  // 3. Phase 2 from S_in(r): the output pass; its final state is S_out(r),
+  //    the global final state on the last rank.
+  pass->finish(first ? p.initial_state : s_in, p.final_state);
   return rep;
 }
 
@@ -120,21 +113,30 @@ Report backward(comm::Communicator& comm, const kernels::BackwardParams& p,
   const int P = comm.size(), r = comm.rank();
   const bool last = r == P - 1;
 
-  // 1. The local pair (a_r, C_r) from Q and dO alone. The suffix is exclusive:
-  //    no rank consumes rank 0's pair (dS0 comes from rank 0's own main pass),
-  //    so rank 0 skips the pass over Q and dO and contributes zeros.
+  // 1. Phase 1 of the local backward: everything that does not depend on
+  //    dS_out(r) (CUDA: the S-prefix pass from S_in(r) and dQ; with several
+  //    segments the dS state pass over Q, dO and its combine from zero),
+  //    enqueued before any exchange; its pair C_r is what this rank sends. The
+  //    suffix is exclusive: no rank consumes rank 0's pair (dS0 comes from rank
+  //    0's own phase 2), so rank 0 contributes zeros and never asks for C.
   const bool pair_consumed = r != 0;
   LocalInput in{&p, "", false, p.d_final_state != nullptr};
-  StateBuffer x;
+  std::optional<kernels::BackwardPass> pass;
+  StateBuffer x;  // the pair sent, when it is not C_r itself
+  const float* pair = nullptr;
   try {
     check_memory_space(comm, p);
-    kernels::validate(p);
-    x = StateBuffer(p.device, state_count(p), p.stream);
-    if (pair_consumed) {
-      kernels::local_state(state_params(p, kernels::StateKind::kBackward, p.q, p.q_stride, p.d_o,
-                                        p.do_stride, x.data()));
-    } else {
+    pass.emplace(p);
+    if (!pair_consumed) {
+      x = StateBuffer(p.device, state_count(p), p.stream);
       fill_zero(p.device, x.data(), state_count(p), p.stream);
+      pair = x.data();
+    } else if (last && p.d_final_state) {
+      x = StateBuffer(p.device, state_count(p), p.stream);
+      copy_state(p.device, x.data(), pass->local_state(), state_count(p), p.stream);
+      pair = x.data();
+    } else {
+      pair = pass->local_state();
     }
   } catch (const Error& e) {
     in.error = e.what();
@@ -154,15 +156,13 @@ Report backward(comm::Communicator& comm, const kernels::BackwardParams& p,
   StateBuffer ds_out(p.device, count, p.stream);
   const auto t0 = Clock::now();
   record_event(p.device, options.exchange_begin_event, p.stream);
-  rep.messages = exclusive_scan(comm, rep.schedule, spec, x.data(), ds_out.data());
+  rep.messages = exclusive_scan(comm, rep.schedule, spec, pair, ds_out.data());
   record_event(p.device, options.exchange_end_event, p.stream);
   rep.exchange_ms = ms_since(t0);
 
-  // 3. The main local backward from S_in(r) and dS_out(r); d_initial_state is
+  // 3. Phase 2 from dS_out(r): dV and dK; d_initial_state is
   //    dS_in(r) = a_r·dS_out(r) + C_r, the global dS0 on rank 0.
-  kernels::BackwardParams bp = p;
-  bp.d_final_state = last ? p.d_final_state : ds_out.data();
-  kernels::backward(bp);
+  pass->finish(last ? p.d_final_state : ds_out.data(), p.d_initial_state);
   return rep;
 }
 

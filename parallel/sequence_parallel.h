@@ -2,16 +2,20 @@
 // (docs/algorithm.md §3): each rank holds one contiguous shard of the sequence,
 // shard r on SP rank r; only fixed-size [B,H,D,E] fp32 states cross ranks.
 //
-// Forward on rank r (n_r = its local length, a_r = λ^{n_r} per head):
-//   1. A_r = local_state(k, v)                       (no waiting on any peer)
+// Forward on rank r (n_r = its local length, a_r = λ^{n_r} per head), with
+// the two-phase kernels::ForwardPass / BackwardPass so that each rank enqueues
+// everything independent of its peers before the exchange and reads no input
+// twice (kernels/attention.h):
+//   1. phase 1: pass = ForwardPass(q, k, v); A_r = pass.local_state()   (no waiting on any peer)
 //   2. S_in(r) = X-part of S0 ⊕ (a_0,A_0) ⊕ … ⊕ (a_{r-1},A_{r-1})   (the exchange)
 //      with (a1,X1) ⊕ (a2,X2) = (a1·a2, a2·X1 + X2), per (b,h), a per-head scalar
-//   3. o = forward(q, k, v, initial_state = S_in(r))  (the main local pass)
+//   3. phase 2: pass.finish(S_in(r)) writes o (and S_out(r))
 // Backward, the mirror image (right to left):
-//   1. C_r = local_state(q, dO) (kBackward)
+//   1. phase 1: pass = BackwardPass(q, k, v, dO, S_in(r)) (dQ, and on CUDA the
+//      dS state pass); C_r = pass.local_state()
 //   2. dS_out(r) = a_{r+1}·dS_out(r+1) + C_{r+1}, seeded by dS_out(P-1) = G
-//   3. backward(..., initial_state = S_in(r), d_final_state = dS_out(r));
-//      its d_initial_state is dS_in(r) = a_r·dS_out(r) + C_r; on rank 0 the global dS0.
+//   3. phase 2: pass.finish(dS_out(r)) writes dK, dV and dS_in(r) = a_r·dS_out(r) + C_r,
+//      on rank 0 the global dS0.
 //
 // What backward needs from forward: the inputs and S_in(r) only, one
 // [B,H,D,E] fp32 state per layer (O(H·D·E), independent of any length).
@@ -35,9 +39,11 @@
 // Device: p.device == kCpu needs a host communicator (MpiCommunicator), kCuda
 // a device one (NcclCommunicator); states then live in device memory and the
 // combine runs as a tiny CUDA kernel on p.stream (parallel/combine_cuda.cu).
-// On CUDA a call synchronises the host once, briefly: the shape agreement (a
-// blocking all-gather of a few int64 on the communicator's stream, which does
-// not wait for the compute stream, so the local state pass runs meanwhile).
+// On CUDA a call synchronises the host twice, briefly, both before the
+// exchange: the decay check of the local pass (a copy of [H] rates in phase 1,
+// kernels/cuda/attention.cu) and the shape agreement (a blocking all-gather of
+// a few int64 on the communicator's stream, which does not wait for the
+// compute stream, so phase 1 of the local pass runs meanwhile).
 // The combine scalars λ^len are computed on the device from the decay rates
 // and the host-known lengths. The exchange and both local passes are
 // stream-ordered; peers' deadlines are enforced in that wait and in
@@ -100,8 +106,8 @@ struct Options {
   // Benchmarks (CUDA only; ignored on the CPU): two cudaEvent_t, recorded on
   // p.stream just before the exchange step (2) is enqueued and right after its
   // result is ready on p.stream. Their elapsed time is the exchange span seen
-  // by the compute stream (the time it stalls between the local state pass
-  // and the main pass). nullptr: not recorded.
+  // by the compute stream (the time it stalls between phase 1 and phase 2 of
+  // the local pass). nullptr: not recorded.
   void* exchange_begin_event = nullptr;
   void* exchange_end_event = nullptr;
 };
