@@ -112,6 +112,28 @@ inline CpuBackward run_backward(const Problem& pr, int block_size) {
   return {dq.to_double(), dk.to_double(), dv.to_double(), to_double(ds0)};
 }
 
+// The local pairs of §3 in float64: A = Σ λ^{N-1-t} k_tᵀ v_t, C = Σ c·λ^{t+1} q_tᵀ dO_t.
+inline void oracle_local_states(const Problem& pr, std::vector<double>* a, std::vector<double>* c) {
+  const Shape& s = pr.shape;
+  a->assign(s.B * s.H * s.D * s.E, 0.0);
+  c->assign(s.B * s.H * s.D * s.E, 0.0);
+  for (int64_t bh = 0; bh < s.B * s.H; ++bh) {
+    const int64_t h = bh % s.H;
+    for (int64_t t = 0; t < s.N; ++t) {
+      const double wa = lam_pow(pr.decay, h, s.N - 1 - t),
+                   wc = pr.scale * lam_pow(pr.decay, h, t + 1);
+      for (int64_t d = 0; d < s.D; ++d) {
+        const double kd = wa * pr.kd[(bh * s.N + t) * s.D + d],
+                     qd = wc * pr.qd[(bh * s.N + t) * s.D + d];
+        for (int64_t e = 0; e < s.E; ++e) {
+          (*a)[(bh * s.D + d) * s.E + e] += kd * pr.vd[(bh * s.N + t) * s.E + e];
+          (*c)[(bh * s.D + d) * s.E + e] += qd * pr.dod[(bh * s.N + t) * s.E + e];
+        }
+      }
+    }
+  }
+}
+
 // Relative-error tolerance of a kernel output for the input dtype: fp32
 // accumulation everywhere, so the error is the rounding of the stored output
 // plus accumulated fp32 rounding.

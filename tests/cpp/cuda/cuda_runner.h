@@ -7,7 +7,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -91,8 +93,52 @@ struct CudaResults {
   std::vector<double> o, final_state, dq, dk, dv, ds0, state_fwd, state_bwd;
 };
 
+// Copies every output of run_cuda back to the host as [B,H,N,dim] / state float64.
+inline CudaResults download_results(const Problem& pr, bool bnhd, const DeviceBuffer& o,
+                                    const DeviceBuffer& dq, const DeviceBuffer& dk,
+                                    const DeviceBuffer& dv, const DeviceBuffer& fs,
+                                    const DeviceBuffer& ds0, const DeviceBuffer& sf,
+                                    const DeviceBuffer& sb) {
+  const Shape& s = pr.shape;
+  const size_t nd = s.B * s.H * s.N * s.D, ne = s.B * s.H * s.N * s.E, de = s.B * s.H * s.D * s.E;
+  HostTensor ho(pr.dtype, ne), hdq(pr.dtype, nd), hdk(pr.dtype, nd), hdv(pr.dtype, ne);
+  o.download(ho.data());
+  dq.download(hdq.data());
+  dk.download(hdk.data());
+  dv.download(hdv.data());
+  std::vector<float> hfs(de), hds0(de), hsf(de), hsb(de);
+  fs.download(hfs.data());
+  ds0.download(hds0.data());
+  sf.download(hsf.data());
+  sb.download(hsb.data());
+  return {to_bhnd(ho, s, s.E, bnhd),
+          to_double(hfs),
+          to_bhnd(hdq, s, s.D, bnhd),
+          to_bhnd(hdk, s, s.D, bnhd),
+          to_bhnd(hdv, s, s.E, bnhd),
+          to_double(hds0),
+          to_double(hsf),
+          to_double(hsb)};
+}
+
+// Sets LIGHTRING_CUDA_SEG_LEN for one scope (forces many segments at small N).
+class ScopedSegLen {
+ public:
+  explicit ScopedSegLen(int64_t seg_len) {
+    if (seg_len > 0) setenv("LIGHTRING_CUDA_SEG_LEN", std::to_string(seg_len).c_str(), 1);
+  }
+  ~ScopedSegLen() { unsetenv("LIGHTRING_CUDA_SEG_LEN"); }
+};
+
+// How run_cuda drives the backend: the one-shot forward / backward / local_state
+// entry points, or the two-phase ForwardPass / BackwardPass (kernels/attention.h)
+// in the order the sequence-parallel runtime uses them: construct, local_state()
+// (the pair, copied out), then finish() with the initial state / G.
+enum class Run { kOneShot, kTwoPhase };
+
 // Forward (final state), backward (dS0) and both local states on the GPU.
-inline CudaResults run_cuda(const Problem& pr, bool bnhd, int block_size = 0) {
+inline CudaResults run_cuda(const Problem& pr, bool bnhd, int block_size = 0,
+                            Run run = Run::kOneShot) {
   const Shape& s = pr.shape;
   const size_t nd = s.B * s.H * s.N * s.D, ne = s.B * s.H * s.N * s.E, de = s.B * s.H * s.D * s.E;
   const size_t es = kernels::dtype_size(pr.dtype);
@@ -136,7 +182,17 @@ inline CudaResults run_cuda(const Problem& pr, bool bnhd, int block_size = 0) {
   f.o_stride = v.strides;
   f.initial_state = d_s0.f();
   f.final_state = fs.f();
-  kernels::forward(f);
+  auto copy_pair = [&](const float* pair, const DeviceBuffer& out) {
+    if (cudaMemcpy(out.get(), pair, de * sizeof(float), cudaMemcpyDeviceToDevice) != cudaSuccess)
+      throw std::runtime_error("cudaMemcpy D2D failed");
+  };
+  if (run == Run::kTwoPhase) {
+    kernels::ForwardPass pass(f);
+    copy_pair(pass.local_state(), sf);
+    pass.finish(d_s0.f(), fs.f());
+  } else {
+    kernels::forward(f);
+  }
 
   kernels::BackwardParams b;
   fill(&b);
@@ -152,6 +208,13 @@ inline CudaResults run_cuda(const Problem& pr, bool bnhd, int block_size = 0) {
   b.initial_state = d_s0.f();
   b.d_final_state = d_g.f();
   b.d_initial_state = ds0.f();
+  if (run == Run::kTwoPhase) {
+    kernels::BackwardPass pass(b);
+    copy_pair(pass.local_state(), sb);
+    pass.finish(d_g.f(), ds0.f());
+    if (cudaDeviceSynchronize() != cudaSuccess) throw std::runtime_error("CUDA kernels failed");
+    return download_results(pr, bnhd, o, dq, dk, dv, fs, ds0, sf, sb);
+  }
   kernels::backward(b);
 
   kernels::StateParams st;
@@ -171,47 +234,7 @@ inline CudaResults run_cuda(const Problem& pr, bool bnhd, int block_size = 0) {
   st.state = sb.f();
   kernels::local_state(st);
   if (cudaDeviceSynchronize() != cudaSuccess) throw std::runtime_error("CUDA kernels failed");
-
-  HostTensor ho(pr.dtype, ne), hdq(pr.dtype, nd), hdk(pr.dtype, nd), hdv(pr.dtype, ne);
-  o.download(ho.data());
-  dq.download(hdq.data());
-  dk.download(hdk.data());
-  dv.download(hdv.data());
-  std::vector<float> hfs(de), hds0(de), hsf(de), hsb(de);
-  fs.download(hfs.data());
-  ds0.download(hds0.data());
-  sf.download(hsf.data());
-  sb.download(hsb.data());
-  return {to_bhnd(ho, s, s.E, bnhd),
-          to_double(hfs),
-          to_bhnd(hdq, s, s.D, bnhd),
-          to_bhnd(hdk, s, s.D, bnhd),
-          to_bhnd(hdv, s, s.E, bnhd),
-          to_double(hds0),
-          to_double(hsf),
-          to_double(hsb)};
-}
-
-// The local pairs of §3 in float64: A = Σ λ^{N-1-t} k_tᵀ v_t, C = Σ c·λ^{t+1} q_tᵀ dO_t.
-inline void oracle_local_states(const Problem& pr, std::vector<double>* a, std::vector<double>* c) {
-  const Shape& s = pr.shape;
-  a->assign(s.B * s.H * s.D * s.E, 0.0);
-  c->assign(s.B * s.H * s.D * s.E, 0.0);
-  for (int64_t bh = 0; bh < s.B * s.H; ++bh) {
-    const int64_t h = bh % s.H;
-    for (int64_t t = 0; t < s.N; ++t) {
-      const double wa = lam_pow(pr.decay, h, s.N - 1 - t),
-                   wc = pr.scale * lam_pow(pr.decay, h, t + 1);
-      for (int64_t d = 0; d < s.D; ++d) {
-        const double kd = wa * pr.kd[(bh * s.N + t) * s.D + d],
-                     qd = wc * pr.qd[(bh * s.N + t) * s.D + d];
-        for (int64_t e = 0; e < s.E; ++e) {
-          (*a)[(bh * s.D + d) * s.E + e] += kd * pr.vd[(bh * s.N + t) * s.E + e];
-          (*c)[(bh * s.D + d) * s.E + e] += qd * pr.dod[(bh * s.N + t) * s.E + e];
-        }
-      }
-    }
-  }
+  return download_results(pr, bnhd, o, dq, dk, dv, fs, ds0, sf, sb);
 }
 
 // Relative-error tolerance of the CUDA backend: bf16/fp16 operands of every

@@ -19,15 +19,6 @@ namespace {
 using Dims = std::pair<int64_t, int64_t>;
 using Param = std::tuple<int64_t /*N*/, Dims, bool /*decay*/, bool /*states*/, DType>;
 
-// Sets LIGHTRING_CUDA_SEG_LEN for one scope (forces many segments at small N).
-class ScopedSegLen {
- public:
-  explicit ScopedSegLen(int64_t seg_len) {
-    if (seg_len > 0) setenv("LIGHTRING_CUDA_SEG_LEN", std::to_string(seg_len).c_str(), 1);
-  }
-  ~ScopedSegLen() { unsetenv("LIGHTRING_CUDA_SEG_LEN"); }
-};
-
 void check_case(const Shape& s, DType dtype, bool decay_on, bool states, bool bnhd, int64_t seg_len,
                 uint64_t seed) {
   const double scale = states ? 0.75 : 1.0;
