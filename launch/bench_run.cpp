@@ -38,45 +38,29 @@ double median(std::vector<double> x) {
 }
 
 // The local work of parallel::forward + parallel::backward with the exchange
-// (and the shape agreement) skipped: local state pass, main pass with the same
-// initial state, local backward state pass, main backward pass. Same buffers,
-// same kernels, same stream.
+// (and the shape agreement) skipped: phase 1 of kernels::ForwardPass, its pair
+// where a peer consumes it (every rank but the last), phase 2 from the same
+// S_in; the mirror image in backward (pair on every rank but the first). Same
+// buffers, same kernels, same stream.
 struct LocalOnly {
   Shard& shard;
-  Buffer x_state, ds_out;
+  Buffer ds_out;
   int rank, size;
 
   LocalOnly(Shard& s, int r, int P)
-      : shard(s),
-        x_state(s.device, s.state_bytes()),
-        ds_out(s.device, s.state_bytes()),
-        rank(r),
-        size(P) {}
+      : shard(s), ds_out(s.device, s.state_bytes()), rank(r), size(P) {}
 
-  kernels::StateParams state(const kernels::Problem& p, kernels::StateKind kind, const void* x,
-                             kernels::Strides xs, const void* y, kernels::Strides ys) {
-    kernels::StateParams sp;
-    static_cast<kernels::Problem&>(sp) = p;
-    sp.kind = kind;
-    sp.x = x;
-    sp.y = y;
-    sp.x_stride = xs;
-    sp.y_stride = ys;
-    sp.state = x_state.f32();
-    return sp;
-  }
   void forward(void* stream) {
-    kernels::ForwardParams p = shard.forward_params(stream);
-    kernels::local_state(state(p, kernels::StateKind::kForward, p.k, p.k_stride, p.v, p.v_stride));
-    if (!(rank == 0 && !p.initial_state)) p.initial_state = shard.s_in.f32();
-    kernels::forward(p);
+    const kernels::ForwardParams p = shard.forward_params(stream);
+    kernels::ForwardPass pass(p);
+    if (rank != size - 1) pass.local_state();
+    pass.finish(rank == 0 ? p.initial_state : shard.s_in.f32(), p.final_state);
   }
   void backward(void* stream) {
-    kernels::BackwardParams p = shard.backward_params(stream);
-    kernels::local_state(
-        state(p, kernels::StateKind::kBackward, p.q, p.q_stride, p.d_o, p.do_stride));
-    if (rank != size - 1) p.d_final_state = ds_out.f32();
-    kernels::backward(p);
+    const kernels::BackwardParams p = shard.backward_params(stream);
+    kernels::BackwardPass pass(p);
+    if (rank != 0) pass.local_state();
+    pass.finish(rank == size - 1 ? p.d_final_state : ds_out.f32(), p.d_initial_state);
   }
 };
 
