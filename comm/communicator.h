@@ -31,15 +31,35 @@ namespace lightring::comm {
 // Where the buffers of a communicator must live.
 enum class MemorySpace { kHost, kDevice };
 
+// The "lean" NCCL channel cap (CommOptions::nccl_max_ctas): a state message is
+// B·H·D·E·4 bytes (2 MB at H = 32, D = E = 128), which a couple of channels move
+// at tens of GB/s, while every channel costs NCCL device buffers per peer and
+// direction (Simple NCCL_BUFFSIZE 4 MiB + LL128 ~4.7 MB + LL 0.5 MB by default).
+constexpr int kNcclLeanMaxCtas = 2;
+
 struct CommOptions {
   // Seconds a blocking wait (or the NCCL watchdog) waits for a peer before it
   // throws. Overridden by the environment variable LIGHTRING_COMM_TIMEOUT_S
   // when that is set (see resolve_timeout()).
   double timeout_s = 300.0;
+  // NcclCommunicator only: the most channels (CTAs) NCCL may use per operation,
+  // ncclConfig_t.maxCTAs. It bounds the channels NCCL connects, hence its own
+  // device memory, which otherwise grows to ~0.8 GB per GPU at P = 2 on NVLink
+  // (measured on H200). 0 leaves NCCL's default. The environment decides first,
+  // see resolve_nccl_max_ctas().
+  int nccl_max_ctas = kNcclLeanMaxCtas;
 };
 
 // timeout_s, or LIGHTRING_COMM_TIMEOUT_S when set to a positive number.
 double resolve_timeout(const CommOptions& options);
+
+// The maxCTAs an NcclCommunicator sets (0: leave NCCL's default), in order:
+//   0 when LIGHTRING_NCCL_LEAN=0, or when the user tuned NCCL's channels
+//     (NCCL_MAX_CTAS, NCCL_MIN_CTAS, NCCL_MAX_NCHANNELS or NCCL_MIN_NCHANNELS set);
+//   LIGHTRING_NCCL_MAX_CTAS when set (a positive integer; 0 also means NCCL's default);
+//   options.nccl_max_ctas otherwise.
+// Throws lightring::Error on a malformed LIGHTRING_NCCL_MAX_CTAS or a negative option.
+int resolve_nccl_max_ctas(const CommOptions& options);
 
 // One half of a grouped point-to-point step: `count` fp32 values to or from `peer`.
 struct SendOp {

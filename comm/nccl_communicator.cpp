@@ -32,9 +32,15 @@ using Clock = std::chrono::steady_clock;
              " failed: ", ncclGetErrorString(lr_r), " (", ncclGetLastError(nullptr), ")"); \
   } while (0)
 
-ncclConfig_t nonblocking_config() {
+// Non-blocking (deadlines, see the header); max_ctas > 0 caps NCCL's channels
+// (resolve_nccl_max_ctas()), 0 leaves NCCL's default.
+ncclConfig_t make_config(int max_ctas) {
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
   config.blocking = 0;
+  if (max_ctas > 0) {
+    config.minCTAs = 1;
+    config.maxCTAs = max_ctas;
+  }
   return config;
 }
 
@@ -72,14 +78,18 @@ NcclUniqueId nccl_unique_id_from_bytes(const void* bytes, size_t num_bytes) {
 
 NcclCommunicator::NcclCommunicator(const NcclUniqueId& id, int rank, int size, int device,
                                    const CommOptions& options)
-    : rank_(rank), size_(size), device_(device), timeout_s_(resolve_timeout(options)) {
+    : rank_(rank),
+      size_(size),
+      device_(device),
+      timeout_s_(resolve_timeout(options)),
+      max_ctas_(resolve_nccl_max_ctas(options)) {
   LR_CHECK(size >= 1 && rank >= 0 && rank < size, "NcclCommunicator: rank ", rank,
            " is not in a group of ", size);
   LR_CHECK(timeout_s_ > 0, "NcclCommunicator: timeout_s must be > 0 (got ", timeout_s_, ")");
   LR_CUDA_CHECK(cudaSetDevice(device));
   ncclUniqueId nid;
   std::memcpy(&nid, id.data(), id.size());
-  ncclConfig_t config = nonblocking_config();
+  ncclConfig_t config = make_config(max_ctas_);
   pending_peers_.clear();
   LR_NCCL_ENQUEUE(ncclCommInitRankConfig(&comm_, size, nid, rank, &config));
   wait_ready("init");
@@ -87,8 +97,13 @@ NcclCommunicator::NcclCommunicator(const NcclUniqueId& id, int rank, int size, i
 }
 
 NcclCommunicator::NcclCommunicator(ncclComm_t comm, int rank, int size, int device,
-                                   double timeout_s, Adopt)
-    : comm_(comm), rank_(rank), size_(size), device_(device), timeout_s_(timeout_s) {
+                                   double timeout_s, int max_ctas, Adopt)
+    : comm_(comm),
+      rank_(rank),
+      size_(size),
+      device_(device),
+      timeout_s_(timeout_s),
+      max_ctas_(max_ctas) {
   create_stream_and_events();
 }
 
@@ -283,7 +298,7 @@ std::unique_ptr<Communicator> NcclCommunicator::split(int color, int key) {
   check_usable("split");
 #if LIGHTRING_NCCL_HAS_SPLIT
   LR_CHECK(color >= 0, "NcclCommunicator::split: color must be >= 0 (got ", color, ")");
-  ncclConfig_t config = nonblocking_config();
+  ncclConfig_t config = make_config(max_ctas_);
   ncclComm_t sub = nullptr;
   for (int g = 0; g < size_; ++g)
     if (g != rank_) pending_peers_.push_back(g);
@@ -305,7 +320,7 @@ std::unique_ptr<Communicator> NcclCommunicator::split(int color, int key) {
   ncclCommUserRank(sub, &sub_rank);
   ncclCommCount(sub, &sub_size);
   return std::unique_ptr<Communicator>(
-      new NcclCommunicator(sub, sub_rank, sub_size, device_, timeout_s_, Adopt{}));
+      new NcclCommunicator(sub, sub_rank, sub_size, device_, timeout_s_, max_ctas_, Adopt{}));
 #else
   (void)color;
   (void)key;

@@ -15,6 +15,19 @@
 // communicator calls ncclCommAbort (which also releases kernels stuck waiting
 // for a peer) and throws lightring::Error naming the peers of the pending
 // operation. Work that nobody synchronises is bounded at the next synchronize().
+//
+// Memory ("lean" NCCL): NCCL connects buffers per channel, peer and protocol
+// (Simple NCCL_BUFFSIZE 4 MiB, LL128 ~4.7 MB, LL 0.5 MB per direction by
+// default); with its default of tens of channels on NVLink that was ~0.8 GB per
+// GPU at P = 2, while a state message is only B·H·D·E·4 bytes. Init and split
+// therefore cap the channels with ncclConfig_t.maxCTAs = kNcclLeanMaxCtas
+// (CommOptions::nccl_max_ctas) unless the environment says otherwise:
+// LIGHTRING_NCCL_LEAN=0 keeps NCCL's defaults, LIGHTRING_NCCL_MAX_CTAS=n sets
+// the cap, and NCCL's own NCCL_MAX_CTAS / NCCL_MIN_CTAS / NCCL_MAX_NCHANNELS /
+// NCCL_MIN_NCHANNELS, when set, win (resolve_nccl_max_ctas() in
+// comm/communicator.h). Process-wide NCCL knobs (NCCL_BUFFSIZE,
+// NCCL_LL128_BUFFSIZE, NCCL_LL_BUFFSIZE) are left to the launcher: they would
+// also change any other NCCL communicator in the process (torch's).
 #pragma once
 
 #include <array>
@@ -70,7 +83,8 @@ class NcclCommunicator final : public Communicator {
 
  private:
   struct Adopt {};
-  NcclCommunicator(ncclComm_t comm, int rank, int size, int device, double timeout_s, Adopt);
+  NcclCommunicator(ncclComm_t comm, int rank, int size, int device, double timeout_s, int max_ctas,
+                   Adopt);
   void create_stream_and_events();
   void check_usable(const char* op) const;
   // Polls the async error of the communicator until it is not "in progress".
@@ -84,6 +98,7 @@ class NcclCommunicator final : public Communicator {
   ncclComm_t comm_ = nullptr;
   int rank_ = 0, size_ = 1, device_ = 0;
   double timeout_s_ = 300.0;
+  int max_ctas_ = 0;  // ncclConfig_t.maxCTAs set at init and split (0: NCCL's default)
   bool aborted_ = false;
   CUstream_st* stream_ = nullptr;
   CUevent_st* ready_ = nullptr;     // recorded on the compute stream

@@ -1,6 +1,7 @@
 // MpiCommunicator operations, the DP x SP layout, and the schedule helpers.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <numeric>
 
 #include "comm/layout.h"
@@ -36,6 +37,47 @@ TEST_F(CommTest, RingSendRecvBothWays) {
   // With P = 2 (prev == next) the two messages of one peer match in posting order.
   EXPECT_EQ(from_prev[0], static_cast<float>(prev));
   EXPECT_EQ(from_next[0], static_cast<float>(10 + next));
+}
+
+// The lean NCCL channel cap (comm/communicator.h): the option, LIGHTRING_NCCL_MAX_CTAS, and the
+// user's own NCCL channel settings or LIGHTRING_NCCL_LEAN=0, which leave NCCL's default (0).
+TEST_F(CommTest, NcclChannelCapFollowsOptionThenEnvironment) {
+  const char* names[] = {"LIGHTRING_NCCL_LEAN", "LIGHTRING_NCCL_MAX_CTAS", "NCCL_MAX_CTAS",
+                         "NCCL_MIN_CTAS",       "NCCL_MAX_NCHANNELS",      "NCCL_MIN_NCHANNELS"};
+  for (const char* n : names)
+    if (std::getenv(n)) GTEST_SKIP() << n << " is set in this environment";
+  struct Unset {
+    const char* const* names;
+    ~Unset() {
+      for (int i = 0; i < 6; ++i) unsetenv(names[i]);
+    }
+  } unset{names};
+
+  comm::CommOptions o;
+  EXPECT_EQ(o.nccl_max_ctas, comm::kNcclLeanMaxCtas);
+  EXPECT_EQ(comm::resolve_nccl_max_ctas(o), comm::kNcclLeanMaxCtas);
+  o.nccl_max_ctas = 0;
+  EXPECT_EQ(comm::resolve_nccl_max_ctas(o), 0);
+  o.nccl_max_ctas = 6;
+  EXPECT_EQ(comm::resolve_nccl_max_ctas(o), 6);
+  o.nccl_max_ctas = -1;
+  EXPECT_THROW(comm::resolve_nccl_max_ctas(o), lightring::Error);
+  o.nccl_max_ctas = 6;
+
+  setenv("LIGHTRING_NCCL_MAX_CTAS", "8", 1);
+  EXPECT_EQ(comm::resolve_nccl_max_ctas(o), 8);
+  setenv("LIGHTRING_NCCL_MAX_CTAS", "eight", 1);
+  EXPECT_THROW(comm::resolve_nccl_max_ctas(o), lightring::Error);
+  setenv("LIGHTRING_NCCL_MAX_CTAS", "8", 1);
+  for (const char* user : {"NCCL_MAX_CTAS", "NCCL_MIN_CTAS", "NCCL_MAX_NCHANNELS",
+                           "NCCL_MIN_NCHANNELS", "LIGHTRING_NCCL_LEAN"}) {
+    SCOPED_TRACE(user);
+    setenv(user, "0", 1);
+    EXPECT_EQ(comm::resolve_nccl_max_ctas(o), 0);
+    unsetenv(user);
+  }
+  setenv("LIGHTRING_NCCL_LEAN", "1", 1);  // anything but 0 keeps the cap
+  EXPECT_EQ(comm::resolve_nccl_max_ctas(o), 8);
 }
 
 TEST_F(CommTest, LayoutFormulas) {
