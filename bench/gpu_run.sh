@@ -5,8 +5,11 @@
 #
 #   STEPS=build,sass,test,bench,variants,sanitize,peers bash bench/gpu_run.sh   (run in this order)
 #
-# VARIANTS (default "v4"): the code paths under test (kernels/cuda/variant.h), each run by the
-# test, sanitize and variants steps next to the default (LIGHTRING_CUDA_VARIANT=<name>).
+# VARIANTS (default "v4 v5"): the code paths under test (kernels/cuda/variant.h), each run by the
+# test, sanitize and variants steps next to the default (LIGHTRING_CUDA_VARIANT=<name>);
+# TEST_VARIANTS / SAN_VARIANTS (default "default $VARIANTS") narrow the test and sanitize steps.
+# BUILD: a build folder; without the build step, one carried from the development machine
+# (bench/kernel_bench and tests/cpp/cuda/test_kernels_cuda, built with -DCMAKE_CUDA_ARCHITECTURES=90a).
 #
 # Logs and JSON rows go to $OUT (at most 8 files, which the device tool brings
 # back); peers need their packages under .anchors/ (git-ignored, carried with
@@ -16,7 +19,10 @@ set -uo pipefail
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/lightring-gpu-run}
 STEPS=${STEPS:-build,sass,test,bench,variants,sanitize,peers}
-VARIANTS=${VARIANTS:-v4}
+VARIANTS=${VARIANTS:-v4 v5}
+TEST_VARIANTS=${TEST_VARIANTS:-default $VARIANTS}
+SAN_VARIANTS=${SAN_VARIANTS:-default $VARIANTS}
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 BUILD=${BUILD:-build-gpu}
 mkdir -p "$OUT"
 has() { [[ ",$STEPS," == *",$1,"* ]]; }
@@ -58,7 +64,7 @@ fi
 
 TEST="$BUILD/tests/cpp/cuda/test_kernels_cuda"
 if has test; then
-  for v in default $VARIANTS; do
+  for v in $TEST_VARIANTS; do
     t0=$(date +%s)
     echo "==== LIGHTRING_CUDA_VARIANT=$v" >>"$OUT/test.log"
     LIGHTRING_CUDA_VARIANT=$v "$TEST" --gtest_brief=1 >>"$OUT/test.log" 2>&1
@@ -85,7 +91,7 @@ if has variants; then
       --out "$OUT/lightring-$v.jsonl" 1,4,2048,128 $VARIANT_SHAPES
   done
   # v4 without its prefetch stage: separates the pipeline's share of v4's gain from the rest.
-  if [[ " $VARIANTS " == *" v4 "* ]]; then
+  if [[ " $VARIANTS " == *" v4 "* && "${V4_STAGES1:-1}" == 1 ]]; then
     # shellcheck disable=SC2086
     LIGHTRING_CUDA_VARIANT=v4 LIGHTRING_CUDA_STAGES=1 "$BUILD/bench/kernel_bench" -w 3 -n 10 \
       --out "$OUT/lightring-v4-stages1.jsonl" $VARIANT_SHAPES
@@ -99,7 +105,7 @@ if has sanitize; then
   F='Short/CudaOracle.MatchesFloat64/N130_D48E80_decay_states_bf16:Short/CudaOracle.MatchesFloat64/N37_D16E16_decay_states_fp32:Short/CudaOracle.MatchesFloat64/N130_D16E16_nodecay_nostates_fp16:CudaLayout.BnhdStridesMatchFloat64'
   # The variants' kernels at every kMaxKt they instantiate (D = 48 and 128) and a partial slice.
   FV="$F:Short/CudaOracle.MatchesFloat64/N130_D128E128_decay_states_bf16:CudaLayout.WideOddValueDimMatchesFloat64"
-  for v in default $VARIANTS; do
+  for v in $SAN_VARIANTS; do
     [ "$v" = default ] && filter=$F || filter=$FV
     for tool in memcheck racecheck; do
       echo "==== $tool LIGHTRING_CUDA_VARIANT=$v" >>"$OUT/sanitize.log"

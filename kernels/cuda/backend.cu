@@ -66,7 +66,8 @@ SegmentPlan plan_segments(const Problem& p, int max_dv) {
   int64_t seg_len = (p.seqlen + segs - 1) / segs;
   // v4 and v5 run one output-pass CTA per SM: whole waves of B·H·slices·G CTAs.
   const int dk = static_cast<int>(p.qk_dim);
-  const int64_t width = v5_covers(p.dtype, dk, max_dv)   ? v5_width(max_dv)
+  const int64_t width = v5_covers(p.dtype, dk, max_dv) || v6_covers(p.dtype, dk, max_dv)
+                            ? v5_width(max_dv)
                         : v4_covers(p.dtype, dk, max_dv) ? kV4Width
                                                          : 0;
   if (width > 0) {

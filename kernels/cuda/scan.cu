@@ -15,10 +15,16 @@ void scan_v4_bf16(const ScanParams& p, cudaStream_t stream);
 void scan_v4_fp16(const ScanParams& p, cudaStream_t stream);
 void scan_v5_bf16(const ScanParams& p, cudaStream_t stream);
 void scan_v5_fp16(const ScanParams& p, cudaStream_t stream);
+void scan_v6_bf16(const ScanParams& p, cudaStream_t stream);
+void scan_v6_fp16(const ScanParams& p, cudaStream_t stream);
 
 void scan(const ScanParams& p, void* stream_ptr) {
   const auto stream = static_cast<cudaStream_t>(stream_ptr);
   LR_CHECK(p.seg_len % kChunk == 0, "CUDA scan: seg_len must be a multiple of ", kChunk);
+  if (v6_covers(p.dtype, p.dk, p.dv)) {
+    if (p.dtype == DType::kBFloat16) return scan_v6_bf16(p, stream);
+    if (p.dtype == DType::kFloat16) return scan_v6_fp16(p, stream);
+  }
   if (v5_covers(p.dtype, p.dk, p.dv)) {
     if (p.dtype == DType::kBFloat16) return scan_v5_bf16(p, stream);
     if (p.dtype == DType::kFloat16) return scan_v5_fp16(p, stream);

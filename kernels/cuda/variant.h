@@ -31,15 +31,16 @@
 
 namespace lightring::kernels::cuda {
 
-enum class Variant { kDefault, kV4, kV5 };
+enum class Variant { kDefault, kV4, kV5, kV6 };
 
 inline Variant variant() {
   static const Variant v = [] {
     const char* env = std::getenv("LIGHTRING_CUDA_VARIANT");
     if (!env || !*env || std::strcmp(env, "default") == 0) return Variant::kDefault;
     if (std::strcmp(env, "v5") == 0) return Variant::kV5;
+    if (std::strcmp(env, "v6") == 0) return Variant::kV6;
     LR_CHECK(std::strcmp(env, "v4") == 0, "LIGHTRING_CUDA_VARIANT must be unset, 'default', ",
-             "'v4' or 'v5' (got '", env, "')");
+             "'v4', 'v5' or 'v6' (got '", env, "')");
     return Variant::kV4;
   }();
   return v;
@@ -55,6 +56,10 @@ inline bool v4_covers(DType dtype, int dk, int dv) {
 // v5 (scan_v5.cuh): 16-bit inputs with dk <= 128, any dv, in slices of v5_width(dv) columns.
 inline bool v5_covers(DType dtype, int dk, int /*dv*/) {
   return variant() == Variant::kV5 && dtype != DType::kFloat32 && dk <= 128;
+}
+// v6 (scan_v6.cuh): the same shapes as v5, with the same slices.
+inline bool v6_covers(DType dtype, int dk, int /*dv*/) {
+  return variant() == Variant::kV6 && dtype != DType::kFloat32 && dk <= 128;
 }
 inline int v5_width(int dv) {
   return dv <= 64 ? 64 : 128;

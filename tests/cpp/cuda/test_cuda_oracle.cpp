@@ -105,9 +105,12 @@ TEST(CudaVariant, EnvironmentSelectsTheVariantUnderTest) {
   using kernels::cuda::Variant;
   const char* env = std::getenv("LIGHTRING_CUDA_VARIANT");
   const std::string name = env ? env : "";
-  const bool v4 = name == "v4", v5 = name == "v5";
+  const bool v4 = name == "v4", v5 = name == "v5", v6 = name == "v6";
   std::printf("[ info     ] LIGHTRING_CUDA_VARIANT=%s\n", env ? env : "(unset)");
-  EXPECT_EQ(kernels::cuda::variant(), v4 ? Variant::kV4 : v5 ? Variant::kV5 : Variant::kDefault);
+  EXPECT_EQ(kernels::cuda::variant(), v4   ? Variant::kV4
+                                      : v5 ? Variant::kV5
+                                      : v6 ? Variant::kV6
+                                           : Variant::kDefault);
   EXPECT_EQ(kernels::cuda::v4_covers(DType::kBFloat16, 128, 128), v4);
   EXPECT_EQ(kernels::cuda::v4_covers(DType::kFloat16, 48, 80), v4);
   EXPECT_FALSE(kernels::cuda::v4_covers(DType::kFloat32, 128, 128));
@@ -118,6 +121,10 @@ TEST(CudaVariant, EnvironmentSelectsTheVariantUnderTest) {
   EXPECT_EQ(kernels::cuda::v5_covers(DType::kBFloat16, 64, 64), v5);
   EXPECT_FALSE(kernels::cuda::v5_covers(DType::kFloat32, 128, 128));
   EXPECT_FALSE(kernels::cuda::v5_covers(DType::kBFloat16, 256, 128));
+  EXPECT_EQ(kernels::cuda::v6_covers(DType::kBFloat16, 128, 128), v6);
+  EXPECT_EQ(kernels::cuda::v6_covers(DType::kFloat16, 48, 80), v6);
+  EXPECT_FALSE(kernels::cuda::v6_covers(DType::kFloat32, 64, 64));
+  EXPECT_FALSE(kernels::cuda::v6_covers(DType::kBFloat16, 192, 192));
 }
 
 // dv = 100: one partial 128-column slice under LIGHTRING_CUDA_VARIANT=v4 (kernels/cuda/variant.h),

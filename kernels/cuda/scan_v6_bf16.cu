@@ -1,0 +1,11 @@
+// The v6 scan kernels (variant.h, scan_v6.cuh) for bf16 inputs, instantiated in their own file
+// (parallel builds).
+#include "kernels/cuda/scan_v6.cuh"
+
+namespace lightring::kernels::cuda {
+
+void scan_v6_bf16(const ScanParams& p, cudaStream_t stream) {
+  v6::run<__nv_bfloat16>(p, stream);
+}
+
+}  // namespace lightring::kernels::cuda
