@@ -84,7 +84,7 @@ fi
 VARIANT_SHAPES=${VARIANT_SHAPES:-"1,32,16384,128 1,32,65536,128 1,32,262144,128 8,16,2048,128 1,32,65536,256"}
 if has variants; then
   # shellcheck disable=SC2086
-  LIGHTRING_CUDA_WAVES=16 "$BUILD/bench/kernel_bench" -w 3 -n 10 --out "$OUT/lightring-waves16.jsonl" $VARIANT_SHAPES
+  [ "${WAVES16:-1}" = 1 ] && LIGHTRING_CUDA_WAVES=16 "$BUILD/bench/kernel_bench" -w 3 -n 10 --out "$OUT/lightring-waves16.jsonl" $VARIANT_SHAPES
   for v in $VARIANTS; do
     # shellcheck disable=SC2086
     LIGHTRING_CUDA_VARIANT=$v "$BUILD/bench/kernel_bench" --check -w 3 -n 10 \
@@ -119,6 +119,15 @@ fi
 
 if has peers; then
   # shellcheck disable=SC2086
-  python3 bench/peer_bench.py --anchors .anchors --check -w 2 -n 5 --fa2-max-n 16384 \
+  python3 bench/peer_bench.py --anchors .anchors --check -w 2 -n 5 --fa2-max-n 16384 ${PEER_ARGS:-} \
     --out "$OUT/peers.jsonl" ${PEER_SHAPES:-$SHAPES}
+fi
+
+# Stall reasons of the output-pass scan kernel of NCU_VARIANT (default v6) at one shape.
+if has ncu; then
+  LIGHTRING_CUDA_VARIANT=${NCU_VARIANT:-v6} ncu --clock-control none -k "regex:${NCU_KERNEL:-scan_kernel.*Lb1}" \
+    -c 1 --section SpeedOfLight --section WarpStateStats --section SchedulerStats \
+    --section ComputeWorkloadAnalysis --section Occupancy --section LaunchStats \
+    "$BUILD/bench/kernel_bench" -w 1 -n 1 ${NCU_SHAPE:-1,32,65536,128} >"$OUT/ncu.txt" 2>&1
+  grep -E "Duration|Issue Slots Busy|Warp Cycles Per Issued|Stall|Executed Ipc|Registers|Achieved Occupancy" "$OUT/ncu.txt" | head -40
 fi
