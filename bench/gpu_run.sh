@@ -5,7 +5,7 @@
 #
 #   STEPS=build,sass,test,bench,variants,sanitize,peers bash bench/gpu_run.sh   (run in this order)
 #
-# VARIANTS (default "v4 v5"): the code paths under test (kernels/cuda/variant.h), each run by the
+# VARIANTS (default "v3"): the other kernels (kernels/cuda/variant.h), each run by the
 # test, sanitize and variants steps next to the default (LIGHTRING_CUDA_VARIANT=<name>);
 # TEST_VARIANTS / SAN_VARIANTS (default "default $VARIANTS") narrow the test and sanitize steps.
 # BUILD: a build folder; without the build step, one carried from the development machine
@@ -14,12 +14,12 @@
 # Logs and JSON rows go to $OUT (at most 8 files, which the device tool brings
 # back); peers need their packages under .anchors/ (git-ignored, carried with
 # the call). Then: python3 bench/merge_results.py --run <files> --commit <sha>
-#   --variant lightring-waves16.jsonl:waves16 --variant lightring-v4.jsonl:v4
+#   --variant lightring-waves16.jsonl:waves16 --variant lightring-v3.jsonl:v3
 set -uo pipefail
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/lightring-gpu-run}
 STEPS=${STEPS:-build,sass,test,bench,variants,sanitize,peers}
-VARIANTS=${VARIANTS:-v4 v5}
+VARIANTS=${VARIANTS:-v3}
 TEST_VARIANTS=${TEST_VARIANTS:-default $VARIANTS}
 SAN_VARIANTS=${SAN_VARIANTS:-default $VARIANTS}
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
@@ -80,7 +80,7 @@ fi
 
 # The same build under environment switches (bench/NOTES.md): more, shorter segments (wave
 # quantisation) and each variant under test (--check: its small shape also checked against
-# float64). Files: build, test, sanitize logs + lightring, waves16, v4, v4-stages1, peers = 8.
+# float64). Files: build, test, sanitize logs + lightring, waves16, v3, peers, ncu = 8.
 VARIANT_SHAPES=${VARIANT_SHAPES:-"1,32,16384,128 1,32,65536,128 1,32,262144,128 8,16,2048,128 1,32,65536,256"}
 if has variants; then
   # shellcheck disable=SC2086
@@ -90,12 +90,6 @@ if has variants; then
     LIGHTRING_CUDA_VARIANT=$v "$BUILD/bench/kernel_bench" --check -w 3 -n 10 \
       --out "$OUT/lightring-$v.jsonl" 1,4,2048,128 $VARIANT_SHAPES
   done
-  # v4 without its prefetch stage: separates the pipeline's share of v4's gain from the rest.
-  if [[ " $VARIANTS " == *" v4 "* && "${V4_STAGES1:-1}" == 1 ]]; then
-    # shellcheck disable=SC2086
-    LIGHTRING_CUDA_VARIANT=v4 LIGHTRING_CUDA_STAGES=1 "$BUILD/bench/kernel_bench" -w 3 -n 10 \
-      --out "$OUT/lightring-v4-stages1.jsonl" $VARIANT_SHAPES
-  fi
 fi
 
 # After the timings, so that a slow sanitizer run cannot cost them; each run is capped at
@@ -125,7 +119,7 @@ fi
 
 # Stall reasons of the output-pass scan kernel of NCU_VARIANT (default v6) at one shape.
 if has ncu; then
-  LIGHTRING_CUDA_VARIANT=${NCU_VARIANT:-v6} ncu --clock-control none -k "regex:${NCU_KERNEL:-scan_kernel.*Lb1}" \
+  LIGHTRING_CUDA_VARIANT=${NCU_VARIANT:-default} ncu --clock-control none --kernel-name-base mangled -k "regex:${NCU_KERNEL:-v611scan_kernel.*Lb1}" \
     -c 1 --section SpeedOfLight --section WarpStateStats --section SchedulerStats \
     --section ComputeWorkloadAnalysis --section Occupancy --section LaunchStats \
     "$BUILD/bench/kernel_bench" -w 1 -n 1 ${NCU_SHAPE:-1,32,65536,128} >"$OUT/ncu.txt" 2>&1

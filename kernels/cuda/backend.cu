@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <mutex>
+#include <string>
 #include <vector>
 
 #include "kernels/backend.h"
@@ -20,11 +22,12 @@ namespace lightring::kernels::cuda {
 
 namespace {
 
-// Variant v4 (variant.h): every CTA holds an SM alone, so B·H·slices·G CTAs take
+// The v6 output pass (variant.h) holds an SM per CTA, so B·H·slices·G CTAs take
 // ceil(CTAs / SMs) waves. Returns the segment length (a multiple of 64) of the G in
 // [g_lo, 4·g_lo] whose last wave is fullest (the smallest such G on ties), with
 // g_lo = ceil(waves·SMs / (B·H·slices)) and G capped at max_segs.
-int64_t v4_seg_len(int64_t seqlen, int64_t base, int64_t sms, int64_t waves, int64_t max_segs) {
+int64_t whole_wave_seg_len(int64_t seqlen, int64_t base, int64_t sms, int64_t waves,
+                           int64_t max_segs) {
   const int64_t g_lo = std::min(max_segs, std::max<int64_t>(1, (waves * sms + base - 1) / base));
   const int64_t g_hi = std::min(max_segs, 4 * g_lo);
   int64_t best_len = 0;
@@ -44,9 +47,26 @@ int64_t v4_seg_len(int64_t seqlen, int64_t base, int64_t sms, int64_t waves, int
 
 }  // namespace
 
+void retain_pool_memory() {
+  static std::mutex mu;
+  static std::vector<char> done;  // per device
+  int device = 0;
+  LR_CUDA_CHECK(cudaGetDevice(&device));
+  std::lock_guard<std::mutex> lock(mu);
+  if (device >= static_cast<int>(done.size())) done.resize(device + 1, 0);
+  if (done[device]) return;
+  done[device] = 1;
+  const char* env = std::getenv("LIGHTRING_CUDA_POOL_RELEASE");
+  if (env && std::string(env) == "1") return;
+  cudaMemPool_t pool;
+  LR_CUDA_CHECK(cudaDeviceGetMemPool(&pool, device));
+  uint64_t threshold = UINT64_MAX;
+  LR_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
+}
+
 // G segments of seg_len rows (a multiple of 64, >= kMinSegment unless N is shorter), with
 // B·H·slices·G close to `waves` CTAs per SM (default 4; LIGHTRING_CUDA_WAVES overrides it, for
-// measuring wave quantisation, bench/NOTES.md); variant v4 sizes them with v4_seg_len.
+// measuring wave quantisation, bench/NOTES.md); the v6 kernels size them with whole_wave_seg_len.
 // LIGHTRING_CUDA_SEG_LEN overrides seg_len (rounded up to 64; tests use it to cover many
 // segments at small N).
 SegmentPlan plan_segments(const Problem& p, int max_dv) {
@@ -64,16 +84,12 @@ SegmentPlan plan_segments(const Problem& p, int max_dv) {
   int64_t segs = std::max<int64_t>(1, (waves * sms + base - 1) / base);
   segs = std::min(segs, std::max<int64_t>(1, p.seqlen / kMinSegment));
   int64_t seg_len = (p.seqlen + segs - 1) / segs;
-  // v4 and v5 run one output-pass CTA per SM: whole waves of B·H·slices·G CTAs.
-  const int dk = static_cast<int>(p.qk_dim);
-  const int64_t width = v5_covers(p.dtype, dk, max_dv) || v6_covers(p.dtype, dk, max_dv)
-                            ? v5_width(max_dv)
-                        : v4_covers(p.dtype, dk, max_dv) ? kV4Width
-                                                         : 0;
-  if (width > 0) {
+  // The v6 output pass runs one CTA per SM: whole waves of B·H·slices·G CTAs.
+  if (v6_covers(p.dtype, static_cast<int>(p.qk_dim), max_dv)) {
+    const int64_t width = v6_width(max_dv);
     const int64_t base_one = p.batch * p.heads * ((max_dv + width - 1) / width);
-    seg_len =
-        v4_seg_len(p.seqlen, base_one, sms, waves, std::max<int64_t>(1, p.seqlen / kMinSegment));
+    seg_len = whole_wave_seg_len(p.seqlen, base_one, sms, waves,
+                                 std::max<int64_t>(1, p.seqlen / kMinSegment));
   }
   if (const char* env = std::getenv("LIGHTRING_CUDA_SEG_LEN")) {
     const long long forced = std::atoll(env);

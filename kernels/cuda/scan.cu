@@ -1,5 +1,5 @@
 // scan(): dispatch of the chunked scan (scan.h) on the element type, and to
-// the variant under test when LIGHTRING_CUDA_VARIANT selects one (variant.h).
+// the v6 kernels for the shapes they cover (variant.h).
 #include <cuda_runtime.h>
 
 #include "kernels/cuda/scan.h"
@@ -11,10 +11,6 @@ namespace lightring::kernels::cuda {
 void scan_bf16(const ScanParams& p, cudaStream_t stream);
 void scan_fp16(const ScanParams& p, cudaStream_t stream);
 void scan_fp32(const ScanParams& p, cudaStream_t stream);
-void scan_v4_bf16(const ScanParams& p, cudaStream_t stream);
-void scan_v4_fp16(const ScanParams& p, cudaStream_t stream);
-void scan_v5_bf16(const ScanParams& p, cudaStream_t stream);
-void scan_v5_fp16(const ScanParams& p, cudaStream_t stream);
 void scan_v6_bf16(const ScanParams& p, cudaStream_t stream);
 void scan_v6_fp16(const ScanParams& p, cudaStream_t stream);
 
@@ -24,14 +20,6 @@ void scan(const ScanParams& p, void* stream_ptr) {
   if (v6_covers(p.dtype, p.dk, p.dv)) {
     if (p.dtype == DType::kBFloat16) return scan_v6_bf16(p, stream);
     if (p.dtype == DType::kFloat16) return scan_v6_fp16(p, stream);
-  }
-  if (v5_covers(p.dtype, p.dk, p.dv)) {
-    if (p.dtype == DType::kBFloat16) return scan_v5_bf16(p, stream);
-    if (p.dtype == DType::kFloat16) return scan_v5_fp16(p, stream);
-  }
-  if (v4_covers(p.dtype, p.dk, p.dv)) {
-    if (p.dtype == DType::kBFloat16) return scan_v4_bf16(p, stream);
-    if (p.dtype == DType::kFloat16) return scan_v4_fp16(p, stream);
   }
   switch (p.dtype) {
     case DType::kBFloat16:

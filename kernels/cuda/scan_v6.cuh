@@ -1,14 +1,16 @@
-// Variant v6 of the chunked scan (scan.h, variant.h): the function of
-// scan_kernel.cuh,
+// The v6 chunked scan (scan.h, variant.h), the default for 16-bit inputs with
+// dk <= 128: the function of scan_kernel.cuh,
 //
 //     O      = c_intra·[(Q Kᵀ) ⊙ M] V + c_inter·diag(λ^{r+1-σ}) Q X
 //     X_next = λ^L X + c_state·Kᵀ diag(λ^{L-1-r+σ}) V
 //
-// v5 (scan_v5.cuh) measured ~7 µs per 64-row chunk of the output pass where
-// its tensor-core work needs ~1.2 µs: with 8 warps per SM and ~1700
-// instructions per warp and chunk it was issue- and latency-bound. v6 keeps
-// v5's structure (X fp32 in registers for the whole segment, its element-type
-// copy double-buffered in shared memory, one CTA barrier per chunk) and
+// Structure (bench/NOTES.md, v5 and v6): X stays fp32 in registers for the
+// whole segment (the X update is an mma into them); only its element-type copy,
+// the B operand of Q X, goes to shared memory, double-buffered (chunk c reads
+// copy c % 2 while the update writes copy (c+1) % 2), so a chunk costs one CTA
+// barrier. Γ = c_state·diag(λ^{L-1-r+σ}) scales the A fragments of Kᵀ in
+// registers. Against v5 (the same with 8 warps and P kept in registers, which
+// measured ~7 µs per chunk of the output pass, issue- and latency-bound), v6
 //   - runs the output pass with 16 warps (4 per SM sub-partition instead of 2):
 //     warp w owns row group rg and column quarter cq of O (rg = (w % 4 - cq) mod 4,
 //     cq = w / 4, so each sub-partition gets every row group once);
@@ -27,7 +29,6 @@
 #include <type_traits>
 
 #include "kernels/cuda/scan_kernel.cuh"
-#include "kernels/cuda/scan_v5.cuh"
 #include "kernels/cuda/variant.h"
 
 namespace lightring::kernels::cuda::v6 {
@@ -37,8 +38,36 @@ using scan_detail::cp_async16;
 using scan_detail::cp_async_commit;
 using scan_detail::cp_async_wait;
 using scan_detail::round_up;
-using v5::pack2;
-using v5::scale2;
+
+// Two floats -> one register of two elements (x in the low half), rounded to nearest.
+template <typename T>
+__device__ __forceinline__ uint32_t pack2(float x, float y) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(x, y);
+    return reinterpret_cast<uint32_t&>(v);
+  } else {
+    __half2 v = __floats2half2_rn(x, y);
+    return reinterpret_cast<uint32_t&>(v);
+  }
+}
+
+// One register of two elements -> (low, high) as floats.
+template <typename T>
+__device__ __forceinline__ float2 unpack2(uint32_t r) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    return make_float2(__uint_as_float(r << 16), __uint_as_float(r & 0xffff0000u));
+  } else {
+    return __half22float2(__halves2half2(__ushort_as_half(static_cast<unsigned short>(r & 0xffffu)),
+                                         __ushort_as_half(static_cast<unsigned short>(r >> 16))));
+  }
+}
+
+// (a·low, b·high) of a register of two elements.
+template <typename T>
+__device__ __forceinline__ uint32_t scale2(uint32_t r, float a, float b) {
+  const float2 f = unpack2<T>(r);
+  return pack2<T>(f.x * a, f.y * b);
+}
 
 template <bool kOut>
 constexpr int warps() {
@@ -382,7 +411,7 @@ void launch_width(const ScanParams& p, cudaStream_t stream) {
 template <typename T>
 void run(const ScanParams& p, cudaStream_t stream) {
   LR_CHECK(p.dk >= 1 && p.dk <= 128, "CUDA scan v6: dk must be in [1, 128] (got ", p.dk, ")");
-  if (v5_width(p.dv) == 64) return launch_width<T, 64>(p, stream);
+  if (v6_width(p.dv) == 64) return launch_width<T, 64>(p, stream);
   launch_width<T, 128>(p, stream);
 }
 

@@ -17,11 +17,20 @@
 
 namespace lightring::kernels::cuda {
 
+// Lets the memory pool that cudaMallocAsync draws from on the current device keep what is freed
+// (release threshold = max). With the default threshold (0) every synchronisation returns the
+// workspaces' memory to the driver and the next call maps it again: ~0.3 ms per workspace per
+// call, measured as a fixed cost of every forward and backward (bench/NOTES.md, v6). The pool
+// then holds the largest workspace set of the process (B·H·G·D·E·4 bytes per workspace).
+// Once per device; LIGHTRING_CUDA_POOL_RELEASE=1 leaves the threshold as it is.
+void retain_pool_memory();
+
 // Stream-ordered fp32 scratch (cudaMallocAsync), freed on the same stream.
 class Workspace {
  public:
   Workspace() = default;
   Workspace(size_t count, cudaStream_t stream) : stream_(stream) {
+    retain_pool_memory();
     if (count)
       LR_CUDA_CHECK(
           cudaMallocAsync(reinterpret_cast<void**>(&ptr_), count * sizeof(float), stream));

@@ -99,37 +99,26 @@ TEST_F(CudaLayout, BnhdStridesMatchFloat64) {
   }
 }
 
-// The variant named by LIGHTRING_CUDA_VARIANT is the one the scans use, on the shapes it names
-// (bench/gpu_run.sh runs this binary once per variant).
-TEST(CudaVariant, EnvironmentSelectsTheVariantUnderTest) {
+// LIGHTRING_CUDA_VARIANT selects the kernels of 16-bit scans with dk <= 128 (bench/gpu_run.sh
+// runs this binary once per variant): v6 by default, the 64-column v3 kernels under "v3".
+TEST(CudaVariant, EnvironmentSelectsTheKernels) {
   using kernels::cuda::Variant;
   const char* env = std::getenv("LIGHTRING_CUDA_VARIANT");
-  const std::string name = env ? env : "";
-  const bool v4 = name == "v4", v5 = name == "v5", v6 = name == "v6";
+  const bool v3 = env && std::string(env) == "v3";
   std::printf("[ info     ] LIGHTRING_CUDA_VARIANT=%s\n", env ? env : "(unset)");
-  EXPECT_EQ(kernels::cuda::variant(), v4   ? Variant::kV4
-                                      : v5 ? Variant::kV5
-                                      : v6 ? Variant::kV6
-                                           : Variant::kDefault);
-  EXPECT_EQ(kernels::cuda::v4_covers(DType::kBFloat16, 128, 128), v4);
-  EXPECT_EQ(kernels::cuda::v4_covers(DType::kFloat16, 48, 80), v4);
-  EXPECT_FALSE(kernels::cuda::v4_covers(DType::kFloat32, 128, 128));
-  EXPECT_FALSE(kernels::cuda::v4_covers(DType::kBFloat16, 256, 128));
-  EXPECT_FALSE(kernels::cuda::v4_covers(DType::kBFloat16, 64, 64));
-  EXPECT_EQ(kernels::cuda::v5_covers(DType::kBFloat16, 128, 128), v5);
-  EXPECT_EQ(kernels::cuda::v5_covers(DType::kFloat16, 48, 80), v5);
-  EXPECT_EQ(kernels::cuda::v5_covers(DType::kBFloat16, 64, 64), v5);
-  EXPECT_FALSE(kernels::cuda::v5_covers(DType::kFloat32, 128, 128));
-  EXPECT_FALSE(kernels::cuda::v5_covers(DType::kBFloat16, 256, 128));
-  EXPECT_EQ(kernels::cuda::v6_covers(DType::kBFloat16, 128, 128), v6);
-  EXPECT_EQ(kernels::cuda::v6_covers(DType::kFloat16, 48, 80), v6);
+  EXPECT_EQ(kernels::cuda::variant(), v3 ? Variant::kV3 : Variant::kDefault);
+  EXPECT_EQ(kernels::cuda::v6_covers(DType::kBFloat16, 128, 128), !v3);
+  EXPECT_EQ(kernels::cuda::v6_covers(DType::kFloat16, 48, 80), !v3);
+  EXPECT_EQ(kernels::cuda::v6_covers(DType::kBFloat16, 64, 256), !v3);
   EXPECT_FALSE(kernels::cuda::v6_covers(DType::kFloat32, 64, 64));
   EXPECT_FALSE(kernels::cuda::v6_covers(DType::kBFloat16, 192, 192));
+  EXPECT_EQ(kernels::cuda::v6_width(48), 64);
+  EXPECT_EQ(kernels::cuda::v6_width(100), 128);
 }
 
-// dv = 100: one partial 128-column slice under LIGHTRING_CUDA_VARIANT=v4 (kernels/cuda/variant.h),
-// two 64-column slices by default; rows not 16-byte aligned (element-wise loads), both segment
-// regimes.
+// dv = 100: one partial 128-column slice of the v6 kernels (kernels/cuda/variant.h), two
+// 64-column slices under LIGHTRING_CUDA_VARIANT=v3; rows not 16-byte aligned (element-wise loads),
+// both segment regimes.
 TEST_F(CudaLayout, WideOddValueDimMatchesFloat64) {
   for (DType dtype : {DType::kBFloat16, DType::kFloat16}) {
     SCOPED_TRACE(kernels::dtype_name(dtype));
