@@ -50,7 +50,7 @@ else
   SHAPE=(--batch 1 --heads 32 --dim 128 --vdim 128 --dtype bf16 --decay on)
   LOCAL_LENS=16384,65536,262144,1048576
   MSGS=4096,16384,65536,262144,1048576,2097152,4194304,16777216
-  FINDMAX=(-b 2097152 --max-seconds "${FINDMAX_S:-100}" --refine 2)
+  FINDMAX=(-b 2097152 -e 16777216 --max-seconds "${FINDMAX_S:-100}" --refine 2)
   LASP_LENS=16384,65536,262144
   ITERS=(-w 2 -n 7)
   XITERS=(-w 10 -n 100)

@@ -176,16 +176,16 @@ def lightning_attention(q, k, v, decay=None, *, scale=1.0, initial_state=None,
     rank, and its gradients from all ranks are summed. schedule picks the state
     exchange: "allgather", "ring", "scan" or "auto" (docs/algorithm.md §3).
 
-    exchange: how the states travel when group is given. "torch" (the default)
-    runs the schedules over torch.distributed (any backend). "lightring"
-    (opt-in; also through the environment variable LIGHTRING_EXCHANGE=lightring)
-    uses lightring's own NCCL communicator, created once per group by
-    broadcasting a 128-byte unique id over it and cached, and runs the C++
-    sequence-parallel ops on it, ordered against torch's current CUDA stream;
-    it needs an NCCL group, CUDA tensors and a build with NCCL and a CUDA torch,
-    and raises RuntimeError otherwise. Its "auto" schedule is chosen by the C++
-    cost model. It is not yet validated on GPUs, hence not the default (see
-    python/README.md); see lightring.nccl_exchange.
+    exchange: how the states travel when group is given (default: the environment
+    variable LIGHTRING_EXCHANGE, else "auto"). "lightring" uses lightring's own
+    NCCL communicator, created once per group by broadcasting a 128-byte unique
+    id over it and cached, and runs the C++ sequence-parallel ops on it, ordered
+    against torch's current CUDA stream; it needs an NCCL group, CUDA tensors on
+    the current device and a build with NCCL and a CUDA torch, and raises
+    RuntimeError otherwise. Its "auto" schedule is chosen by the C++ cost model.
+    "torch" runs the schedules over torch.distributed (any backend, e.g. gloo).
+    "auto" is "lightring" on NCCL groups where this build has it, else "torch".
+    See lightring.nccl_exchange.
 
     Returns o (in the layout of q), or (o, final_state) when output_final_state.
     """
@@ -195,7 +195,7 @@ def lightning_attention(q, k, v, decay=None, *, scale=1.0, initial_state=None,
         _ext.load()
     bs = 0 if block_size is None else block_size
     from . import nccl_exchange
-    if group is None and exchange not in (None, "torch"):
+    if group is None and exchange not in (None, "auto", "torch"):
         nccl_exchange.resolve(exchange)  # a bad name is reported first
         raise ValueError(f"exchange={exchange!r} applies to sequence-parallel calls only: pass "
                          "group= (the torch.distributed group the sequence is sharded over)")
@@ -214,8 +214,9 @@ def lightning_attention(q, k, v, decay=None, *, scale=1.0, initial_state=None,
             error = None
         except (TypeError, ValueError) as e:
             error = e
-        lightring_exchange = nccl_exchange.resolve(exchange) == "lightring"
+        asked = nccl_exchange.resolve(exchange)
         ex = sequence_parallel.Exchange(group, schedule)
+        lightring_exchange = nccl_exchange.select(asked, ex.group) == "lightring"
         if lightring_exchange:
             # Same answer on every rank (build, backend): no rank is left waiting.
             nccl_exchange.check_available(ex.group)

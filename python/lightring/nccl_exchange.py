@@ -1,9 +1,12 @@
 """The lightring NCCL exchange: lightring's own NCCL communicator per torch group.
 
-Opt-in (``lightning_attention(..., exchange="lightring")`` or the environment
-variable ``LIGHTRING_EXCHANGE=lightring``); the default exchange stays the
-torch.distributed one (lightring/sequence_parallel.py) until this path has been
-validated on GPUs (see python/README.md).
+The default for NCCL process groups (``exchange="auto"``): validated on two
+H200 (tests/python/test_distributed.py::test_nccl_two_gpus[lightring], 2026-11-22).
+``exchange="lightring"`` (or ``LIGHTRING_EXCHANGE=lightring``) demands it and
+fails where it cannot run; ``exchange="torch"`` keeps the torch.distributed
+schedules of lightring/sequence_parallel.py (any backend). "auto" picks
+"lightring" when the group's backend is NCCL and this build has the NCCL
+exchange, "torch" otherwise: the same answer on every rank.
 
 For an NCCL process group, the first sequence-parallel call on it:
 
@@ -30,7 +33,7 @@ import torch.distributed as dist
 
 from . import _ext, functional
 
-EXCHANGES = ("torch", "lightring")
+EXCHANGES = ("auto", "torch", "lightring")
 ENV = "LIGHTRING_EXCHANGE"
 _ID_BYTES = 128
 _TIMEOUT_ENV = "LIGHTRING_COMM_TIMEOUT_S"  # read by the C++ communicator itself
@@ -40,13 +43,21 @@ _CACHE = {}  # (id(process group), device index) -> (process group, communicator
 
 
 def resolve(exchange):
-    """The exchange to use: `exchange`, else $LIGHTRING_EXCHANGE, else "torch"."""
+    """The exchange asked for: `exchange`, else $LIGHTRING_EXCHANGE, else "auto"."""
     source = "exchange"
     if exchange is None:
-        exchange, source = os.environ.get(ENV) or "torch", f"${ENV}"
+        exchange, source = os.environ.get(ENV) or "auto", f"${ENV}"
     if exchange not in EXCHANGES:
         raise ValueError(f"{source} must be one of {', '.join(EXCHANGES)} (got {exchange!r})")
     return exchange
+
+
+def select(exchange, group):
+    """The exchange that runs over `group`: "auto" becomes "lightring" where it can run
+    (an NCCL group and a build with the NCCL exchange), else "torch"."""
+    if exchange != "auto":
+        return exchange
+    return "lightring" if unavailable_reason(group) is None else "torch"
 
 
 def built():

@@ -36,9 +36,9 @@ class LightningAttention(nn.Module):
     group: a torch.distributed group for sequence parallelism (x is then this
     rank's shard; see lightring.distributed.shard), or None. It can also be
     given per call. decay: "slopes" (TransNormerLLM), None (no decay) or a [H]
-    tensor of rates >= 0. exchange: None (the default, "torch", or
-    $LIGHTRING_EXCHANGE) or "lightring" (opt-in NCCL path, see
-    lightring.lightning_attention).
+    tensor of rates >= 0. exchange: None ($LIGHTRING_EXCHANGE, else
+    "auto": lightring's own NCCL communicator on NCCL groups, torch.distributed
+    otherwise), "torch" or "lightring" (see lightring.lightning_attention).
     """
 
     def __init__(self, embed_dim, num_heads, head_dim=None, *, bias=False, gate=True, norm=True,

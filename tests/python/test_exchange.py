@@ -33,19 +33,30 @@ def test_build_flag_matches_the_ops():
 
 def test_resolve(monkeypatch):
     monkeypatch.delenv(nccl_exchange.ENV, raising=False)
-    assert nccl_exchange.resolve(None) == "torch"  # the default
+    assert nccl_exchange.resolve(None) == "auto"  # the default
     assert nccl_exchange.resolve("lightring") == "lightring"
     monkeypatch.setenv(nccl_exchange.ENV, "lightring")
     assert nccl_exchange.resolve(None) == "lightring"
     assert nccl_exchange.resolve("torch") == "torch"  # the argument wins
     monkeypatch.setenv(nccl_exchange.ENV, "mpi")
-    with pytest.raises(ValueError, match=r"\$LIGHTRING_EXCHANGE must be one of torch, lightring"):
+    with pytest.raises(ValueError,
+                       match=r"\$LIGHTRING_EXCHANGE must be one of auto, torch, lightring"):
         nccl_exchange.resolve(None)
+
+
+def test_select_auto_follows_the_group_and_the_build(monkeypatch):
+    # "auto" is "lightring" exactly where the lightring exchange can run.
+    for reason in (None, "it needs an NCCL process group"):
+        monkeypatch.setattr(nccl_exchange, "unavailable_reason", lambda group, r=reason: r)
+        assert nccl_exchange.select("auto", object()) == ("lightring" if reason is None
+                                                          else "torch")
+        assert nccl_exchange.select("torch", object()) == "torch"
+        assert nccl_exchange.select("lightring", object()) == "lightring"
 
 
 def test_bad_exchange_name():
     q, k, v = small()
-    with pytest.raises(ValueError, match="exchange must be one of torch, lightring"):
+    with pytest.raises(ValueError, match="exchange must be one of auto, torch, lightring"):
         lightring.lightning_attention(q, k, v, exchange="nccl")
 
 
@@ -53,9 +64,10 @@ def test_lightring_exchange_needs_a_group():
     q, k, v = small()
     with pytest.raises(ValueError, match="applies to sequence-parallel calls only"):
         lightring.lightning_attention(q, k, v, exchange="lightring")
-    # "torch" without a group is the plain local call.
+    # "torch" and "auto" without a group are the plain local call.
     ref = lightring.lightning_attention(q, k, v)
     assert torch.equal(lightring.lightning_attention(q, k, v, exchange="torch"), ref)
+    assert torch.equal(lightring.lightning_attention(q, k, v, exchange="auto"), ref)
 
 
 def test_module_passes_exchange():
