@@ -65,17 +65,22 @@ void retain_pool_memory() {
 }
 
 // G segments of seg_len rows (a multiple of 64, >= kMinSegment unless N is shorter), with
-// B·H·slices·G close to `waves` CTAs per SM (default 4; LIGHTRING_CUDA_WAVES overrides it, for
-// measuring wave quantisation, bench/NOTES.md); the v6 kernels size them with whole_wave_seg_len.
+// B·H·slices·G close to `waves` CTAs per SM: the v3 kernels (2 CTAs per SM) take 4 waves; the v6
+// kernels take whole waves from 1 up (whole_wave_seg_len): measured on an H200 (bench/NOTES.md,
+// v6), 1 wave instead of 4 made B=1 H=32 D=128 forward+backward 1.77x faster at 16K, 1.17x at
+// 64K, 1.02x at 256K and 0.94x at 1M (fewer, longer CTAs: fewer prologues, state loads and
+// stores, and fewer segment states to combine). LIGHTRING_CUDA_WAVES overrides both.
 // LIGHTRING_CUDA_SEG_LEN overrides seg_len (rounded up to 64; tests use it to cover many
 // segments at small N).
 SegmentPlan plan_segments(const Problem& p, int max_dv) {
   constexpr int64_t kMinSegment = 256;
-  static const int64_t waves = [] {
+  static const int64_t forced_waves = [] {
     const char* env = std::getenv("LIGHTRING_CUDA_WAVES");
     const long long w = env ? std::atoll(env) : 0;
-    return w >= 1 ? static_cast<int64_t>(w) : int64_t{4};
+    return w >= 1 ? static_cast<int64_t>(w) : int64_t{0};
   }();
+  const bool v6 = v6_covers(p.dtype, static_cast<int>(p.qk_dim), max_dv);
+  const int64_t waves = forced_waves ? forced_waves : v6 ? 1 : 4;
   int device = 0, sms = 0;
   LR_CUDA_CHECK(cudaGetDevice(&device));
   LR_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
@@ -85,7 +90,7 @@ SegmentPlan plan_segments(const Problem& p, int max_dv) {
   segs = std::min(segs, std::max<int64_t>(1, p.seqlen / kMinSegment));
   int64_t seg_len = (p.seqlen + segs - 1) / segs;
   // The v6 output pass runs one CTA per SM: whole waves of B·H·slices·G CTAs.
-  if (v6_covers(p.dtype, static_cast<int>(p.qk_dim), max_dv)) {
+  if (v6) {
     const int64_t width = v6_width(max_dv);
     const int64_t base_one = p.batch * p.heads * ((max_dv + width - 1) / width);
     seg_len = whole_wave_seg_len(p.seqlen, base_one, sms, waves,

@@ -19,9 +19,10 @@ namespace lightring::kernels::cuda {
 
 // Lets the memory pool that cudaMallocAsync draws from on the current device keep what is freed
 // (release threshold = max). With the default threshold (0) every synchronisation returns the
-// workspaces' memory to the driver and the next call maps it again: ~0.3 ms per workspace per
-// call, measured as a fixed cost of every forward and backward (bench/NOTES.md, v6). The pool
-// then holds the largest workspace set of the process (B·H·G·D·E·4 bytes per workspace).
+// workspaces' memory to the driver and the next call maps it again (measured on an H200,
+// bench/NOTES.md, v6: forward at B=1 H=32 N=16K 0.905 -> 0.821 ms, at B=1 H=4 N=2048
+// 0.104 -> 0.062 ms). The pool then holds the largest workspace set of the process
+// (B·H·G·D·E·4 bytes per workspace).
 // Once per device; LIGHTRING_CUDA_POOL_RELEASE=1 leaves the threshold as it is.
 void retain_pool_memory();
 
