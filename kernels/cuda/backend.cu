@@ -91,7 +91,7 @@ SegmentPlan plan_segments(const Problem& p, int max_dv) {
   int64_t seg_len = (p.seqlen + segs - 1) / segs;
   // The v6 output pass runs one CTA per SM: whole waves of B·H·slices·G CTAs.
   if (v6) {
-    const int64_t width = v6_width(max_dv);
+    const int64_t width = v6_width(static_cast<int>(p.qk_dim), max_dv);
     const int64_t base_one = p.batch * p.heads * ((max_dv + width - 1) / width);
     seg_len = whole_wave_seg_len(p.seqlen, base_one, sms, waves,
                                  std::max<int64_t>(1, p.seqlen / kMinSegment));

@@ -23,7 +23,8 @@
 //     per vector) instead of run-time divisions.
 // The X update: warp w owns m16 tile w % kMaxKt of X and column group w / kMaxKt
 // (kWarps / kMaxKt groups). The state pass (no output) runs 8 warps, 2 CTAs per SM,
-// three cp.async stages.
+// three cp.async stages. dk in (128, 256] (opt-in, LIGHTRING_CUDA_VARIANT=wide, not yet
+// run on a GPU): 64-column slices, one copy of X and 16 warps in both passes.
 #pragma once
 
 #include <type_traits>
@@ -69,13 +70,23 @@ __device__ __forceinline__ uint32_t scale2(uint32_t r, float a, float b) {
   return pack2<T>(f.x * a, f.y * b);
 }
 
-template <bool kOut>
+// Warps per CTA: 16 for an output pass; 8 for a state pass (2 CTAs per SM), 16 when dk > 128
+// (one m16 tile of X per warp).
+template <bool kOut, int kMaxKt>
 constexpr int warps() {
-  return kOut ? 16 : 8;
+  return kOut || kMaxKt == 16 ? 16 : 8;
+}
+
+// dk > 128 (variant "wide", variant.h): one copy of X (an extra barrier per chunk), 64-column
+// slices.
+template <bool kOut, int kMaxKt>
+constexpr bool single_x() {
+  return kOut && kMaxKt == 16;
 }
 
 // Shared memory of one CTA: kStages × {Q (output pass only), K, V} tiles; then, for an output
-// pass, two copies of X [kMaxKt·16][kEt], P [64][64] and the O staging tile [64][kEt]; λ^0..λ^64.
+// pass, two copies of X [kMaxKt·16][kEt] (one when dk > 128), P [64][64] and the O staging tile
+// [64][kEt]; λ^0..λ^64. At dk = 256, kEt = 64: 2 × 76.8 + 36.9 + 9.2 + 9.2 KB = 209 KB.
 template <typename T, int kEt, int kMaxKt, bool kOut>
 struct Layout {
   static constexpr int kPad = 16 / sizeof(T);
@@ -88,7 +99,7 @@ struct Layout {
   static constexpr int stages = kOut ? 2 : 3;
   static constexpr size_t x_bytes = kOut ? align16(sizeof(T) * kDk * ldx) : 0;
   static constexpr size_t x = stages * stage_bytes;
-  static constexpr size_t p = x + 2 * x_bytes;
+  static constexpr size_t p = x + (single_x<kOut, kMaxKt>() ? 1 : 2) * x_bytes;
   static constexpr size_t o = p + (kOut ? align16(sizeof(T) * kChunk * ldp) : 0);
   static constexpr size_t pw = o + (kOut ? align16(sizeof(T) * kChunk * ldx) : 0);
   static constexpr size_t total = pw + align16(sizeof(float) * (kChunk + 1));
@@ -125,13 +136,16 @@ __device__ __forceinline__ bool aligned16(const T* p, int64_t st) {
   return ((reinterpret_cast<uintptr_t>(p) | static_cast<uintptr_t>(st * sizeof(T))) & 15) == 0;
 }
 
-// kMaxKt: an upper bound on roundup(dk, 16) / 16 (4 or 8). kEt: dv columns per CTA (64 or 128).
+// kMaxKt: an upper bound on roundup(dk, 16) / 16 (4, 8, or 16 with kEt = 64). kEt: dv columns per
+// CTA (64 or 128).
 template <typename T, int kEt, int kMaxKt, bool kOut>
-__global__ void __launch_bounds__(warps<kOut>() * 32, kOut ? 1 : 2)
+__global__ void __launch_bounds__(warps<kOut, kMaxKt>() * 32, warps<kOut, kMaxKt>() == 16 ? 1 : 2)
     scan_kernel(const ScanParams p) {
   static_assert(sizeof(T) == 2, "v6 covers 16-bit inputs");
-  static_assert(kMaxKt == 4 || kMaxKt == 8, "dk <= 64 or dk <= 128");
-  constexpr int kWarps = warps<kOut>(), kThreads = kWarps * 32;
+  static_assert(kMaxKt == 4 || kMaxKt == 8 || (kMaxKt == 16 && kEt == 64),
+                "dk <= 64, dk <= 128, or dk <= 256 with 64-column slices");
+  constexpr int kWarps = warps<kOut, kMaxKt>(), kThreads = kWarps * 32;
+  constexpr bool kSingleX = single_x<kOut, kMaxKt>();
   using Lay = Layout<T, kEt, kMaxKt, kOut>;
   constexpr int kXg = kWarps / kMaxKt;  // column groups of X
   constexpr int kXNt = kEt / kXg / 8;   // n8 tiles of X per warp
@@ -258,7 +272,8 @@ __global__ void __launch_bounds__(warps<kOut>() * 32, kOut ? 1 : 2)
 
     if constexpr (kOut) {
       const T* sQ = reinterpret_cast<const T*>(base + Lay::q);
-      const T* sX = reinterpret_cast<const T*>(smem + Lay::x + (c % 2) * Lay::x_bytes);
+      const T* sX =
+          reinterpret_cast<const T*>(smem + Lay::x + (kSingleX ? 0 : c % 2) * Lay::x_bytes);
       T* sP = reinterpret_cast<T*>(smem + Lay::p);
       // P tile (rg, cq) = c_intra·(Q Kᵀ ⊙ M), rows r0 + [0, 16), columns 16cq + [0, 16).
       if (cq <= rg) {
@@ -366,7 +381,12 @@ __global__ void __launch_bounds__(warps<kOut>() * 32, kOut ? 1 : 2)
         }
       }
     }
-    if constexpr (kOut) store_x((c + 1) % 2);
+    if constexpr (kSingleX) {
+      __syncthreads();  // every warp has read the one copy of X for this chunk (Q X above)
+      store_x(0);
+    } else if constexpr (kOut) {
+      store_x((c + 1) % 2);
+    }
   }
 
   if (p.state_out.ptr && x_rows) {
@@ -393,26 +413,27 @@ void launch(ScanParams p, cudaStream_t stream) {
   const int num_slices = (p.dv + kEt - 1) / kEt;
   const dim3 grid(num_slices * p.num_segs, static_cast<unsigned>(p.batch * p.heads));
   LR_CHECK(grid.y <= 65535u, "CUDA scan: batch*heads must be <= 65535 (got ", grid.y, ")");
-  kernel<<<grid, warps<kOut>() * 32, Lay::total, stream>>>(p);
+  kernel<<<grid, warps<kOut, kMaxKt>() * 32, Lay::total, stream>>>(p);
   LR_CUDA_CHECK_LAUNCH("scan_kernel v6");
 }
 
-template <typename T, int kEt>
-void launch_width(const ScanParams& p, cudaStream_t stream) {
-  const bool small = round_up(p.dk, 16) / 16 <= 4;
-  if (p.o) {
-    small ? launch<T, kEt, 4, true>(p, stream) : launch<T, kEt, 8, true>(p, stream);
-  } else {
-    small ? launch<T, kEt, 4, false>(p, stream) : launch<T, kEt, 8, false>(p, stream);
-  }
+template <typename T, int kEt, int kMaxKt>
+void launch_pass(const ScanParams& p, cudaStream_t stream) {
+  p.o ? launch<T, kEt, kMaxKt, true>(p, stream) : launch<T, kEt, kMaxKt, false>(p, stream);
 }
 
 // Runs p with the v6 kernels; the caller checked v6_covers(p.dtype, p.dk, p.dv).
 template <typename T>
 void run(const ScanParams& p, cudaStream_t stream) {
-  LR_CHECK(p.dk >= 1 && p.dk <= 128, "CUDA scan v6: dk must be in [1, 128] (got ", p.dk, ")");
-  if (v6_width(p.dv) == 64) return launch_width<T, 64>(p, stream);
-  launch_width<T, 128>(p, stream);
+  LR_CHECK(p.dk >= 1 && p.dk <= 256, "CUDA scan v6: dk must be in [1, 256] (got ", p.dk, ")");
+  const int nkt = round_up(p.dk, 16) / 16;
+  if (nkt > 8) {
+    LR_CHECK(v6_width(p.dk, p.dv) == 64, "CUDA scan v6: dk > 128 needs 64-column slices");
+    return launch_pass<T, 64, 16>(p, stream);
+  }
+  if (v6_width(p.dk, p.dv) == 64)
+    return nkt <= 4 ? launch_pass<T, 64, 4>(p, stream) : launch_pass<T, 64, 8>(p, stream);
+  nkt <= 4 ? launch_pass<T, 128, 4>(p, stream) : launch_pass<T, 128, 8>(p, stream);
 }
 
 }  // namespace lightring::kernels::cuda::v6

@@ -6,7 +6,10 @@
 // to it (removed after their measurement; their notes stay in NOTES.md).
 // LIGHTRING_CUDA_VARIANT=v3 (read once per process) runs the v3 kernels on
 // those shapes instead, so that benchmarks can compare both in one run. fp32
-// inputs (TF32) and dk > 128 always run the v3 kernels.
+// inputs (TF32) always run the v3 kernels, and so does dk > 128 unless
+// LIGHTRING_CUDA_VARIANT=wide: v6 then also runs 128 < dk <= 256 (64-column
+// slices, one copy of X; written without a GPU, NOT yet run on one: the GPU
+// tests and the benchmark run it next to the default, bench/gpu_run.sh).
 #pragma once
 
 #include <cstdlib>
@@ -17,14 +20,15 @@
 
 namespace lightring::kernels::cuda {
 
-enum class Variant { kDefault, kV3 };
+enum class Variant { kDefault, kV3, kWide };
 
 inline Variant variant() {
   static const Variant v = [] {
     const char* env = std::getenv("LIGHTRING_CUDA_VARIANT");
     if (!env || !*env || std::strcmp(env, "default") == 0) return Variant::kDefault;
-    LR_CHECK(std::strcmp(env, "v3") == 0, "LIGHTRING_CUDA_VARIANT must be unset, 'default' or ",
-             "'v3' (got '", env, "')");
+    if (std::strcmp(env, "wide") == 0) return Variant::kWide;
+    LR_CHECK(std::strcmp(env, "v3") == 0, "LIGHTRING_CUDA_VARIANT must be unset, 'default', ",
+             "'v3' or 'wide' (got '", env, "')");
     return Variant::kV3;
   }();
   return v;
@@ -32,12 +36,14 @@ inline Variant variant() {
 
 // Whether the v6 kernels run a scan of this element type and dims.
 inline bool v6_covers(DType dtype, int dk, int /*dv*/) {
-  return variant() == Variant::kDefault && dtype != DType::kFloat32 && dk <= 128;
+  const Variant v = variant();
+  const int max_dk = v == Variant::kWide ? 256 : 128;
+  return v != Variant::kV3 && dtype != DType::kFloat32 && dk <= max_dk;
 }
 
-// dv columns per v6 CTA.
-inline int v6_width(int dv) {
-  return dv <= 64 ? 64 : 128;
+// dv columns per v6 CTA (dk > 128: 64, so that the tiles fit in shared memory).
+inline int v6_width(int dk, int dv) {
+  return dk > 128 || dv <= 64 ? 64 : 128;
 }
 
 }  // namespace lightring::kernels::cuda
