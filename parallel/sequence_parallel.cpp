@@ -45,6 +45,37 @@ ScanSpec make_spec(const kernels::Problem& p, std::vector<int64_t> lengths, bool
   return s;
 }
 
+// The pair this rank sends (step 1): zeros where no rank consumes it, else the pass's local pair,
+// copied into *x when the global boundary state `fold` (S0 on rank 0, G on the last rank) is
+// to be folded into it after the agreement.
+template <typename Pass>
+const float* pair_to_send(Pass& pass, bool consumed, const float* fold, const kernels::Problem& p,
+                          StateBuffer* x) {
+  if (consumed && !fold) return pass.local_state();
+  *x = StateBuffer(p.device, state_count(p), p.stream);
+  if (consumed) {
+    copy_state(p.device, x->data(), pass.local_state(), state_count(p), p.stream);
+  } else {
+    fill_zero(p.device, x->data(), state_count(p), p.stream);
+  }
+  return x->data();
+}
+
+// Step 2: the exclusive scan of the pairs into `out`, between the caller's exchange events.
+Report exchange(comm::Communicator& comm, const Options& options, const ScanSpec& spec,
+                const kernels::Problem& p, const float* pair, float* out) {
+  const size_t bytes = state_count(p) * sizeof(float);
+  Report rep;
+  rep.schedule = choose_schedule(options.schedule, comm.size(), bytes, options.link);
+  rep.message_bytes = bytes;
+  const auto t0 = Clock::now();
+  record_event(p.device, options.exchange_begin_event, p.stream);
+  rep.messages = exclusive_scan(comm, rep.schedule, spec, pair, out);
+  record_event(p.device, options.exchange_end_event, p.stream);
+  rep.exchange_ms = ms_since(t0);
+  return rep;
+}
+
 }  // namespace
 
 Report forward(comm::Communicator& comm, const kernels::ForwardParams& p, float* s_in,
@@ -61,6 +92,7 @@ Report forward(comm::Communicator& comm, const kernels::ForwardParams& p, float*
   //    schedule only forwards it to positions >= P) and never asks for A (on
   //    backends that compute it on demand, no pass over K and V runs for it).
   const bool pair_consumed = r != P - 1;
+  const float* fold = first ? p.initial_state : nullptr;
   LocalInput in{&p, "", p.initial_state != nullptr, false};
   std::optional<kernels::ForwardPass> pass;
   StateBuffer x;  // the pair sent, when it is not A_r itself
@@ -69,38 +101,20 @@ Report forward(comm::Communicator& comm, const kernels::ForwardParams& p, float*
     LR_CHECK(s_in != nullptr, "forward: s_in must point to a [B,H,D,E] fp32 buffer");
     check_memory_space(comm, p);
     pass.emplace(p);
-    if (!pair_consumed) {
-      x = StateBuffer(p.device, state_count(p), p.stream);
-      fill_zero(p.device, x.data(), state_count(p), p.stream);
-      pair = x.data();
-    } else if (first && p.initial_state) {
-      x = StateBuffer(p.device, state_count(p), p.stream);
-      copy_state(p.device, x.data(), pass->local_state(), state_count(p), p.stream);
-      pair = x.data();
-    } else {
-      pair = pass->local_state();
-    }
+    pair = pair_to_send(*pass, pair_consumed, fold, p, &x);
   } catch (const Error& e) {
     in.error = e.what();
   }
   const ScanSpec spec = make_spec(p, agree_on_shapes(comm, in, "forward"), /*reverse=*/false);
-  const size_t count = state_count(p);
 
   // Fold the global S0 into rank 0's pair: X_0 = a_0·S0 + A_0.
-  if (first && p.initial_state && pair_consumed)
-    axpy_decay(p.device, x.data(), p.initial_state, p.decay, p.batch, p.heads, spec.per_head,
-               p.seqlen, p.stream);
+  if (fold && pair_consumed)
+    axpy_decay(p.device, x.data(), fold, p.decay, p.batch, p.heads, spec.per_head, p.seqlen,
+               p.stream);
 
   // 2. S_in(r) = exclusive prefix.
-  Report rep;
-  rep.schedule = choose_schedule(options.schedule, P, count * sizeof(float), options.link);
-  rep.message_bytes = count * sizeof(float);
-  const auto t0 = Clock::now();
-  record_event(p.device, options.exchange_begin_event, p.stream);
-  rep.messages = exclusive_scan(comm, rep.schedule, spec, pair, s_in);
-  record_event(p.device, options.exchange_end_event, p.stream);
-  rep.exchange_ms = ms_since(t0);
-  if (first && p.initial_state) copy_state(p.device, s_in, p.initial_state, count, p.stream);
+  const Report rep = exchange(comm, options, spec, p, pair, s_in);
+  if (fold) copy_state(p.device, s_in, fold, state_count(p), p.stream);
 
   // 3. Phase 2 from S_in(r): the output pass; its final state is S_out(r),
   //    the global final state on the last rank.
@@ -120,6 +134,7 @@ Report backward(comm::Communicator& comm, const kernels::BackwardParams& p,
   //    suffix is exclusive: no rank consumes rank 0's pair (dS0 comes from rank
   //    0's own phase 2), so rank 0 contributes zeros and never asks for C.
   const bool pair_consumed = r != 0;
+  const float* fold = last ? p.d_final_state : nullptr;
   LocalInput in{&p, "", false, p.d_final_state != nullptr};
   std::optional<kernels::BackwardPass> pass;
   StateBuffer x;  // the pair sent, when it is not C_r itself
@@ -127,38 +142,20 @@ Report backward(comm::Communicator& comm, const kernels::BackwardParams& p,
   try {
     check_memory_space(comm, p);
     pass.emplace(p);
-    if (!pair_consumed) {
-      x = StateBuffer(p.device, state_count(p), p.stream);
-      fill_zero(p.device, x.data(), state_count(p), p.stream);
-      pair = x.data();
-    } else if (last && p.d_final_state) {
-      x = StateBuffer(p.device, state_count(p), p.stream);
-      copy_state(p.device, x.data(), pass->local_state(), state_count(p), p.stream);
-      pair = x.data();
-    } else {
-      pair = pass->local_state();
-    }
+    pair = pair_to_send(*pass, pair_consumed, fold, p, &x);
   } catch (const Error& e) {
     in.error = e.what();
   }
   const ScanSpec spec = make_spec(p, agree_on_shapes(comm, in, "backward"), /*reverse=*/true);
-  const size_t count = state_count(p);
 
   // Fold the global G into the last rank's pair: X_{P-1} = a_{P-1}·G + C_{P-1}.
-  if (last && p.d_final_state && pair_consumed)
-    axpy_decay(p.device, x.data(), p.d_final_state, p.decay, p.batch, p.heads, spec.per_head,
-               p.seqlen, p.stream);
+  if (fold && pair_consumed)
+    axpy_decay(p.device, x.data(), fold, p.decay, p.batch, p.heads, spec.per_head, p.seqlen,
+               p.stream);
 
   // 2. dS_out(r) = exclusive suffix (right to left).
-  Report rep;
-  rep.schedule = choose_schedule(options.schedule, P, count * sizeof(float), options.link);
-  rep.message_bytes = count * sizeof(float);
-  StateBuffer ds_out(p.device, count, p.stream);
-  const auto t0 = Clock::now();
-  record_event(p.device, options.exchange_begin_event, p.stream);
-  rep.messages = exclusive_scan(comm, rep.schedule, spec, pair, ds_out.data());
-  record_event(p.device, options.exchange_end_event, p.stream);
-  rep.exchange_ms = ms_since(t0);
+  StateBuffer ds_out(p.device, state_count(p), p.stream);
+  const Report rep = exchange(comm, options, spec, p, pair, ds_out.data());
 
   // 3. Phase 2 from dS_out(r): dV and dK; d_initial_state is
   //    dS_in(r) = a_r·dS_out(r) + C_r, the global dS0 on rank 0.
