@@ -156,6 +156,23 @@ __device__ __forceinline__ void mma<float>(float* c, const uint32_t* a, const ui
   }
 }
 
+// ---- one k16 step of a 16 × 16·kPairs block ---------------------------------------
+
+// acc[2j], acc[2j + 1] += a · B[k0, k0 + 16)[n0 + 16j, n0 + 16j + 16) for j < kPairs, with B
+// read from s by load_b<T, kTransB> (the same order of loads and mmas as writing it out).
+template <typename T, bool kTransB, int kPairs>
+__device__ __forceinline__ void mma_pairs(float (*acc)[4], const uint32_t* a, const T* s, int ld,
+                                          int k0, int n0) {
+  constexpr int kB = FragSize<T>::kB;
+#pragma unroll
+  for (int j = 0; j < kPairs; ++j) {
+    uint32_t b[2 * kB];
+    load_b<T, kTransB>(b, s, ld, k0, n0 + 16 * j);
+    mma<T>(acc[2 * j], a, b);
+    mma<T>(acc[2 * j + 1], a, b + kB);
+  }
+}
+
 // ---- element conversions -----------------------------------------------------
 
 template <typename T>

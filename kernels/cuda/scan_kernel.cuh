@@ -269,13 +269,7 @@ __global__ void __launch_bounds__(kWarps * 32) scan_kernel(const ScanParams p) {
         if (kt >= nkt) break;
         uint32_t a[kA];
         load_a<T, false>(a, sQ, lay.ldk, r0, kt * 16);
-#pragma unroll
-        for (int np = 0; np < kONt / 2; ++np) {
-          uint32_t bf[2 * kB];
-          load_b<T, true>(bf, sST, lay.ldst, kt * 16, oc0 + np * 16);
-          mma<T>(o[2 * np], a, bf);
-          mma<T>(o[2 * np + 1], a, bf + kB);
-        }
+        mma_pairs<T, true, kONt / 2>(o, a, sST, lay.ldst, kt * 16, oc0);
       }
       const float w0 = p.c_inter * pw[r0 + gq + 1 - p.shift];
       const float w1 = p.c_inter * pw[r0 + gq + 9 - p.shift];
@@ -296,13 +290,7 @@ __global__ void __launch_bounds__(kWarps * 32) scan_kernel(const ScanParams p) {
         if (kt > rg) break;
         uint32_t a[kA];
         load_a<T, false>(a, sP, lay.ldp, r0, kt * 16);
-#pragma unroll
-        for (int np = 0; np < kONt / 2; ++np) {
-          uint32_t bf[2 * kB];
-          load_b<T, true>(bf, sV, lay.ldv, kt * 16, oc0 + np * 16);
-          mma<T>(o[2 * np], a, bf);
-          mma<T>(o[2 * np + 1], a, bf + kB);
-        }
+        mma_pairs<T, true, kONt / 2>(o, a, sV, lay.ldv, kt * 16, oc0);
       }
       // Stage O through P's rows once every reader of P is done, then store this warp's block.
       if constexpr (kCg == 1) {
@@ -362,13 +350,7 @@ __global__ void __launch_bounds__(kWarps * 32) scan_kernel(const ScanParams p) {
       for (int kt = 0; kt < kChunk / 16; ++kt) {
         uint32_t a[kA];
         load_a<T, true>(a, sK, lay.ldk, m0, kt * 16);
-#pragma unroll
-        for (int np = 0; np < kXNt / 2; ++np) {
-          uint32_t bf[2 * kB];
-          load_b<T, true>(bf, sV, lay.ldv, kt * 16, xc0 + np * 16);
-          mma<T>(x[2 * np], a, bf);
-          mma<T>(x[2 * np + 1], a, bf + kB);
-        }
+        mma_pairs<T, true, kXNt / 2>(x, a, sV, lay.ldv, kt * 16, xc0);
       }
 #pragma unroll
       for (int nt = 0; nt < kXNt; ++nt) {

@@ -281,11 +281,9 @@ __global__ void __launch_bounds__(warps<kOut, kMaxKt>() * 32, warps<kOut, kMaxKt
 #pragma unroll
         for (int kt = 0; kt < kMaxKt; ++kt) {
           if (kt >= nkt) break;
-          uint32_t a[4], bf[4];
+          uint32_t a[4];
           load_a<T, false>(a, sQ, Lay::ldk, r0, kt * 16);
-          load_b<T, false>(bf, sK, Lay::ldk, kt * 16, cq * 16);
-          mma<T>(s[0], a, bf);
-          mma<T>(s[1], a, bf + 2);
+          mma_pairs<T, false, 1>(s, a, sK, Lay::ldk, kt * 16, cq * 16);
         }
 #pragma unroll
         for (int j = 0; j < 2; ++j)
@@ -301,13 +299,7 @@ __global__ void __launch_bounds__(warps<kOut, kMaxKt>() * 32, warps<kOut, kMaxKt
         if (kt >= nkt) break;
         uint32_t a[4];
         load_a<T, false>(a, sQ, Lay::ldk, r0, kt * 16);
-#pragma unroll
-        for (int np = 0; np < kQt / 2; ++np) {
-          uint32_t bf[4];
-          load_b<T, true>(bf, sX, Lay::ldx, kt * 16, oc0 + np * 16);
-          mma<T>(o[2 * np], a, bf);
-          mma<T>(o[2 * np + 1], a, bf + 2);
-        }
+        mma_pairs<T, true, kQt / 2>(o, a, sX, Lay::ldx, kt * 16, oc0);
       }
       const float w0 = p.c_inter * pw[r0 + gq + 1 - p.shift];
       const float w1 = p.c_inter * pw[r0 + gq + 9 - p.shift];
@@ -319,19 +311,14 @@ __global__ void __launch_bounds__(warps<kOut, kMaxKt>() * 32, warps<kOut, kMaxKt
         o[nt][3] *= w1;
       }
       named_barrier(1 + rg, 128);  // the row group's P tiles are in shared memory
-                                   // O += P V over the causal k16 steps kk <= rg.
+
+      // O += P V over the causal k16 steps kk <= rg.
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
         if (kk > rg) break;
         uint32_t a[4];
         load_a<T, false>(a, sP, Lay::ldp, r0, kk * 16);
-#pragma unroll
-        for (int np = 0; np < kQt / 2; ++np) {
-          uint32_t bf[4];
-          load_b<T, true>(bf, sV, Lay::ldv, kk * 16, oc0 + np * 16);
-          mma<T>(o[2 * np], a, bf);
-          mma<T>(o[2 * np + 1], a, bf + 2);
-        }
+        mma_pairs<T, true, kQt / 2>(o, a, sV, Lay::ldv, kk * 16, oc0);
       }
       // Stage this warp's 16 × kEq block (only this warp touches it) and store whole vectors.
       T* sO = reinterpret_cast<T*>(smem + Lay::o);
@@ -372,13 +359,7 @@ __global__ void __launch_bounds__(warps<kOut, kMaxKt>() * 32, warps<kOut, kMaxKt
         a[1] = scale2<T>(a[1], gam[kk][0], gam[kk][1]);
         a[2] = scale2<T>(a[2], gam[kk][2], gam[kk][3]);
         a[3] = scale2<T>(a[3], gam[kk][2], gam[kk][3]);
-#pragma unroll
-        for (int np = 0; np < kXNt / 2; ++np) {
-          uint32_t bf[4];
-          load_b<T, true>(bf, sV, Lay::ldv, kk * 16, xc0 + np * 16);
-          mma<T>(x[2 * np], a, bf);
-          mma<T>(x[2 * np + 1], a, bf + 2);
-        }
+        mma_pairs<T, true, kXNt / 2>(x, a, sV, Lay::ldv, kk * 16, xc0);
       }
     }
     if constexpr (kSingleX) {
