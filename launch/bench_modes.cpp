@@ -19,17 +19,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using parallel::Schedule;
 
-double since_ms(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
-double median(std::vector<double> x) {
-  if (x.empty()) return 0.0;
-  std::sort(x.begin(), x.end());
-  const size_t n = x.size();
-  return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
-}
-
 int ceil_log2(int p) {
   int r = 0;
   while ((1 << r) < p) ++r;

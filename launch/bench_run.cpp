@@ -26,17 +26,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double since_ms(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
-double median(std::vector<double> x) {
-  if (x.empty()) return 0.0;
-  std::sort(x.begin(), x.end());
-  const size_t n = x.size();
-  return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
-}
-
 // The local work of parallel::forward + parallel::backward with the exchange
 // (and the shape agreement) skipped: phase 1 of kernels::ForwardPass, its pair
 // where a peer consumes it (every rank but the last), phase 2 from the same
@@ -80,6 +69,17 @@ void agreed(comm::MpiCommunicator& world, const char* what, const std::function<
   if (first == INT_MAX) return;
   if (!error.empty()) LR_THROW(what, " failed: ", error);
   LR_THROW(what, " failed on rank ", first, " (see its message); stopping on every rank");
+}
+
+double since_ms(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+double median(std::vector<double> x) {
+  if (x.empty()) return 0.0;
+  std::sort(x.begin(), x.end());
+  const size_t n = x.size();
+  return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
 }
 
 std::vector<int64_t> split_lengths(int64_t N, int P) {

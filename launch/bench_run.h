@@ -5,6 +5,7 @@
 //   print_model        the cost model of the schedules (no communication)
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <vector>
@@ -30,6 +31,12 @@ struct BenchContext {
 // own message, the others one naming the lowest failing rank), so no rank
 // enters the next collective alone and a local out-of-memory never hangs peers.
 void agreed(comm::MpiCommunicator& world, const char* what, const std::function<void()>& phase);
+
+// Milliseconds since t0 on the steady clock.
+double since_ms(std::chrono::steady_clock::time_point t0);
+
+// The median of x (0 for an empty x).
+double median(std::vector<double> x);
 
 // Shard lengths of a global length over P ranks: ⌊N/P⌋, the last N mod P ranks one more.
 std::vector<int64_t> split_lengths(int64_t N, int P);
