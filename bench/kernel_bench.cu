@@ -29,6 +29,7 @@
 
 #include "common/oracle.h"
 #include "kernels/attention.h"
+#include "launch/bench_fill.h"
 
 namespace {
 
@@ -46,11 +47,9 @@ using lightring::kernels::DType;
 __global__ void fill_kernel(void* x, int64_t n, uint64_t seed, float amp, int kind) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    uint64_t z = seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(i);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    const float u = (static_cast<float>(z >> 40) * (2.0f / 16777216.0f) - 1.0f) * amp;
+    // Uniform on [-amp, amp): lightring-bench's counter hash (variance 1) rescaled.
+    const float u =
+        lightring::launch::bench_value(seed, static_cast<uint64_t>(i)) * (amp / 1.7320508f);
     if (kind == 0) static_cast<float*>(x)[i] = u;
     if (kind == 1) static_cast<__nv_bfloat16*>(x)[i] = __float2bfloat16_rn(u);
     if (kind == 2) static_cast<__half*>(x)[i] = __float2half_rn(u);

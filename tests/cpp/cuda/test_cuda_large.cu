@@ -16,21 +16,16 @@
 #include <vector>
 
 #include "cuda/cuda_runner.h"
+#include "launch/bench_fill.h"
 
 namespace lightring::test {
 namespace {
 
-// x[i] = sd·√3·u(i), u uniform in (-1, 1) from a hash of (seed, i).
+// x[i] = sd·u(i), u uniform on [-√3, √3) (variance 1): lightring-bench's counter hash.
 __global__ void fill_uniform_kernel(__nv_bfloat16* x, int64_t n, uint64_t seed, float sd) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    uint64_t z = seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(i);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    const float u = static_cast<float>(z >> 40) * (2.0f / 16777216.0f) - 1.0f;
-    x[i] = __float2bfloat16_rn(u * sd * 1.7320508f);
-  }
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    x[i] = __float2bfloat16_rn(launch::bench_value(seed, static_cast<uint64_t>(i)) * sd);
 }
 
 void fill_uniform(const DeviceBuffer& b, int64_t n, uint64_t seed, float sd) {
