@@ -187,22 +187,20 @@ void MpiCommunicator::send_recv(const std::vector<SendOp>& sends, const std::vec
   OpClock clock(op_timing(), op_ms_);
   std::vector<MPI_Request> reqs;
   std::vector<int> peers;
-  for (const RecvOp& r : recvs) {
-    LR_CHECK(r.peer >= 0 && r.peer < size_, "send_recv: receive peer ", r.peer,
+  // Checks the peer and returns the request slot of one more operation with it.
+  auto post = [&](int peer, const char* what) {
+    LR_CHECK(peer >= 0 && peer < size_, "send_recv: ", what, " peer ", peer,
              " is not a rank of this group of ", size_);
+    peers.push_back(peer);
     reqs.emplace_back();
-    peers.push_back(r.peer);
+    return &reqs.back();
+  };
+  for (const RecvOp& r : recvs)
     LR_MPI_CHECK(MPI_Irecv(r.data, static_cast<int>(r.count), MPI_FLOAT, r.peer, kTagSendRecv,
-                           comm_, &reqs.back()));
-  }
-  for (const SendOp& s : sends) {
-    LR_CHECK(s.peer >= 0 && s.peer < size_, "send_recv: send peer ", s.peer,
-             " is not a rank of this group of ", size_);
-    reqs.emplace_back();
-    peers.push_back(s.peer);
+                           comm_, post(r.peer, "receive")));
+  for (const SendOp& s : sends)
     LR_MPI_CHECK(MPI_Isend(s.data, static_cast<int>(s.count), MPI_FLOAT, s.peer, kTagSendRecv,
-                           comm_, &reqs.back()));
-  }
+                           comm_, post(s.peer, "send")));
   wait_all(reqs, peers, "send/recv");
 }
 
