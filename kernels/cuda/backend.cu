@@ -5,9 +5,9 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -48,20 +48,22 @@ int64_t whole_wave_seg_len(int64_t seqlen, int64_t base, int64_t sms, int64_t wa
 }  // namespace
 
 void retain_pool_memory() {
-  static std::mutex mu;
-  static std::vector<char> done;  // per device
+  // Bit d: device d's pool is set. Setting it twice (two threads racing) is harmless, so the
+  // fast path of every workspace is one relaxed load; devices >= 64 set it every time.
+  static std::atomic<uint64_t> done{0};
+  static const bool release = [] {
+    const char* env = std::getenv("LIGHTRING_CUDA_POOL_RELEASE");
+    return env && std::string(env) == "1";
+  }();
   int device = 0;
   LR_CUDA_CHECK(cudaGetDevice(&device));
-  std::lock_guard<std::mutex> lock(mu);
-  if (device >= static_cast<int>(done.size())) done.resize(device + 1, 0);
-  if (done[device]) return;
-  done[device] = 1;
-  const char* env = std::getenv("LIGHTRING_CUDA_POOL_RELEASE");
-  if (env && std::string(env) == "1") return;
+  const uint64_t bit = device < 64 ? uint64_t{1} << device : 0;
+  if (release || (done.load(std::memory_order_relaxed) & bit)) return;
   cudaMemPool_t pool;
   LR_CUDA_CHECK(cudaDeviceGetMemPool(&pool, device));
   uint64_t threshold = UINT64_MAX;
   LR_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
+  done.fetch_or(bit, std::memory_order_relaxed);
 }
 
 // G segments of seg_len rows (a multiple of 64, >= kMinSegment unless N is shorter), with
