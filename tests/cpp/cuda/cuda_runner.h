@@ -93,6 +93,30 @@ struct CudaResults {
   std::vector<double> o, final_state, dq, dk, dv, ds0, state_fwd, state_bwd;
 };
 
+// The float64 oracle's value of every output of run_cuda (forward, gradients, local pairs).
+inline CudaResults oracle_results(const Problem& pr) {
+  const Shape& s = pr.shape;
+  const OracleOut ref = oracle_forward(s, pr.qd, pr.kd, pr.vd, pr.decay, pr.scale, pr.s0);
+  const OracleGrad gref =
+      oracle_backward(s, pr.qd, pr.kd, pr.vd, pr.decay, pr.scale, pr.s0, pr.dod, pr.g);
+  CudaResults r{ref.o, ref.final_state, gref.dq, gref.dk, gref.dv, gref.ds0, {}, {}};
+  oracle_local_states(pr, &r.state_fwd, &r.state_bwd);
+  return r;
+}
+
+// Every output of `got` within relative error tol of `want`; `what` names the comparison.
+inline void expect_results_close(const CudaResults& got, const CudaResults& want, double tol,
+                                 const std::string& what) {
+  EXPECT_LT(rel_err(got.o, want.o), tol) << "o " << what;
+  EXPECT_LT(rel_err(got.final_state, want.final_state), tol) << "final_state " << what;
+  EXPECT_LT(rel_err(got.dq, want.dq), tol) << "dq " << what;
+  EXPECT_LT(rel_err(got.dk, want.dk), tol) << "dk " << what;
+  EXPECT_LT(rel_err(got.dv, want.dv), tol) << "dv " << what;
+  EXPECT_LT(rel_err(got.ds0, want.ds0), tol) << "ds0 " << what;
+  EXPECT_LT(rel_err(got.state_fwd, want.state_fwd), tol) << "A (forward local pair) " << what;
+  EXPECT_LT(rel_err(got.state_bwd, want.state_bwd), tol) << "C (backward local pair) " << what;
+}
+
 // Copies every output of run_cuda back to the host as [B,H,N,dim] / state float64.
 inline CudaResults download_results(const Problem& pr, bool bnhd, const DeviceBuffer& o,
                                     const DeviceBuffer& dq, const DeviceBuffer& dk,

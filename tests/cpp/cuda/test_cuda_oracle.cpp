@@ -23,26 +23,12 @@ void check_case(const Shape& s, DType dtype, bool decay_on, bool states, bool bn
                 uint64_t seed) {
   const double scale = states ? 0.75 : 1.0;
   const Problem pr = make_problem(s, dtype, decay_on, states, states, seed, scale);
-  const OracleOut ref = oracle_forward(s, pr.qd, pr.kd, pr.vd, pr.decay, pr.scale, pr.s0);
-  const OracleGrad gref =
-      oracle_backward(s, pr.qd, pr.kd, pr.vd, pr.decay, pr.scale, pr.s0, pr.dod, pr.g);
-  std::vector<double> a_ref, c_ref;
-  oracle_local_states(pr, &a_ref, &c_ref);
-
   CudaResults r;
   {
     ScopedSegLen forced(seg_len);
     r = run_cuda(pr, bnhd);
   }
-  const double tol = cuda_tolerance(dtype);
-  EXPECT_LT(rel_err(r.o, ref.o), tol) << "o";
-  EXPECT_LT(rel_err(r.final_state, ref.final_state), tol) << "final_state";
-  EXPECT_LT(rel_err(r.dq, gref.dq), tol) << "dq";
-  EXPECT_LT(rel_err(r.dk, gref.dk), tol) << "dk";
-  EXPECT_LT(rel_err(r.dv, gref.dv), tol) << "dv";
-  EXPECT_LT(rel_err(r.ds0, gref.ds0), tol) << "ds0";
-  EXPECT_LT(rel_err(r.state_fwd, a_ref), tol) << "local_state kForward";
-  EXPECT_LT(rel_err(r.state_bwd, c_ref), tol) << "local_state kBackward";
+  expect_results_close(r, oracle_results(pr), cuda_tolerance(dtype), "vs float64");
 }
 
 class CudaOracle : public ::testing::TestWithParam<Param> {

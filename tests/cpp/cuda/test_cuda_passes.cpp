@@ -47,29 +47,8 @@ TEST_P(CudaPasses, EqualOneShotAndFloat64) {
   // differs (S0 seeded after the combine instead of before), so the results
   // agree far inside the oracle tolerance.
   const double tol = cuda_tolerance(dtype);
-  const double same = tol / 4;
-  EXPECT_LT(rel_err(two.o, one.o), same) << "o vs one-shot";
-  EXPECT_LT(rel_err(two.final_state, one.final_state), same) << "final_state vs one-shot";
-  EXPECT_LT(rel_err(two.dq, one.dq), same) << "dq vs one-shot";
-  EXPECT_LT(rel_err(two.dk, one.dk), same) << "dk vs one-shot";
-  EXPECT_LT(rel_err(two.dv, one.dv), same) << "dv vs one-shot";
-  EXPECT_LT(rel_err(two.ds0, one.ds0), same) << "ds0 vs one-shot";
-  EXPECT_LT(rel_err(two.state_fwd, one.state_fwd), same) << "A vs local_state";
-  EXPECT_LT(rel_err(two.state_bwd, one.state_bwd), same) << "C vs local_state";
-
-  const OracleOut ref = oracle_forward(s, pr.qd, pr.kd, pr.vd, pr.decay, pr.scale, pr.s0);
-  const OracleGrad gref =
-      oracle_backward(s, pr.qd, pr.kd, pr.vd, pr.decay, pr.scale, pr.s0, pr.dod, pr.g);
-  std::vector<double> a_ref, c_ref;
-  oracle_local_states(pr, &a_ref, &c_ref);
-  EXPECT_LT(rel_err(two.o, ref.o), tol) << "o";
-  EXPECT_LT(rel_err(two.final_state, ref.final_state), tol) << "final_state";
-  EXPECT_LT(rel_err(two.dq, gref.dq), tol) << "dq";
-  EXPECT_LT(rel_err(two.dk, gref.dk), tol) << "dk";
-  EXPECT_LT(rel_err(two.dv, gref.dv), tol) << "dv";
-  EXPECT_LT(rel_err(two.ds0, gref.ds0), tol) << "ds0";
-  EXPECT_LT(rel_err(two.state_fwd, a_ref), tol) << "A = ForwardPass::local_state()";
-  EXPECT_LT(rel_err(two.state_bwd, c_ref), tol) << "C = BackwardPass::local_state()";
+  expect_results_close(two, one, tol / 4, "two-phase vs one-shot");
+  expect_results_close(two, oracle_results(pr), tol, "two-phase vs float64");
 }
 
 std::string param_name(const ::testing::TestParamInfo<Param>& info) {
