@@ -61,7 +61,7 @@ struct ScanParams {
   int num_segs = 1;
   StateRef state_in;   // entering state per segment; ptr nullptr means 0
   StateRef state_out;  // final state of each segment's scan; ptr nullptr to skip
-  int stages = 1;      // set by scan(): shared-memory stages of the Q/K/V tiles (1 or 2)
+  int stages = 1;      // v3 kernels: set by their launcher, cp.async stages of the tiles (1 or 2)
 };
 
 // Launches the scan. Throws lightring::Error on a CUDA error.

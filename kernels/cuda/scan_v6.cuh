@@ -387,7 +387,6 @@ template <typename T, int kEt, int kMaxKt, bool kOut>
 void launch(ScanParams p, cudaStream_t stream) {
   using Lay = Layout<T, kEt, kMaxKt, kOut>;
   static_assert(Lay::total <= scan_detail::kMaxSmem, "v6 tiles exceed shared memory");
-  p.stages = Lay::stages;
   auto* kernel = &scan_kernel<T, kEt, kMaxKt, kOut>;
   LR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                      static_cast<int>(Lay::total)));
