@@ -5,7 +5,7 @@
 #
 #   STEPS=build,sass,test,bench,variants,sanitize,peers bash bench/gpu_run.sh   (run in this order)
 #
-# VARIANTS (default "v3 wide"): the other kernels (kernels/cuda/variant.h), each run by the
+# VARIANTS (default "v3"): the other kernels (kernels/cuda/variant.h), each run by the
 # test, sanitize and variants steps next to the default (LIGHTRING_CUDA_VARIANT=<name>);
 # TEST_VARIANTS / SAN_VARIANTS (default "default $VARIANTS") narrow the test and sanitize steps.
 # BUILD: a build folder; without the build step, one carried from the development machine
@@ -19,7 +19,7 @@ set -uo pipefail
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/lightring-gpu-run}
 STEPS=${STEPS:-build,sass,test,bench,variants,sanitize,peers}
-VARIANTS=${VARIANTS:-v3 wide}
+VARIANTS=${VARIANTS:-v3}
 TEST_VARIANTS=${TEST_VARIANTS:-default $VARIANTS}
 SAN_VARIANTS=${SAN_VARIANTS:-default $VARIANTS}
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}

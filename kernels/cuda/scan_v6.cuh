@@ -23,8 +23,8 @@
 //     per vector) instead of run-time divisions.
 // The X update: warp w owns m16 tile w % kMaxKt of X and column group w / kMaxKt
 // (kWarps / kMaxKt groups). The state pass (no output) runs 8 warps, 2 CTAs per SM,
-// three cp.async stages. dk in (128, 256] (opt-in, LIGHTRING_CUDA_VARIANT=wide, not yet
-// run on a GPU): 64-column slices, one copy of X and 16 warps in both passes.
+// three cp.async stages. dk in (128, 256]: 64-column slices, one copy of X and 16 warps in
+// both passes (2.0x the v3 kernels at D = E = 256, bench/NOTES.md session 3).
 #pragma once
 
 #include <type_traits>
@@ -77,8 +77,7 @@ constexpr int warps() {
   return kOut || kMaxKt == 16 ? 16 : 8;
 }
 
-// dk > 128 (variant "wide", variant.h): one copy of X (an extra barrier per chunk), 64-column
-// slices.
+// dk > 128: one copy of X (an extra barrier per chunk), 64-column slices.
 template <bool kOut, int kMaxKt>
 constexpr bool single_x() {
   return kOut && kMaxKt == 16;

@@ -86,23 +86,21 @@ TEST_F(CudaLayout, BnhdStridesMatchFloat64) {
 }
 
 // LIGHTRING_CUDA_VARIANT selects the kernels of 16-bit scans (bench/gpu_run.sh runs this binary
-// once per variant): v6 for dk <= 128 by default, the 64-column v3 kernels under "v3", and v6 up
-// to dk = 256 under "wide".
+// once per variant): v6 for dk <= 256 by default, the 64-column v3 kernels under "v3".
 TEST(CudaVariant, EnvironmentSelectsTheKernels) {
   using kernels::cuda::Variant;
   const char* env = std::getenv("LIGHTRING_CUDA_VARIANT");
   const std::string name = env ? env : "";
-  const bool v3 = name == "v3", wide = name == "wide";
+  const bool v3 = name == "v3";
   std::printf("[ info     ] LIGHTRING_CUDA_VARIANT=%s\n", env ? env : "(unset)");
-  EXPECT_EQ(kernels::cuda::variant(), v3     ? Variant::kV3
-                                      : wide ? Variant::kWide
-                                             : Variant::kDefault);
+  EXPECT_EQ(kernels::cuda::variant(), v3 ? Variant::kV3 : Variant::kDefault);
   EXPECT_EQ(kernels::cuda::v6_covers(DType::kBFloat16, 128, 128), !v3);
   EXPECT_EQ(kernels::cuda::v6_covers(DType::kFloat16, 48, 80), !v3);
   EXPECT_EQ(kernels::cuda::v6_covers(DType::kBFloat16, 64, 256), !v3);
   EXPECT_FALSE(kernels::cuda::v6_covers(DType::kFloat32, 64, 64));
-  EXPECT_EQ(kernels::cuda::v6_covers(DType::kBFloat16, 192, 192), wide);
-  EXPECT_EQ(kernels::cuda::v6_covers(DType::kFloat16, 256, 128), wide);
+  EXPECT_EQ(kernels::cuda::v6_covers(DType::kBFloat16, 192, 192), !v3);
+  EXPECT_EQ(kernels::cuda::v6_covers(DType::kFloat16, 256, 128), !v3);
+  EXPECT_FALSE(kernels::cuda::v6_covers(DType::kBFloat16, 264, 64));
   EXPECT_EQ(kernels::cuda::v6_width(64, 48), 64);
   EXPECT_EQ(kernels::cuda::v6_width(128, 100), 128);
   EXPECT_EQ(kernels::cuda::v6_width(256, 256), 64);
