@@ -5,7 +5,7 @@
 #
 #   STEPS=build,sass,test,bench,variants,sanitize,peers bash bench/gpu_run.sh   (run in this order)
 #
-# VARIANTS (default "v3"): the other kernels (kernels/cuda/variant.h), each run by the
+# VARIANTS (default "v6 v3"): the other kernels (kernels/cuda/variant.h), each run by the
 # test, sanitize and variants steps next to the default (LIGHTRING_CUDA_VARIANT=<name>);
 # TEST_VARIANTS / SAN_VARIANTS (default "default $VARIANTS") narrow the test and sanitize steps.
 # BUILD: a build folder; without the build step, one carried from the development machine
@@ -19,7 +19,7 @@ set -uo pipefail
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/lightring-gpu-run}
 STEPS=${STEPS:-build,sass,test,bench,variants,sanitize,peers}
-VARIANTS=${VARIANTS:-v3}
+VARIANTS=${VARIANTS:-v6 v3}
 TEST_VARIANTS=${TEST_VARIANTS:-default $VARIANTS}
 SAN_VARIANTS=${SAN_VARIANTS:-default $VARIANTS}
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
@@ -50,16 +50,16 @@ if has sass; then
   LIB="$BUILD/bench/kernel_bench"  # links the kernels statically
   {
     echo "== cuobjdump --dump-resource-usage"
-    cuobjdump --dump-resource-usage "$LIB" | grep -E "Function|REG" | paste - - | grep scan_kernel |
+    cuobjdump --dump-resource-usage "$LIB" | grep -E "Function|REG" | paste - - | grep -E "scan_kernel|output_kernel" |
       sed -E 's/_ZN9lightring7kernels4cuda11scan_detail11scan_kernelI//'
-    echo "== SASS counts per kernel: HMMA LDSM LDGSTS.128 STL LDL"
+    echo "== SASS counts per kernel: HMMA HGMMA LDSM LDGSTS.128 STL LDL WARPGROUP.DEPBAR"
     cuobjdump --dump-sass "$LIB" | awk '
-      /Function : .*scan_kernel/ { if (f) print f, h, l, g, st, ld; f = $3; h = l = g = st = ld = 0 }
-      /HMMA/ { h++ } /LDSM/ { l++ } /LDGSTS.*128/ { g++ } /STL/ { st++ } /LDL/ { ld++ }
-      END { if (f) print f, h, l, g, st, ld }' |
+      /Function : .*(scan_kernel|output_kernel)/ { if (f) print f, h, w, l, g, st, ld, d; f = $3; h = w = l = g = st = ld = d = 0 }
+      /HMMA/ { h++ } /HGMMA/ { w++ } /LDSM/ { l++ } /LDGSTS.*128/ { g++ } /STL/ { st++ } /LDL/ { ld++ } /WARPGROUP.DEPBAR/ { d++ }
+      END { if (f) print f, h, w, l, g, st, ld, d }' |
       sed -E 's/_ZN9lightring7kernels4cuda11scan_detail11scan_kernelI//'
   } >>"$OUT/build.log" 2>&1
-  grep -A40 "== cuobjdump" "$OUT/build.log" | grep -E "Li128|==" | head -20
+  grep -A60 "== cuobjdump" "$OUT/build.log" | grep -E "Li128|v7|==" | head -30
 fi
 
 TEST="$BUILD/tests/cpp/cuda/test_kernels_cuda"
@@ -96,7 +96,7 @@ fi
 # SAN_TIMEOUT seconds (rc 124 then).
 if has sanitize; then
   t0=$(date +%s)
-  F='Short/CudaOracle.MatchesFloat64/N130_D48E80_decay_states_bf16:Short/CudaOracle.MatchesFloat64/N37_D16E16_decay_states_fp32:Short/CudaOracle.MatchesFloat64/N130_D16E16_nodecay_nostates_fp16:CudaLayout.BnhdStridesMatchFloat64'
+  F='CudaLayout.V7ShapesMatchFloat64:Short/CudaOracle.MatchesFloat64/N130_D128E128_decay_states_bf16:Short/CudaOracle.MatchesFloat64/N130_D48E80_decay_states_bf16:Short/CudaOracle.MatchesFloat64/N37_D16E16_decay_states_fp32:Short/CudaOracle.MatchesFloat64/N130_D16E16_nodecay_nostates_fp16:CudaLayout.BnhdStridesMatchFloat64'
   # The variants' kernels at every kMaxKt they instantiate (D = 48 and 128) and a partial slice.
   FV="$F:Short/CudaOracle.MatchesFloat64/N130_D128E128_decay_states_bf16:CudaLayout.WideOddValueDimMatchesFloat64"
   for v in $SAN_VARIANTS; do

@@ -166,6 +166,25 @@ void prefix_states(ScanParams sp, float* ws, const float* init, float* final_out
           sp.decay, init, final_out, stream);
 }
 
+bool sm90a_device() {
+#if defined(LIGHTRING_CUDA_SM90A)
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> known[kMaxDevices] = {};  // 0 unknown, 1 no, 2 yes
+  int device = 0;
+  LR_CUDA_CHECK(cudaGetDevice(&device));
+  if (device < kMaxDevices && known[device].load(std::memory_order_relaxed) != 0)
+    return known[device].load(std::memory_order_relaxed) == 2;
+  int major = 0, minor = 0;
+  LR_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  LR_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  const bool yes = major == 9 && minor == 0;
+  if (device < kMaxDevices) known[device].store(yes ? 2 : 1, std::memory_order_relaxed);
+  return yes;
+#else
+  return false;
+#endif
+}
+
 bool available() {
   int n = 0;
   const bool ok = cudaGetDeviceCount(&n) == cudaSuccess && n > 0;

@@ -86,14 +86,17 @@ TEST_F(CudaLayout, BnhdStridesMatchFloat64) {
 }
 
 // LIGHTRING_CUDA_VARIANT selects the kernels of 16-bit scans (bench/gpu_run.sh runs this binary
-// once per variant): v6 for dk <= 256 by default, the 64-column v3 kernels under "v3".
+// once per variant): v6 for dk <= 256 by default, with v7's output pass for dk <= 128 and
+// 128-column slices on sm_90a; v6 alone under "v6"; the 64-column v3 kernels under "v3".
 TEST(CudaVariant, EnvironmentSelectsTheKernels) {
   using kernels::cuda::Variant;
   const char* env = std::getenv("LIGHTRING_CUDA_VARIANT");
   const std::string name = env ? env : "";
-  const bool v3 = name == "v3";
-  std::printf("[ info     ] LIGHTRING_CUDA_VARIANT=%s\n", env ? env : "(unset)");
-  EXPECT_EQ(kernels::cuda::variant(), v3 ? Variant::kV3 : Variant::kDefault);
+  const bool v3 = name == "v3", v6 = name == "v6";
+  const bool sm90a = kernels::cuda_available() && kernels::cuda::sm90a_device();
+  std::printf("[ info     ] LIGHTRING_CUDA_VARIANT=%s, v7 output pass %s\n", env ? env : "(unset)",
+              !v3 && !v6 && sm90a ? "on" : "off");
+  EXPECT_EQ(kernels::cuda::variant(), v3 ? Variant::kV3 : v6 ? Variant::kV6 : Variant::kDefault);
   EXPECT_EQ(kernels::cuda::v6_covers(DType::kBFloat16, 128, 128), !v3);
   EXPECT_EQ(kernels::cuda::v6_covers(DType::kFloat16, 48, 80), !v3);
   EXPECT_EQ(kernels::cuda::v6_covers(DType::kBFloat16, 64, 256), !v3);
@@ -104,6 +107,31 @@ TEST(CudaVariant, EnvironmentSelectsTheKernels) {
   EXPECT_EQ(kernels::cuda::v6_width(64, 48), 64);
   EXPECT_EQ(kernels::cuda::v6_width(128, 100), 128);
   EXPECT_EQ(kernels::cuda::v6_width(256, 256), 64);
+  if (!kernels::cuda_available()) return;
+  const bool v7 = !v3 && !v6 && sm90a;
+  EXPECT_EQ(kernels::cuda::v7_covers(DType::kBFloat16, 128, 128), v7);
+  EXPECT_EQ(kernels::cuda::v7_covers(DType::kFloat16, 48, 80), v7);
+  EXPECT_FALSE(kernels::cuda::v7_covers(DType::kBFloat16, 64, 64));    // 64-column slices
+  EXPECT_FALSE(kernels::cuda::v7_covers(DType::kBFloat16, 192, 192));  // dk > 128
+  EXPECT_FALSE(kernels::cuda::v7_covers(DType::kFloat32, 128, 128));
+}
+
+// Shapes whose passes run v7's output kernel (dk <= 128, 128-column slices, aligned rows): both
+// of its dk blocks (64, 128), partial slices (dv = 96), two slices (dv = 256), both layouts,
+// partial chunks and both segment regimes; under LIGHTRING_CUDA_VARIANT=v6 the same cases check v6.
+TEST_F(CudaLayout, V7ShapesMatchFloat64) {
+  for (DType dtype : {DType::kBFloat16, DType::kFloat16}) {
+    for (const Dims de : {Dims{128, 96}, Dims{64, 128}, Dims{96, 128}, Dims{128, 256}}) {
+      SCOPED_TRACE(std::string(kernels::dtype_name(dtype)) + " D=" + std::to_string(de.first) +
+                   " E=" + std::to_string(de.second));
+      const uint64_t seed = 200 + de.first + de.second;
+      check_case(Shape{2, 2, 333, de.first, de.second}, dtype, true, true, /*bnhd=*/true, 0, seed);
+      check_case(Shape{1, 3, 333, de.first, de.second}, dtype, true, true, /*bnhd=*/false, 64,
+                 seed + 1);
+      check_case(Shape{1, 2, 1, de.first, de.second}, dtype, false, true, /*bnhd=*/false, 0,
+                 seed + 2);
+    }
+  }
 }
 
 // dv = 100: one partial 128-column slice of the v6 kernels (kernels/cuda/variant.h), two

@@ -1,0 +1,405 @@
+// The v7 output pass (sm_90a): the output scan of scan.h on warpgroup MMAs (wgmma),
+//
+//     O      = c_intra·[(Q Kᵀ) ⊙ M] V + c_inter·diag(λ^{r+1-σ}) Q X
+//     X_next = λ^L X + c_state·Kᵀ diag(λ^{L-1-r+σ}) V
+//
+// for 16-bit inputs with dk <= 128 and 128-column dv slices (variant.h: v7_covers); the state
+// pass, the combine and every other shape keep the v6 kernels. Why (bench/NOTES.md, v6 and
+// v7): v6's output pass was bound by shared-memory bandwidth (ldmatrix of every mma.sync
+// fragment, L1 74%, issue slots 45%); wgmma reads B (and A when it is in shared memory) once
+// per 64-row warpgroup tile straight from shared memory, cutting that traffic ~2.5x.
+//
+// One CTA = two warpgroups (256 threads) owns one (b·h, segment, 128-column dv slice), like v6.
+// Per 64-row chunk, warpgroup g (warp w = 0..3 of it holds chunk rows 16w + [0, 16)):
+//   S   = Q Kᵀ                  m64n64,  8 (dk = 128) k16 steps, A and B in shared memory
+//   O   = Q X[:, 64g + [0, 64)]  m64n64,  B = X's element-type copy (N-major)
+//   X_g = λ^L X_g + (Kᵀ Γ) V     m64n128, 4 k16 steps, A = Kᵀ rows 64g.. (ldmatrix.trans into
+//                                registers, scaled by Γ there), B = V (N-major)
+//   P   = c_intra·S ⊙ M·λ^{r-r'} in registers (decay factors of the thread's 32 elements are
+//                                computed once per CTA), converted to A fragments
+//   O   = diag(c_inter λ^{r+1-σ})·O + P V[:, 64g..]   m64n64, A = P in registers
+// Both warpgroups compute S (64×64×128, 1/7 of the MMA work) so that P never leaves registers.
+// With dk <= 64 each warpgroup owns all 64 rows of X and 64 of its columns instead.
+// X stays fp32 in registers for the whole segment; its element-type copy (double-buffered,
+// written after the update) is the B operand of the next chunk's Q X. Tiles are stored in the
+// 128-byte swizzled layout of wgmma.cuh ([64-column block][row][64]), loaded with 16-byte
+// cp.async (two stages), so inputs must be 16-byte aligned (rows and strides; else v6 runs).
+// One CTA barrier per chunk; O is staged per warp through shared memory for 16-byte stores.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "kernels/cuda/scan_v6.cuh"
+#include "kernels/cuda/wgmma.cuh"
+
+namespace lightring::kernels::cuda::v7 {
+
+using namespace wgmma;
+using v6::pack2;
+using v6::scale2;
+
+constexpr int kThreads = 256;  // two warpgroups
+
+// Byte offset of element (r, c) in a swizzled tile of kRows rows stored as
+// [64-column block][kRows][64] (wgmma.cuh: 16-byte chunk (c % 64) / 8 of row r at chunk ^ r % 8).
+template <int kRows>
+__device__ __forceinline__ uint32_t sw(int r, int c) {
+  return (c >> 6) * (kRows * 128) + r * 128 + ((((c & 63) >> 3) ^ (r & 7)) << 4) + (c & 7) * 2;
+}
+
+// Shared memory of one CTA (offsets from a 1024-byte aligned base): kStages × {Q (output pass
+// only), K [64][kDk], V [64][kEt]} swizzled; for the output pass two copies of X [kDk][kEt]
+// swizzled and the O staging tile [64][kEt + 8]; λ^0..λ^64. kDk = kEt = 128: output pass
+// 3 × 48 + 64 + 17 KB = 226 KB; state pass 4 × 32 KB = 128 KB.
+template <int kDk, int kEt, int kStages, bool kOut>
+struct Layout {
+  static constexpr uint32_t q = 0, k = q + (kOut ? kDk * 128 : 0), v = k + kDk * 128;
+  static constexpr uint32_t stage_bytes = v + kEt * 128;
+  static constexpr uint32_t x = kStages * stage_bytes;
+  static constexpr uint32_t x_bytes = kOut ? kEt / 64 * kDk * 128 : 0;
+  static constexpr int ldo = kEt + 8;
+  static constexpr uint32_t o = x + 2 * x_bytes;
+  static constexpr uint32_t pw = o + (kOut ? 2 * kChunk * ldo : 0);
+  static constexpr size_t total = pw + sizeof(float) * 80 + 1024;  // + slack to align the base
+};
+
+// cp.async stages: the output pass fits three at dk = 128 (measured 4% faster than two at
+// B=1 H=32 N=64K-256K, bench/NOTES.md); the state pass (32 KB per stage, memory-bound) keeps
+// three chunks in flight with four. One CTA per SM for both (the state pass spills at the 128
+// registers two CTAs would allow).
+template <bool kOut>
+constexpr int stages() {
+  return kOut ? 3 : 4;
+}
+
+// Rows [0, L) of an operand (row 0 at `rows`, stride st elements, 16-byte aligned), columns
+// col0 + [0, ncols), into a swizzled [64][kCols] tile; zero past ncols and L.
+template <typename T, int kCols>
+__device__ __forceinline__ void load_tile(unsigned char* s, const T* rows, int64_t st, int L,
+                                          int col0, int ncols) {
+  constexpr int kRowVecs = kCols / 8, kTotal = kChunk * kRowVecs;
+  static_assert(kTotal % kThreads == 0, "whole vectors per thread");
+#pragma unroll
+  for (int i = 0; i < kTotal / kThreads; ++i) {
+    const int idx = threadIdx.x + i * kThreads;
+    const int r = idx / kRowVecs, c = (idx % kRowVecs) * 8;
+    const int valid = r < L ? max(0, min(8, ncols - c)) : 0;
+    const T* src = valid > 0 ? rows + r * st + col0 + c : rows;
+    scan_detail::cp_async16(s + sw<kChunk>(r, c), src, valid * static_cast<int>(sizeof(T)));
+  }
+}
+
+// kOut: the output pass (O, and X's final state when asked); else the state pass (X only).
+template <typename T, int kDk, int kEt, bool kOut>
+__global__ void __launch_bounds__(kThreads, 1) scan_kernel(const ScanParams p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  static_assert(sizeof(T) == 2 && kEt == 128 && (kDk == 64 || kDk == 128), "v7 shapes");
+  constexpr int kStages = stages<kOut>();
+  using Lay = Layout<kDk, kEt, kStages, kOut>;
+  constexpr int kKt = kDk / 16;                              // k16 steps of Q Kᵀ and Q X
+  constexpr int kEq = kEt / 2;                               // O columns per warpgroup
+  constexpr int kXN = kDk == 128 ? kEt : kEt / 2;            // X columns per warpgroup
+  extern __shared__ __align__(16) unsigned char smem_raw[];  // aligned to 1024 below
+  unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+  const uint32_t sbase = smem_addr(smem);
+  float* pw = reinterpret_cast<float*>(smem + Lay::pw);
+
+  const int num_slices = (p.dv + kEt - 1) / kEt;
+  const int slice = blockIdx.x % num_slices;
+  const int seg = blockIdx.x / num_slices;
+  const int64_t bh = blockIdx.y;
+  const int64_t b = bh / p.heads, h = bh % p.heads;
+  const int col0 = slice * kEt;
+  const int ncols = min(kEt, p.dv - col0);
+
+  const int wg = threadIdx.x >> 7, wl = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
+  const int gq = lane >> 2, tq = lane & 3;
+  const int row0 = 16 * wl;                   // chunk rows of this warp (S, P, O)
+  const int oc0 = kEq * wg;                   // O columns of this warpgroup
+  const int xr0 = kDk == 128 ? 64 * wg : 0;   // X rows of this warpgroup
+  const int xc0 = kDk == 128 ? 0 : kXN * wg;  // X columns of this warpgroup
+
+  const float s_h = p.decay ? p.decay[h] : 0.0f;
+  for (int n = threadIdx.x; n <= kChunk; n += kThreads) pw[n] = expf(-s_h * static_cast<float>(n));
+  // P = c_intra·S ⊙ M·λ^{i-j}: the factor of S element (j8, e) of this thread, row
+  // i = row0 + gq + 8(e / 2), column j = 8·j8 + 2tq + e % 2 (0 above the diagonal).
+  float pf[8][4];
+  if constexpr (kOut) {
+#pragma unroll
+    for (int j8 = 0; j8 < 8; ++j8)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int d = row0 + gq + 8 * (e >> 1) - (8 * j8 + 2 * tq + (e & 1));
+        pf[j8][e] = d >= 0 ? p.c_intra * expf(-s_h * static_cast<float>(d)) : 0.0f;
+      }
+  }
+  // Γ of the Kᵀ A fragments: k16 step kk, element e at token 16kk + 2tq + 8(e / 2) + e % 2.
+  float gam[4][4];
+  auto gammas = [&](int L, bool from_pw) {
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = kk * 16 + 2 * tq + (e / 2) * 8 + e % 2, n = L - 1 - r + p.shift;
+        const float w = from_pw ? pw[max(n, 0)] : expf(-s_h * static_cast<float>(n));
+        gam[kk][e] = r < L ? p.c_state * w : 0.0f;
+      }
+  };
+  gammas(kChunk, false);
+
+  // X accumulators x[4j + e]: row xr0 + row0 + gq + 8(e / 2), column xc0 + 8j + 2tq + e % 2.
+  float x[kXN / 2];
+#pragma unroll
+  for (int j = 0; j < kXN / 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int i = xr0 + row0 + gq + 8 * (e >> 1), c = xc0 + 8 * j + 2 * tq + (e & 1);
+      float v = 0.0f;
+      if (p.state_in.ptr && i < p.dk && c < ncols) {
+        const StateRef& r = p.state_in;
+        v = r.ptr[bh * r.sbh + seg * r.sg + i * r.si + (col0 + c) * r.sj];
+      }
+      x[4 * j + e] = v;
+    }
+  auto store_x = [&](int buf) {
+    unsigned char* sX = smem + Lay::x + buf * Lay::x_bytes;
+#pragma unroll
+    for (int j = 0; j < kXN / 8; ++j)
+#pragma unroll
+      for (int hf = 0; hf < 2; ++hf) {
+        const int i = xr0 + row0 + gq + 8 * hf, c = xc0 + 8 * j + 2 * tq;
+        store_pair(reinterpret_cast<T*>(sX + sw<kDk>(i, c)), x[4 * j + 2 * hf],
+                   x[4 * j + 2 * hf + 1]);
+      }
+  };
+  if constexpr (kOut) {
+    store_x(0);
+    fence_proxy_async();
+  }
+
+  const T* q_rows = static_cast<const T*>(p.q.ptr) + b * p.q.sb + h * p.q.sh;
+  const T* k_rows = static_cast<const T*>(p.k.ptr) + b * p.k.sb + h * p.k.sh;
+  const T* v_rows = static_cast<const T*>(p.v.ptr) + b * p.v.sb + h * p.v.sh;
+  T* o_rows = kOut ? static_cast<T*>(p.o) + b * p.o_sb + h * p.o_sh : nullptr;
+
+  const int64_t t_begin = seg * p.seg_len;
+  const int64_t t_end = min(p.seqlen, t_begin + p.seg_len);
+  const int num_chunks = static_cast<int>((t_end - t_begin + kChunk - 1) / kChunk);
+  auto issue = [&](int c) {
+    if (c < num_chunks) {
+      const int64_t t0 = t_begin + static_cast<int64_t>(c) * kChunk;
+      const int L = static_cast<int>(min(static_cast<int64_t>(kChunk), t_end - t0));
+      unsigned char* base = smem + (c % kStages) * Lay::stage_bytes;
+      if constexpr (kOut)
+        load_tile<T, kDk>(base + Lay::q, q_rows + t0 * p.q.st, p.q.st, L, 0, p.dk);
+      load_tile<T, kDk>(base + Lay::k, k_rows + t0 * p.k.st, p.k.st, L, 0, p.dk);
+      load_tile<T, kEt>(base + Lay::v, v_rows + t0 * p.v.st, p.v.st, L, col0, ncols);
+    }
+    scan_detail::cp_async_commit();
+  };
+#pragma unroll
+  for (int c = 0; c < kStages - 1; ++c) issue(c);
+
+  // Descriptors (wgmma.cuh): K-major tiles advance 32 bytes per k16 step inside a 64-column
+  // block and 64·128 bytes per block; N-major tiles 2048 bytes per k16 step.
+  auto kmajor = [](uint32_t tile, int kt) {
+    return desc_sw128(tile + (kt >> 2) * (kChunk * 128) + (kt & 3) * 32, 16, 1024);
+  };
+  auto nmajor = [](uint32_t tile, int kt, uint32_t block_bytes) {
+    return desc_sw128(tile + kt * 2048, block_bytes, 1024);
+  };
+
+  // X is scaled by λ^L of a chunk before its update is issued, outside the MMA window (ptxas
+  // would otherwise wait for the chunk's first MMAs before the scaling).
+  auto chunk_len = [&](int c) {
+    return static_cast<int>(
+        min(static_cast<int64_t>(kChunk), t_end - t_begin - int64_t{c} * kChunk));
+  };
+  auto scale_x = [&](float w) {
+#pragma unroll
+    for (int i = 0; i < kXN / 2; ++i) x[i] *= w;
+  };
+  if (num_chunks > 0) scale_x(expf(-s_h * static_cast<float>(chunk_len(0))));
+
+  float s[32], o[kEq / 2];
+#pragma unroll
+  for (int i = 0; i < 32; ++i) s[i] = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kEq / 2; ++i) o[i] = 0.0f;
+
+  for (int c = 0; c < num_chunks; ++c) {
+    const int64_t t0 = t_begin + static_cast<int64_t>(c) * kChunk;
+    const int L = static_cast<int>(min(static_cast<int64_t>(kChunk), t_end - t0));
+    scan_detail::cp_async_wait<kStages - 2>();
+    fence_proxy_async();
+    // Chunk c's tiles, X copy c % 2 and pw are visible to both proxies; every warpgroup is done
+    // with chunk c - 1 (its MMAs waited for), so its stage and X copy (c + 1) % 2 are free.
+    __syncthreads();
+    issue(c + kStages - 1);
+    if (L < kChunk) gammas(L, true);
+    const uint32_t st = sbase + (c % kStages) * Lay::stage_bytes;
+    const uint32_t xq = sbase + Lay::x + (c & 1) * Lay::x_bytes;
+
+    // Output pass, group 1: S = Q Kᵀ; group 2: O = Q X (this warpgroup's columns).
+    if constexpr (kOut) {
+      wgmma_fence();
+#pragma unroll
+      for (int kt = 0; kt < kKt; ++kt)
+        wgmma_ss<T, 64, 0>(s, kmajor(st + Lay::q, kt), kmajor(st + Lay::k, kt), kt > 0);
+      wgmma_commit();
+#pragma unroll
+      for (int kt = 0; kt < kKt; ++kt)
+        wgmma_ss<T, kEq, 1>(o, kmajor(st + Lay::q, kt),
+                            nmajor(xq + (oc0 >> 6) * kDk * 128, kt, kDk * 128), kt > 0);
+      wgmma_commit();
+    }
+
+    // Group 3 (the state pass: its only group): X = λ^L X + (Kᵀ Γ) V (X was scaled by λ^L at the
+    // end of the previous chunk, where no MMA is in flight), Γ applied to the Kᵀ fragments in
+    // registers.
+    uint32_t ka[4][4];
+    {
+      const unsigned char* sK = smem + (c % kStages) * Lay::stage_bytes + Lay::k;
+      const int mi = lane >> 3, rr = lane & 7;
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        ldsm_x4_trans(ka[kk],
+                      sK + sw<kChunk>(16 * kk + 8 * (mi >> 1) + rr, xr0 + row0 + 8 * (mi & 1)));
+        ka[kk][0] = scale2<T>(ka[kk][0], gam[kk][0], gam[kk][1]);
+        ka[kk][1] = scale2<T>(ka[kk][1], gam[kk][0], gam[kk][1]);
+        ka[kk][2] = scale2<T>(ka[kk][2], gam[kk][2], gam[kk][3]);
+        ka[kk][3] = scale2<T>(ka[kk][3], gam[kk][2], gam[kk][3]);
+      }
+    }
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk)
+      wgmma_rs<T, kXN, 1>(
+          x, ka[kk], nmajor(st + Lay::v + (xc0 >> 6) * (kChunk * 128), kk, kChunk * 128), true);
+    wgmma_commit();
+
+    if constexpr (kOut) {
+      // P from S (group 1) into A fragments: k16 step kk covers S columns 16kk + [0, 16).
+      wgmma_wait<2>();
+      fence_regs<32>(s);
+      uint32_t pa[4][4];
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const int j8 = 2 * kk + half;
+          pa[kk][2 * half] = pack2<T>(s[4 * j8] * pf[j8][0], s[4 * j8 + 1] * pf[j8][1]);
+          pa[kk][2 * half + 1] = pack2<T>(s[4 * j8 + 2] * pf[j8][2], s[4 * j8 + 3] * pf[j8][3]);
+        }
+      // O rows scaled by c_inter·λ^{r+1-σ} (group 2), then group 4: O += P V.
+      wgmma_wait<1>();
+      fence_regs<kEq / 2>(o);
+      const float w0 = p.c_inter * pw[row0 + gq + 1 - p.shift];
+      const float w1 = p.c_inter * pw[row0 + gq + 9 - p.shift];
+#pragma unroll
+      for (int j = 0; j < kEq / 8; ++j) {
+        o[4 * j] *= w0;
+        o[4 * j + 1] *= w0;
+        o[4 * j + 2] *= w1;
+        o[4 * j + 3] *= w1;
+      }
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk)
+        wgmma_rs<T, kEq, 1>(
+            o, pa[kk], nmajor(st + Lay::v + (oc0 >> 6) * (kChunk * 128), kk, kChunk * 128), true);
+      wgmma_commit();
+      wgmma_wait<0>();
+      fence_regs<kEq / 2>(o);
+    } else {
+      wgmma_wait<0>();
+    }
+    fence_regs<kXN / 2>(x);
+
+    // X's copy for the next chunk (the buffer chunk c - 1 read; the barrier above freed it).
+    if constexpr (kOut) {
+      store_x((c + 1) & 1);
+      fence_proxy_async();
+    }
+    if (c + 1 < num_chunks) scale_x(pw[chunk_len(c + 1)]);
+    if constexpr (!kOut) continue;
+
+    // Stage this warp's 16 × kEq block of O (only this warp touches it) and store whole vectors.
+    T* sO = reinterpret_cast<T*>(smem + Lay::o);
+#pragma unroll
+    for (int j = 0; j < kEq / 8; ++j) {
+      const int cc = oc0 + 8 * j + 2 * tq;
+      store_pair(sO + (row0 + gq) * Lay::ldo + cc, o[4 * j], o[4 * j + 1]);
+      store_pair(sO + (row0 + gq + 8) * Lay::ldo + cc, o[4 * j + 2], o[4 * j + 3]);
+    }
+    __syncwarp();
+    constexpr int kVec = 8, kRowVecs = kEq / kVec;
+#pragma unroll
+    for (int idx = lane; idx < 16 * kRowVecs; idx += 32) {
+      const int r = row0 + idx / kRowVecs, cc = oc0 + (idx % kRowVecs) * kVec;
+      if (r >= L || cc >= ncols) continue;
+      T* dst = o_rows + (t0 + r) * p.o_st + col0 + cc;
+      const T* src = sO + r * Lay::ldo + cc;
+      if (cc + kVec <= ncols && (reinterpret_cast<uintptr_t>(dst) & 15) == 0) {
+        *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
+      } else {
+        for (int e = 0; e < kVec && cc + e < ncols; ++e) dst[e] = src[e];
+      }
+    }
+  }
+
+  if (p.state_out.ptr) {
+    const StateRef& r = p.state_out;
+#pragma unroll
+    for (int j = 0; j < kXN / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int i = xr0 + row0 + gq + 8 * (e >> 1), cc = xc0 + 8 * j + 2 * tq + (e & 1);
+        if (i < p.dk && cc < ncols)
+          r.ptr[bh * r.sbh + seg * r.sg + i * r.si + (col0 + cc) * r.sj] = x[4 * j + e];
+      }
+  }
+#else
+  __trap();  // launched only on sm_90a builds and devices (sm90a_device())
+#endif
+}
+
+template <typename T, int kDk, bool kOut>
+void launch(const ScanParams& p, cudaStream_t stream) {
+  using Lay = Layout<kDk, 128, stages<kOut>(), kOut>;
+  static_assert(Lay::total <= scan_detail::kMaxSmem, "v7 tiles exceed shared memory");
+  auto* kernel = &scan_kernel<T, kDk, 128, kOut>;
+  LR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     static_cast<int>(Lay::total)));
+  const int num_slices = (p.dv + 127) / 128;
+  const dim3 grid(num_slices * p.num_segs, static_cast<unsigned>(p.batch * p.heads));
+  LR_CHECK(grid.y <= 65535u, "CUDA scan: batch*heads must be <= 65535 (got ", grid.y, ")");
+  kernel<<<grid, kThreads, Lay::total, stream>>>(p);
+  LR_CUDA_CHECK_LAUNCH("scan_kernel v7");
+}
+
+// Whether every row of the operand starts 16-byte aligned (its pointer and strides).
+inline bool aligned16(const void* ptr, int64_t sb, int64_t sh, int64_t st) {
+  const auto bits = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(ptr)) |
+                    static_cast<uint64_t>(sb * 2) | static_cast<uint64_t>(sh * 2) |
+                    static_cast<uint64_t>(st * 2);
+  return (bits & 15) == 0;
+}
+
+// Runs p (output or state pass) with the v7 kernels when they cover it (v7_covers and 16-byte
+// aligned rows of k, v and, for an output pass, q); returns false otherwise (the caller runs v6).
+template <typename T>
+bool run(const ScanParams& p, cudaStream_t stream) {
+  if (!v7_covers(p.dtype, p.dk, p.dv)) return false;
+  if ((p.o && !aligned16(p.q.ptr, p.q.sb, p.q.sh, p.q.st)) ||
+      !aligned16(p.k.ptr, p.k.sb, p.k.sh, p.k.st) || !aligned16(p.v.ptr, p.v.sb, p.v.sh, p.v.st))
+    return false;
+  if (p.dk <= 64) {
+    p.o ? launch<T, 64, true>(p, stream) : launch<T, 64, false>(p, stream);
+  } else {
+    p.o ? launch<T, 128, true>(p, stream) : launch<T, 128, false>(p, stream);
+  }
+  return true;
+}
+
+}  // namespace lightring::kernels::cuda::v7

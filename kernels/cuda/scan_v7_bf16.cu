@@ -1,0 +1,11 @@
+// The v7 scan kernels (variant.h, scan_v7.cuh) for bf16 inputs, instantiated in its own file
+// (parallel builds).
+#include "kernels/cuda/scan_v7.cuh"
+
+namespace lightring::kernels::cuda {
+
+bool scan_v7_bf16(const ScanParams& p, cudaStream_t stream) {
+  return v7::run<__nv_bfloat16>(p, stream);
+}
+
+}  // namespace lightring::kernels::cuda
