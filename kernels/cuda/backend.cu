@@ -91,11 +91,13 @@ SegmentPlan plan_segments(const Problem& p, int max_dv) {
   int64_t segs = std::max<int64_t>(1, (waves * sms + base - 1) / base);
   segs = std::min(segs, std::max<int64_t>(1, p.seqlen / kMinSegment));
   int64_t seg_len = (p.seqlen + segs - 1) / segs;
-  // The v6 output pass runs one CTA per SM: whole waves of B·H·slices·G CTAs.
+  // The v6 output pass runs one CTA per SM, and so does v7's with 128-column slices; v7 with
+  // 64-column slices (one warpgroup) runs two: whole waves of B·H·slices·G CTAs.
   if (v6) {
-    const int64_t width = v6_width(static_cast<int>(p.qk_dim), max_dv);
+    const int width = v6_width(static_cast<int>(p.qk_dim), max_dv);
     const int64_t base_one = p.batch * p.heads * ((max_dv + width - 1) / width);
-    seg_len = whole_wave_seg_len(p.seqlen, base_one, sms, waves,
+    const bool two_per_sm = width == 64 && v7_covers(p.dtype, static_cast<int>(p.qk_dim), max_dv);
+    seg_len = whole_wave_seg_len(p.seqlen, base_one, two_per_sm ? 2 * sms : sms, waves,
                                  std::max<int64_t>(1, p.seqlen / kMinSegment));
   }
   if (const char* env = std::getenv("LIGHTRING_CUDA_SEG_LEN")) {

@@ -3,13 +3,14 @@
 //     O      = c_intra·[(Q Kᵀ) ⊙ M] V + c_inter·diag(λ^{r+1-σ}) Q X
 //     X_next = λ^L X + c_state·Kᵀ diag(λ^{L-1-r+σ}) V
 //
-// for 16-bit inputs with dk <= 128 and 128-column dv slices (variant.h: v7_covers); the state
-// pass, the combine and every other shape keep the v6 kernels. Why (bench/NOTES.md, v6 and
-// v7): v6's output pass was bound by shared-memory bandwidth (ldmatrix of every mma.sync
-// fragment, L1 74%, issue slots 45%); wgmma reads B (and A when it is in shared memory) once
-// per 64-row warpgroup tile straight from shared memory, cutting that traffic ~2.5x.
+// and the state pass (X only) for 16-bit inputs with dk <= 128 and 128-column dv slices, or
+// dk <= 64 and 64-column slices (variant.h: v7_covers); every other shape keeps the v6 kernels. Why
+// (bench/NOTES.md, v6 and v7): v6's output pass was bound by shared-memory bandwidth (ldmatrix of
+// every mma.sync fragment, L1 74%, issue slots 45%); wgmma reads B (and A when it is in shared
+// memory) once per 64-row warpgroup tile straight from shared memory, cutting that traffic ~2.5x.
 //
-// One CTA = two warpgroups (256 threads) owns one (b·h, segment, 128-column dv slice), like v6.
+// One CTA = two warpgroups (256 threads) owns one (b·h, segment, 128-column dv slice), like v6;
+// with 64-column slices (dk <= 64) one warpgroup owns it and two CTAs share an SM.
 // Per 64-row chunk, warpgroup g (warp w = 0..3 of it holds chunk rows 16w + [0, 16)):
 //   S   = Q Kᵀ                  m64n64,  8 (dk = 128) k16 steps, A and B in shared memory
 //   O   = Q X[:, 64g + [0, 64)]  m64n64,  B = X's element-type copy (N-major)
@@ -38,7 +39,12 @@ using namespace wgmma;
 using v6::pack2;
 using v6::scale2;
 
-constexpr int kThreads = 256;  // two warpgroups
+// Warpgroups per CTA: two for 128-column slices, one for 64-column slices (dk <= 64, dv <= 64:
+// two CTAs per SM instead).
+template <int kEt>
+constexpr int warpgroups() {
+  return kEt / 64;
+}
 
 // Byte offset of element (r, c) in a swizzled tile of kRows rows stored as
 // [64-column block][kRows][64] (wgmma.cuh: 16-byte chunk (c % 64) / 8 of row r at chunk ^ r % 8).
@@ -74,7 +80,7 @@ constexpr int stages() {
 
 // Rows [0, L) of an operand (row 0 at `rows`, stride st elements, 16-byte aligned), columns
 // col0 + [0, ncols), into a swizzled [64][kCols] tile; zero past ncols and L.
-template <typename T, int kCols>
+template <typename T, int kCols, int kThreads>
 __device__ __forceinline__ void load_tile(unsigned char* s, const T* rows, int64_t st, int L,
                                           int col0, int ncols) {
   constexpr int kRowVecs = kCols / 8, kTotal = kChunk * kRowVecs;
@@ -91,14 +97,18 @@ __device__ __forceinline__ void load_tile(unsigned char* s, const T* rows, int64
 
 // kOut: the output pass (O, and X's final state when asked); else the state pass (X only).
 template <typename T, int kDk, int kEt, bool kOut>
-__global__ void __launch_bounds__(kThreads, 1) scan_kernel(const ScanParams p) {
+__global__ void __launch_bounds__(warpgroups<kEt>() * 128, 3 - warpgroups<kEt>())
+    scan_kernel(const ScanParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  static_assert(sizeof(T) == 2 && kEt == 128 && (kDk == 64 || kDk == 128), "v7 shapes");
+  static_assert(
+      sizeof(T) == 2 && (kDk == 64 || (kDk == 128 && kEt == 128)) && (kEt == 64 || kEt == 128),
+      "v7 shapes: dk <= 64 with 64- or 128-column slices, dk <= 128 with 128");
+  constexpr int kWgs = warpgroups<kEt>(), kThreads = kWgs * 128;
   constexpr int kStages = stages<kOut>();
   using Lay = Layout<kDk, kEt, kStages, kOut>;
   constexpr int kKt = kDk / 16;                              // k16 steps of Q Kᵀ and Q X
-  constexpr int kEq = kEt / 2;                               // O columns per warpgroup
-  constexpr int kXN = kDk == 128 ? kEt : kEt / 2;            // X columns per warpgroup
+  constexpr int kEq = kEt / kWgs;                            // O columns per warpgroup (64)
+  constexpr int kXN = kDk == 128 ? kEt : kEt / kWgs;         // X columns per warpgroup
   extern __shared__ __align__(16) unsigned char smem_raw[];  // aligned to 1024 below
   unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
   const uint32_t sbase = smem_addr(smem);
@@ -191,9 +201,9 @@ __global__ void __launch_bounds__(kThreads, 1) scan_kernel(const ScanParams p) {
       const int L = static_cast<int>(min(static_cast<int64_t>(kChunk), t_end - t0));
       unsigned char* base = smem + (c % kStages) * Lay::stage_bytes;
       if constexpr (kOut)
-        load_tile<T, kDk>(base + Lay::q, q_rows + t0 * p.q.st, p.q.st, L, 0, p.dk);
-      load_tile<T, kDk>(base + Lay::k, k_rows + t0 * p.k.st, p.k.st, L, 0, p.dk);
-      load_tile<T, kEt>(base + Lay::v, v_rows + t0 * p.v.st, p.v.st, L, col0, ncols);
+        load_tile<T, kDk, kThreads>(base + Lay::q, q_rows + t0 * p.q.st, p.q.st, L, 0, p.dk);
+      load_tile<T, kDk, kThreads>(base + Lay::k, k_rows + t0 * p.k.st, p.k.st, L, 0, p.dk);
+      load_tile<T, kEt, kThreads>(base + Lay::v, v_rows + t0 * p.v.st, p.v.st, L, col0, ncols);
     }
     scan_detail::cp_async_commit();
   };
@@ -364,18 +374,23 @@ __global__ void __launch_bounds__(kThreads, 1) scan_kernel(const ScanParams p) {
 #endif
 }
 
-template <typename T, int kDk, bool kOut>
+template <typename T, int kDk, int kEt, bool kOut>
 void launch(const ScanParams& p, cudaStream_t stream) {
-  using Lay = Layout<kDk, 128, stages<kOut>(), kOut>;
+  using Lay = Layout<kDk, kEt, stages<kOut>(), kOut>;
   static_assert(Lay::total <= scan_detail::kMaxSmem, "v7 tiles exceed shared memory");
-  auto* kernel = &scan_kernel<T, kDk, 128, kOut>;
+  auto* kernel = &scan_kernel<T, kDk, kEt, kOut>;
   LR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                      static_cast<int>(Lay::total)));
-  const int num_slices = (p.dv + 127) / 128;
+  const int num_slices = (p.dv + kEt - 1) / kEt;
   const dim3 grid(num_slices * p.num_segs, static_cast<unsigned>(p.batch * p.heads));
   LR_CHECK(grid.y <= 65535u, "CUDA scan: batch*heads must be <= 65535 (got ", grid.y, ")");
-  kernel<<<grid, kThreads, Lay::total, stream>>>(p);
+  kernel<<<grid, warpgroups<kEt>() * 128, Lay::total, stream>>>(p);
   LR_CUDA_CHECK_LAUNCH("scan_kernel v7");
+}
+
+template <typename T, int kDk, int kEt>
+void launch_pass(const ScanParams& p, cudaStream_t stream) {
+  p.o ? launch<T, kDk, kEt, true>(p, stream) : launch<T, kDk, kEt, false>(p, stream);
 }
 
 // Whether every row of the operand starts 16-byte aligned (its pointer and strides).
@@ -394,10 +409,10 @@ bool run(const ScanParams& p, cudaStream_t stream) {
   if ((p.o && !aligned16(p.q.ptr, p.q.sb, p.q.sh, p.q.st)) ||
       !aligned16(p.k.ptr, p.k.sb, p.k.sh, p.k.st) || !aligned16(p.v.ptr, p.v.sb, p.v.sh, p.v.st))
     return false;
-  if (p.dk <= 64) {
-    p.o ? launch<T, 64, true>(p, stream) : launch<T, 64, false>(p, stream);
+  if (v6_width(p.dk, p.dv) == 64) {
+    launch_pass<T, 64, 64>(p, stream);  // v7_covers: dk <= 64
   } else {
-    p.o ? launch<T, 128, true>(p, stream) : launch<T, 128, false>(p, stream);
+    p.dk <= 64 ? launch_pass<T, 64, 128>(p, stream) : launch_pass<T, 128, 128>(p, stream);
   }
   return true;
 }

@@ -9,9 +9,10 @@
 // process) runs the v3 kernels on those shapes instead, so that benchmarks can
 // compare both in one run. fp32 inputs (TF32) always run the v3 kernels.
 //
-// v7 (scan_v7.cuh): those scans with dk <= 128 and 128-column slices (output and state passes)
-// run on warpgroup MMAs (wgmma) when the library was built for sm_90a and the device is compute
-// capability 9.0 (H100/H200). LIGHTRING_CUDA_VARIANT=v6 runs v6 there instead (A/B benchmarks).
+// v7 (scan_v7.cuh): those scans with dk <= 128 and 128-column slices, or dk <= 64 and 64-column
+// slices (output and state passes) run on warpgroup MMAs (wgmma) when the library was built for
+// sm_90a and the device is compute capability 9.0 (H100/H200). LIGHTRING_CUDA_VARIANT=v6 runs v6
+// there instead (A/B benchmarks).
 #pragma once
 
 #include <cstdlib>
@@ -50,11 +51,11 @@ inline int v6_width(int dk, int dv) {
 // the current device is compute capability 9.0 (cached per device; kernels/cuda/backend.cu).
 bool sm90a_device();
 
-// Whether the v7 output pass runs a scan of this element type and dims (see above; the launcher
+// Whether the v7 kernels run a scan of this element type and dims (see above; the launcher
 // also needs 16-byte aligned rows, else v6 runs).
 inline bool v7_covers(DType dtype, int dk, int dv) {
-  return variant() == Variant::kDefault && dtype != DType::kFloat32 && dk <= 128 &&
-         v6_width(dk, dv) == 128 && sm90a_device();
+  return variant() == Variant::kDefault && dtype != DType::kFloat32 &&
+         (dk <= 64 || (dk <= 128 && v6_width(dk, dv) == 128)) && sm90a_device();
 }
 
 }  // namespace lightring::kernels::cuda

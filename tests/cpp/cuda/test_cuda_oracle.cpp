@@ -111,17 +111,20 @@ TEST(CudaVariant, EnvironmentSelectsTheKernels) {
   const bool v7 = !v3 && !v6 && sm90a;
   EXPECT_EQ(kernels::cuda::v7_covers(DType::kBFloat16, 128, 128), v7);
   EXPECT_EQ(kernels::cuda::v7_covers(DType::kFloat16, 48, 80), v7);
-  EXPECT_FALSE(kernels::cuda::v7_covers(DType::kBFloat16, 64, 64));    // 64-column slices
+  EXPECT_EQ(kernels::cuda::v7_covers(DType::kBFloat16, 64, 64), v7);  // one warpgroup
+  EXPECT_FALSE(kernels::cuda::v7_covers(DType::kBFloat16, 128, 64));  // dk > 64, 64 columns
   EXPECT_FALSE(kernels::cuda::v7_covers(DType::kBFloat16, 192, 192));  // dk > 128
   EXPECT_FALSE(kernels::cuda::v7_covers(DType::kFloat32, 128, 128));
 }
 
-// Shapes whose passes run v7's output kernel (dk <= 128, 128-column slices, aligned rows): both
-// of its dk blocks (64, 128), partial slices (dv = 96), two slices (dv = 256), both layouts,
+// Shapes whose passes run v7's kernels (dk <= 128 with 128-column slices, dk <= 64 with 64,
+// aligned rows): both dk blocks (64, 128), both slice widths, partial slices (dv = 96, 48), two
+// slices (dv = 256), both layouts,
 // partial chunks and both segment regimes; under LIGHTRING_CUDA_VARIANT=v6 the same cases check v6.
 TEST_F(CudaLayout, V7ShapesMatchFloat64) {
   for (DType dtype : {DType::kBFloat16, DType::kFloat16}) {
-    for (const Dims de : {Dims{128, 96}, Dims{64, 128}, Dims{96, 128}, Dims{128, 256}}) {
+    for (const Dims de : {Dims{128, 96}, Dims{64, 128}, Dims{96, 128}, Dims{128, 256}, Dims{64, 64},
+                          Dims{32, 48}}) {
       SCOPED_TRACE(std::string(kernels::dtype_name(dtype)) + " D=" + std::to_string(de.first) +
                    " E=" + std::to_string(de.second));
       const uint64_t seed = 200 + de.first + de.second;
