@@ -3,7 +3,7 @@ bench/results/kernels-<device>-<yyyymmdd>.json (docs/bench-json.md) and prints
 the Markdown table of bench/README.md.
 
     python3 bench/merge_results.py --run DIR --commit SHA [--variant FILE:NAME ...]
-                                   [--earlier-peers FILE:NOTE ...]
+                                   [--earlier-peers FILE:NOTE ...] [--tag NAME]
 
 DIR holds lightring.jsonl (its first line is the copy-bandwidth ceiling) and
 peers.jsonl. --variant adds lightring rows of another configuration (an
@@ -49,6 +49,7 @@ def main():
     ap.add_argument("--date", default=datetime.date.today().isoformat())
     ap.add_argument("--variant", action="append", default=[])
     ap.add_argument("--earlier-peers", action="append", default=[])
+    ap.add_argument("--tag", default="", help="kernel version in the file name (kernels-<device>-<tag>-<date>)")
     ap.add_argument("--outdir", default=os.path.join(os.path.dirname(__file__), "results"))
     args = ap.parse_args()
 
@@ -73,7 +74,8 @@ def main():
     doc = {"tool": "kernel_bench", "commit": args.commit, "device": device, "date": args.date,
            "world_size": 1, "ceilings": ceilings, "rows": rows}
     slug = device.replace("NVIDIA ", "").replace(" ", "-").lower()
-    out = os.path.join(args.outdir, f"kernels-{slug}-{args.date.replace('-', '')}.json")
+    tag = f"-{args.tag}" if args.tag else ""
+    out = os.path.join(args.outdir, f"kernels-{slug}{tag}-{args.date.replace('-', '')}.json")
     with open(out, "w") as f:
         json.dump(doc, f, indent=1)
         f.write("\n")
