@@ -70,7 +70,8 @@ ROOT_FLAGS=()
 [ "$(id -u)" = 0 ] && ROOT_FLAGS=(--allow-run-as-root)
 PASS=()
 for v in NCCL_NVLS_ENABLE TORCH_SYMM_MEM_DISABLE_MULTICAST NVSHMEM_DISABLE_NVLS OMP_NUM_THREADS \
-         LD_LIBRARY_PATH OMPI_MCA_btl_vader_single_copy_mechanism NCCL_DEBUG; do
+         LD_LIBRARY_PATH OMPI_MCA_btl_vader_single_copy_mechanism NCCL_DEBUG \
+         LIGHTRING_NCCL_MAX_CTAS LIGHTRING_NCCL_LEAN LIGHTRING_CUDA_VARIANT; do
   [ -n "${!v+x}" ] && PASS+=(-x "$v")
 done
 BENCH="$BUILD/launch/lightring-bench"
