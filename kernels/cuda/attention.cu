@@ -26,7 +26,9 @@
 // Decay: `decay` is a device pointer here; its values are copied to the host
 // and checked (finite, >= 0) before any launch, except while the stream is
 // being captured into a CUDA graph (then the check is skipped). A pass checks
-// once, in phase 1.
+// once, in phase 1. The copy synchronises the stream, so by default
+// (LIGHTRING_CHECK_DECAY=once) a decay array is checked the first time its
+// pointer is seen on a device only (segments.h: check_decay).
 #include <cuda_runtime.h>
 
 #include <algorithm>

@@ -77,9 +77,14 @@ struct SegmentPlan {
 // scan has max_dv value columns (backend.cu).
 SegmentPlan plan_segments(const Problem& p, int max_dv);
 
-// Copies the decay rates to the host and checks them (finite, >= 0); skipped
-// while `stream` is being captured. Synchronises `stream`.
+// Copies the decay rates to the host and checks them (finite, >= 0), which synchronises
+// `stream`; skipped while `stream` is being captured. LIGHTRING_CHECK_DECAY=once (default):
+// only the first time a (device, pointer, H) is seen, so that steady-state calls never wait for
+// the GPU (a decay array changed in place later is not re-read); "always": every call.
 void check_decay(const Problem& p, cudaStream_t stream);
+
+// Forgets which decay arrays were checked (tests: a freed array's address may come back).
+void forget_checked_decay();
 
 // Scan params with the problem's sizes, decay and segment plan; views unset.
 ScanParams base_params(const Problem& p, const SegmentPlan& plan);
