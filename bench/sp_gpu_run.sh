@@ -52,7 +52,7 @@ else
   MSGS=4096,16384,65536,262144,1048576,2097152,4194304,16777216
   FINDMAX=(-b 2097152 -e 16777216 --max-seconds "${FINDMAX_S:-100}" --refine 2)
   LASP_LENS=16384,65536,262144
-  ITERS=(-w 2 -n 7)
+  read -r -a ITERS <<<"${SP_ITERS:--w 2 -n 7}"  # SP_ITERS overrides
   XITERS=(-w 10 -n 100)
 fi
 

@@ -133,19 +133,20 @@ class BackwardScans {
 
   // dQ = c[(dO Vᵀ ⊙ M) K + Λ dO S(i)ᵀ]: the forward scan of (q=dO, k=V, v=K) with X = Sᵀ, from
   // p.initial_state. Several segments: the S prefix (state scan of k=K, v=V, X = S [D][E]) in a
-  // workspace that lives for this pass only.
-  void dq() {
+  // workspace that lives for this pass only. Runs on `stream` (the pass's stream by default).
+  void dq(cudaStream_t stream = nullptr) {
+    if (!stream) stream = stream_;
     const int D = static_cast<int>(p_.qk_dim), E = static_cast<int>(p_.v_dim);
     ScanParams sp = base_params(p_, plan_);
     std::optional<Workspace> ws_s;
     if (segmented()) {
-      ws_s.emplace(state_count(p_, plan_.num_segs), stream_);
+      ws_s.emplace(state_count(p_, plan_.num_segs), stream);
       ScanParams st = sp;
       st.dk = D;
       st.dv = E;
       st.k = operand(p_.k, p_.k_stride);
       st.v = operand(p_.v, p_.v_stride);
-      prefix_states(st, ws_s->get(), p_.initial_state, nullptr, stream_);
+      prefix_states(st, ws_s->get(), p_.initial_state, nullptr, stream);
       sp.state_in = segment_states(ws_s->get(), plan_.num_segs, E, D, /*transposed=*/true);
     } else {
       sp.state_in = user_state(p_.initial_state, E, D, /*transposed=*/true);
@@ -159,13 +160,13 @@ class BackwardScans {
     sp.c_intra = sp.c_inter = p_.scale;
     sp.c_state = 1.0f;
     sp.shift = 0;
-    scan(sp, stream_);
+    scan(sp, stream);
   }
 
   // Several segments: the dS state pass and combine from g (the reversed view's init) into the
   // workspace; final_out (may be null) gets dS before the shard (dS0 of the shard).
-  void ds_prefix(const float* g, float* final_out) {
-    prefix_states(ds_state_view(), ws_ds_->get(), g, final_out, stream_);
+  void ds_prefix(const float* g, float* final_out, cudaStream_t stream = nullptr) {
+    prefix_states(ds_state_view(), ws_ds_->get(), g, final_out, stream ? stream : stream_);
   }
 
   // Several segments, after ds_prefix(nullptr, local_final): adds G (may be null).
@@ -289,15 +290,42 @@ class CudaForwardPass final : public ForwardPass::Impl {
   std::optional<Workspace> pair_;  // A [B,H,D,E]
 };
 
+// Phase 1 computes the dS pair (the state pass over Q, dO and its combine) and dQ, which needs
+// neither the pair nor the exchange, on two side streams forked from the pass's stream: the pair
+// on a high-priority stream, which the pass's stream then waits for, so that the
+// sequence-parallel runtime enqueues the exchange of the pair behind the pair alone and the
+// transfer runs while dQ (default priority) computes; finish() (or the destructor) joins dQ.
+// Measured on two H200 (bench/NOTES.md, session 3): P=2 speed-up at 16K per GPU 1.40-1.53 ->
+// 1.62-1.74; 64K-1M unchanged within the noise of the runs (the same binary with dQ after the
+// pair on one stream for B·H·N > 2^22 measured the same at 256K and 1M).
 class CudaBackwardPass final : public BackwardPass::Impl {
  public:
   explicit CudaBackwardPass(const BackwardParams& p)
       : scans_(p), count_(state_count(p)), stream_(static_cast<cudaStream_t>(p.stream)) {
+    if (scans_.segmented()) pair_.emplace(count_, stream_);
+    LR_CUDA_CHECK(cudaEventCreateWithFlags(&fork_, cudaEventDisableTiming));
+    LR_CUDA_CHECK(cudaEventCreateWithFlags(&joined_, cudaEventDisableTiming));
+    LR_CUDA_CHECK(cudaEventCreateWithFlags(&pair_done_, cudaEventDisableTiming));
+    LR_CUDA_CHECK(cudaEventRecord(fork_, stream_));
+    const cudaStream_t low = side_stream(false);
+    LR_CUDA_CHECK(cudaStreamWaitEvent(low, fork_, 0));
+    scans_.dq(low);
+    LR_CUDA_CHECK(cudaEventRecord(joined_, low));
     if (scans_.segmented()) {
-      pair_.emplace(count_, stream_);
-      scans_.ds_prefix(nullptr, pair_->get());  // dS entering the segments from 0; C
+      const cudaStream_t high = side_stream(true);
+      LR_CUDA_CHECK(cudaStreamWaitEvent(high, fork_, 0));
+      scans_.ds_prefix(nullptr, pair_->get(), high);  // dS entering the segments from 0; C
+      LR_CUDA_CHECK(cudaEventRecord(pair_done_, high));
+      LR_CUDA_CHECK(cudaStreamWaitEvent(stream_, pair_done_, 0));
     }
-    scans_.dq();
+  }
+
+  ~CudaBackwardPass() override {
+    // Later work on the pass's stream (frees included) stays behind dQ (no throw here).
+    if (!joined_once_) cudaStreamWaitEvent(stream_, joined_, 0);
+    cudaEventDestroy(fork_);
+    cudaEventDestroy(joined_);
+    cudaEventDestroy(pair_done_);
   }
 
   const float* local_state() override {
@@ -309,6 +337,7 @@ class CudaBackwardPass final : public BackwardPass::Impl {
   }
 
   void finish(const float* d_final_state, float* d_initial_state) override {
+    join();
     if (scans_.segmented()) {
       scans_.seed(d_final_state, pair_->get(), d_initial_state);
       scans_.dv_dk(nullptr, nullptr);
@@ -318,9 +347,17 @@ class CudaBackwardPass final : public BackwardPass::Impl {
   }
 
  private:
+  void join() {
+    if (joined_once_) return;
+    joined_once_ = true;
+    LR_CUDA_CHECK(cudaStreamWaitEvent(stream_, joined_, 0));
+  }
+
   BackwardScans scans_;
   size_t count_;
   cudaStream_t stream_;
+  cudaEvent_t fork_ = nullptr, joined_ = nullptr, pair_done_ = nullptr;
+  bool joined_once_ = false;
   std::optional<Workspace> pair_;  // C [B,H,D,E]
 };
 

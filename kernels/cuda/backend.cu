@@ -137,6 +137,24 @@ bool check_decay_every_call() {
 
 }  // namespace
 
+cudaStream_t side_stream(bool high_priority) {
+  constexpr int kMaxDevices = 64;
+  static std::mutex mu;
+  static cudaStream_t streams[kMaxDevices][2] = {};
+  int device = 0;
+  LR_CUDA_CHECK(cudaGetDevice(&device));
+  LR_CHECK(device < kMaxDevices, "CUDA backend: device index ", device, " >= ", kMaxDevices);
+  std::lock_guard<std::mutex> lock(mu);
+  cudaStream_t& s = streams[device][high_priority ? 1 : 0];
+  if (!s) {
+    int least = 0, greatest = 0;
+    LR_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+    LR_CUDA_CHECK(
+        cudaStreamCreateWithPriority(&s, cudaStreamNonBlocking, high_priority ? greatest : least));
+  }
+  return s;
+}
+
 void forget_checked_decay() {
   std::lock_guard<std::mutex> lock(g_checked_mu);
   g_checked.clear();

@@ -83,6 +83,11 @@ SegmentPlan plan_segments(const Problem& p, int max_dv);
 // the GPU (a decay array changed in place later is not re-read); "always": every call.
 void check_decay(const Problem& p, cudaStream_t stream);
 
+// Non-blocking streams per device (created once, never destroyed) for work that a pass runs
+// beside its own stream (CudaBackwardPass: dQ at the default priority while the pair, on the
+// high-priority one, is computed and exchanged).
+cudaStream_t side_stream(bool high_priority);
+
 // Forgets which decay arrays were checked (tests: a freed array's address may come back).
 void forget_checked_decay();
 
