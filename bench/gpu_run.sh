@@ -117,9 +117,9 @@ if has peers; then
     --out "$OUT/peers.jsonl" ${PEER_SHAPES:-$SHAPES}
 fi
 
-# Stall reasons of the output-pass scan kernel of NCU_VARIANT (default v6) at one shape.
+# Stall reasons of the output-pass scan kernel (NCU_KERNEL, default the v7 one) under NCU_VARIANT at one shape.
 if has ncu; then
-  LIGHTRING_CUDA_VARIANT=${NCU_VARIANT:-default} ncu --clock-control none --kernel-name-base mangled -k "regex:${NCU_KERNEL:-v611scan_kernel.*Lb1}" \
+  LIGHTRING_CUDA_VARIANT=${NCU_VARIANT:-default} ncu --clock-control none --kernel-name-base mangled -k "regex:${NCU_KERNEL:-v711scan_kernel.*Lb1}" \
     -c 1 --section SpeedOfLight --section WarpStateStats --section SchedulerStats \
     --section ComputeWorkloadAnalysis --section Occupancy --section LaunchStats \
     "$BUILD/bench/kernel_bench" -w 1 -n 1 ${NCU_SHAPE:-1,32,65536,128} >"$OUT/ncu.txt" 2>&1
