@@ -1,5 +1,5 @@
 // scan(): dispatch of the chunked scan (scan.h) on the element type, and to
-// the v6 kernels for the shapes they cover, and to v7's output pass where it runs (variant.h).
+// the v6 kernels for the shapes they cover, and to the v7 kernels where they run (variant.h).
 #include <cuda_runtime.h>
 
 #include "kernels/cuda/scan.h"

@@ -1,13 +1,14 @@
 // Which scan kernels run a 16-bit scan with dk <= 256 (every pass of D, E <= 256 in bf16/fp16).
 //
-// Default: the v6 kernels (scan_v6.cuh): X in registers, one CTA barrier per
-// chunk, 16-warp output pass; measured in bench/NOTES.md (v6) against the
-// 64-column kernels of scan_kernel.cuh ("v3") and the variants v4/v5 that led
-// to it (removed after their measurement; their notes stay in NOTES.md).
-// 128 < dk <= 256 runs v6 with 64-column slices and one copy of X (measured
-// 2.0x v3 at D = E = 256, session 3). LIGHTRING_CUDA_VARIANT=v3 (read once per
-// process) runs the v3 kernels on those shapes instead, so that benchmarks can
-// compare both in one run. fp32 inputs (TF32) always run the v3 kernels.
+// Default (where v7 below does not run): the v6 kernels (scan_v6.cuh): X in
+// registers, one CTA barrier per chunk, 16-warp output pass; measured in
+// bench/NOTES.md (v6) against the 64-column kernels of scan_kernel.cuh ("v3")
+// and the variants v4/v5 that led to it (removed after their measurement;
+// their notes stay in NOTES.md). 128 < dk <= 256 runs v6 with 64-column slices
+// and one copy of X (measured 2.0x v3 at D = E = 256, session 3).
+// LIGHTRING_CUDA_VARIANT=v3 (read once per process) runs the v3 kernels on
+// those shapes instead, so that benchmarks can compare both in one run. fp32
+// inputs (TF32) always run the v3 kernels.
 //
 // v7 (scan_v7.cuh): those scans with dk <= 128 and 128-column slices, or dk <= 64 and 64-column
 // slices (output and state passes) run on warpgroup MMAs (wgmma) when the library was built for
