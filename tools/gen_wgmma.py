@@ -26,6 +26,7 @@ HEAD = """\
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <type_traits>
 
 namespace lightring::kernels::cuda::wgmma {
 
@@ -69,11 +70,35 @@ __device__ __forceinline__ void fence_proxy_async() {
   asm volatile("fence.proxy.async.shared::cta;\\n" ::: "memory");
 }
 
+namespace detail {
+"""
+
+DISPATCH = """
+}  // namespace detail
+
 template <typename T, int N, int kTransB>
-__device__ __forceinline__ void wgmma_ss(float* d, uint64_t desc_a, uint64_t desc_b, bool accumulate);
+__device__ __forceinline__ void wgmma_ss(float* d, uint64_t desc_a, uint64_t desc_b,
+                                         bool accumulate) {
+  static_assert(N == 64 || N == 128, "wgmma.cuh instantiates n = 64 and 128");
+  constexpr bool kBf16 = std::is_same_v<T, __nv_bfloat16>;
+  static_assert(kBf16 || std::is_same_v<T, __half>, "bf16 or fp16 operands");
+  if constexpr (kBf16 && N == 64) detail::ss_bf16_n64<kTransB>(d, desc_a, desc_b, accumulate);
+  if constexpr (kBf16 && N == 128) detail::ss_bf16_n128<kTransB>(d, desc_a, desc_b, accumulate);
+  if constexpr (!kBf16 && N == 64) detail::ss_f16_n64<kTransB>(d, desc_a, desc_b, accumulate);
+  if constexpr (!kBf16 && N == 128) detail::ss_f16_n128<kTransB>(d, desc_a, desc_b, accumulate);
+}
+
 template <typename T, int N, int kTransB>
 __device__ __forceinline__ void wgmma_rs(float* d, const uint32_t* a, uint64_t desc_b,
-                                         bool accumulate);
+                                         bool accumulate) {
+  static_assert(N == 64 || N == 128, "wgmma.cuh instantiates n = 64 and 128");
+  constexpr bool kBf16 = std::is_same_v<T, __nv_bfloat16>;
+  static_assert(kBf16 || std::is_same_v<T, __half>, "bf16 or fp16 operands");
+  if constexpr (kBf16 && N == 64) detail::rs_bf16_n64<kTransB>(d, a, desc_b, accumulate);
+  if constexpr (kBf16 && N == 128) detail::rs_bf16_n128<kTransB>(d, a, desc_b, accumulate);
+  if constexpr (!kBf16 && N == 64) detail::rs_f16_n64<kTransB>(d, a, desc_b, accumulate);
+  if constexpr (!kBf16 && N == 128) detail::rs_f16_n128<kTransB>(d, a, desc_b, accumulate);
+}
 """
 
 TAIL = """
@@ -108,20 +133,17 @@ def body(n, ptx_t, rs):
 def main():
     out = [HEAD]
     for n in NS:
-        for t, ptx_t in TYPES:
+        for _, ptx_t in TYPES:
             for rs in (False, True):
                 if rs:
                     sig = "float* d, const uint32_t* a, uint64_t desc_b, bool accumulate"
-                    name = "wgmma_rs"
                 else:
                     sig = "float* d, uint64_t desc_a, uint64_t desc_b, bool accumulate"
-                    name = "wgmma_ss"
-                out.append(f"\ntemplate <>\n__device__ __forceinline__ void {name}<{t}, {n}, 0>({sig}) {{\n")
-                out.append(body(n, ptx_t, rs).replace('"n"(kTransB)', '"n"(0)'))
+                name = f"{'rs' if rs else 'ss'}_{ptx_t}_n{n}"
+                out.append(f"\ntemplate <int kTransB>\n__device__ __forceinline__ void {name}({sig}) {{\n")
+                out.append(body(n, ptx_t, rs))
                 out.append("}\n")
-                out.append(f"\ntemplate <>\n__device__ __forceinline__ void {name}<{t}, {n}, 1>({sig}) {{\n")
-                out.append(body(n, ptx_t, rs).replace('"n"(kTransB)', '"n"(1)'))
-                out.append("}\n")
+    out.append(DISPATCH)
     out.append(TAIL)
     path = os.path.join(os.path.dirname(__file__), "..", "kernels", "cuda", "wgmma.cuh")
     with open(path, "w") as f:
