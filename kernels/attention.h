@@ -15,6 +15,7 @@
 // States (initial, final and their gradients) are [B, H, D, E] fp32 contiguous.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 
@@ -52,6 +53,11 @@ struct Problem {
   int block_size = 0;            // B of §2; 0 picks the backend's default
   void* stream = nullptr;        // cudaStream_t for Device::kCuda; ignored on the CPU
 };
+
+// Elements of one [B, H, D, E] state of p (S, dS, a local pair).
+inline size_t state_count(const Problem& p) {
+  return static_cast<size_t>(p.batch * p.heads * p.qk_dim * p.v_dim);
+}
 
 struct ForwardParams : Problem {
   const void* q = nullptr;  // [B,H,N,D]

@@ -20,10 +20,6 @@ double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
-size_t state_count(const kernels::Problem& p) {
-  return static_cast<size_t>(p.batch * p.heads * p.qk_dim * p.v_dim);
-}
-
 void check_memory_space(const comm::Communicator& comm, const kernels::Problem& p) {
   const bool device = p.device == kernels::Device::kCuda;
   const bool comm_device = comm.memory_space() == comm::MemorySpace::kDevice;
@@ -52,11 +48,11 @@ template <typename Pass>
 const float* pair_to_send(Pass& pass, bool consumed, const float* fold, const kernels::Problem& p,
                           StateBuffer* x) {
   if (consumed && !fold) return pass.local_state();
-  *x = StateBuffer(p.device, state_count(p), p.stream);
+  *x = StateBuffer(p.device, kernels::state_count(p), p.stream);
   if (consumed) {
-    copy_state(p.device, x->data(), pass.local_state(), state_count(p), p.stream);
+    copy_state(p.device, x->data(), pass.local_state(), kernels::state_count(p), p.stream);
   } else {
-    fill_zero(p.device, x->data(), state_count(p), p.stream);
+    fill_zero(p.device, x->data(), kernels::state_count(p), p.stream);
   }
   return x->data();
 }
@@ -64,7 +60,7 @@ const float* pair_to_send(Pass& pass, bool consumed, const float* fold, const ke
 // Step 2: the exclusive scan of the pairs into `out`, between the caller's exchange events.
 Report exchange(comm::Communicator& comm, const Options& options, const ScanSpec& spec,
                 const kernels::Problem& p, const float* pair, float* out) {
-  const size_t bytes = state_count(p) * sizeof(float);
+  const size_t bytes = kernels::state_count(p) * sizeof(float);
   Report rep;
   rep.schedule = choose_schedule(options.schedule, comm.size(), bytes, options.link);
   rep.message_bytes = bytes;
@@ -114,7 +110,7 @@ Report forward(comm::Communicator& comm, const kernels::ForwardParams& p, float*
 
   // 2. S_in(r) = exclusive prefix.
   const Report rep = exchange(comm, options, spec, p, pair, s_in);
-  if (fold) copy_state(p.device, s_in, fold, state_count(p), p.stream);
+  if (fold) copy_state(p.device, s_in, fold, kernels::state_count(p), p.stream);
 
   // 3. Phase 2 from S_in(r): the output pass; its final state is S_out(r),
   //    the global final state on the last rank.
@@ -154,7 +150,7 @@ Report backward(comm::Communicator& comm, const kernels::BackwardParams& p,
                p.stream);
 
   // 2. dS_out(r) = exclusive suffix (right to left).
-  StateBuffer ds_out(p.device, state_count(p), p.stream);
+  StateBuffer ds_out(p.device, kernels::state_count(p), p.stream);
   const Report rep = exchange(comm, options, spec, p, pair, ds_out.data());
 
   // 3. Phase 2 from dS_out(r): dV and dK; d_initial_state is

@@ -29,10 +29,6 @@ StateParams pair_params(const Problem& p, StateKind kind, const void* x, Strides
   return sp;
 }
 
-size_t state_count(const Problem& p) {
-  return static_cast<size_t>(p.batch * p.heads * p.qk_dim * p.v_dim);
-}
-
 class CpuForwardPass final : public ForwardPass::Impl {
  public:
   explicit CpuForwardPass(const ForwardParams& p) : p_(p) {}

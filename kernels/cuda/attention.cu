@@ -42,10 +42,6 @@ namespace lightring::kernels::cuda {
 
 namespace {
 
-size_t state_count(const Problem& p, int num_segs = 1) {
-  return static_cast<size_t>(p.batch * p.heads * num_segs * p.qk_dim * p.v_dim);
-}
-
 // The scans of one forward: output pass q=Q, k=K, v=V, X=S, σ=0, (c, c, 1);
 // its state pass reads k=K, v=V only.
 class ForwardScans {
@@ -54,7 +50,7 @@ class ForwardScans {
       : p_(p), stream_(static_cast<cudaStream_t>(p.stream)) {
     check_decay(p_, stream_);
     plan_ = plan_segments(p_, static_cast<int>(p_.v_dim));
-    if (segmented()) ws_.emplace(state_count(p_, plan_.num_segs), stream_);
+    if (segmented()) ws_.emplace(state_count(p_) * plan_.num_segs, stream_);
   }
 
   bool segmented() const { return plan_.num_segs > 1; }
@@ -67,9 +63,7 @@ class ForwardScans {
 
   // Several segments, after prefix(nullptr, local_final): adds s0 (may be null).
   void seed(const float* s0, const float* local_final, float* final_out) {
-    seed_segments(ws_->get(), p_.batch * p_.heads, plan_.num_segs, plan_.seg_len, p_.seqlen,
-                  p_.heads, static_cast<int>(p_.qk_dim), static_cast<int>(p_.v_dim), p_.decay, s0,
-                  local_final, final_out, stream_);
+    seed_segments(ws_->get(), p_, plan_, s0, local_final, final_out, stream_);
   }
 
   // One segment: A = Σ λ^{N-1-t} k_tᵀ v_t, one state pass from zero into out.
@@ -126,7 +120,7 @@ class BackwardScans {
       : p_(p), stream_(static_cast<cudaStream_t>(p.stream)) {
     check_decay(p_, stream_);
     plan_ = plan_segments(p_, static_cast<int>(std::max(p_.qk_dim, p_.v_dim)));
-    if (segmented()) ws_ds_.emplace(state_count(p_, plan_.num_segs), stream_);
+    if (segmented()) ws_ds_.emplace(state_count(p_) * plan_.num_segs, stream_);
   }
 
   bool segmented() const { return plan_.num_segs > 1; }
@@ -140,7 +134,7 @@ class BackwardScans {
     ScanParams sp = base_params(p_, plan_);
     std::optional<Workspace> ws_s;
     if (segmented()) {
-      ws_s.emplace(state_count(p_, plan_.num_segs), stream);
+      ws_s.emplace(state_count(p_) * plan_.num_segs, stream);
       ScanParams st = sp;
       st.dk = D;
       st.dv = E;
@@ -171,9 +165,7 @@ class BackwardScans {
 
   // Several segments, after ds_prefix(nullptr, local_final): adds G (may be null).
   void seed(const float* g, const float* local_final, float* final_out) {
-    seed_segments(ws_ds_->get(), p_.batch * p_.heads, plan_.num_segs, plan_.seg_len, p_.seqlen,
-                  p_.heads, static_cast<int>(p_.qk_dim), static_cast<int>(p_.v_dim), p_.decay, g,
-                  local_final, final_out, stream_);
+    seed_segments(ws_ds_->get(), p_, plan_, g, local_final, final_out, stream_);
   }
 
   // One segment: C = Σ c·λ^{t+1} q_tᵀ dO_t, one reversed state pass from zero into out.
@@ -401,7 +393,7 @@ void local_state(const StateParams& p) {
   sp.shift = fwd ? 0 : 1;
   sp.c_state = fwd ? 1.0f : p.scale;
   if (plan.num_segs > 1) {
-    Workspace ws(state_count(p, plan.num_segs), stream);
+    Workspace ws(state_count(p) * plan.num_segs, stream);
     prefix_states(sp, ws.get(), nullptr, p.state, stream);
   } else {
     sp.state_out = user_state(p.state, D, E);

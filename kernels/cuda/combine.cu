@@ -56,10 +56,9 @@ __global__ void seed_segments_kernel(float* ws, int num_segs, int64_t seg_len, i
 
 }  // namespace
 
-void seed_segments(float* ws, int64_t bh, int num_segs, int64_t seg_len, int64_t seqlen,
-                   int64_t heads, int dk, int dv, const float* decay, const float* s0,
+void seed_segments(float* ws, const Problem& p, const SegmentPlan& plan, const float* s0,
                    const float* local_final, float* final_out, cudaStream_t stream) {
-  const int64_t de = static_cast<int64_t>(dk) * dv;
+  const int64_t bh = p.batch * p.heads, de = p.qk_dim * p.v_dim;
   if (!s0) {  // X_in(g) are already the entering states; the final state is the local pair
     if (final_out)
       LR_CUDA_CHECK(cudaMemcpyAsync(final_out, local_final, bh * de * sizeof(float),
@@ -69,8 +68,8 @@ void seed_segments(float* ws, int64_t bh, int num_segs, int64_t seg_len, int64_t
   constexpr int kThreads = 256;
   LR_CHECK(bh <= 65535, "CUDA seed_segments: batch*heads must be <= 65535 (got ", bh, ")");
   const dim3 grid(static_cast<unsigned>((de + kThreads - 1) / kThreads), static_cast<unsigned>(bh));
-  seed_segments_kernel<<<grid, kThreads, 0, stream>>>(ws, num_segs, seg_len, seqlen, heads, de,
-                                                      decay, s0, local_final, final_out);
+  seed_segments_kernel<<<grid, kThreads, 0, stream>>>(
+      ws, plan.num_segs, plan.seg_len, p.seqlen, p.heads, de, p.decay, s0, local_final, final_out);
   LR_CUDA_CHECK_LAUNCH("seed_segments_kernel");
 }
 

@@ -113,12 +113,11 @@ void prefix_states(ScanParams sp, float* ws, const float* init, float* final_out
 //     ws[g] <- ws[g] + λ^{g·seg_len}·s0           (g = 0..G-1)
 //     final_out <- λ^N·s0 + local_final           (final_out may be null)
 //
-// ws is [B·H, G, dk, dv] contiguous; s0, local_final and final_out are
-// [B·H, dk, dv]. For a reversed view (backward dS) the offsets count from the
-// end of the shard, which is what the reversed segments are. λ^n = exp(-s·n)
-// is formed directly, never from a negative power.
-void seed_segments(float* ws, int64_t bh, int num_segs, int64_t seg_len, int64_t seqlen,
-                   int64_t heads, int dk, int dv, const float* decay, const float* s0,
+// ws is [B·H, G, D, E] contiguous (G segments of plan.seg_len rows of p); s0,
+// local_final and final_out are [B·H, D, E]. For a reversed view (backward dS)
+// the offsets count from the end of the shard, which is what the reversed
+// segments are. λ^n = exp(-s·n) is formed directly, never from a negative power.
+void seed_segments(float* ws, const Problem& p, const SegmentPlan& plan, const float* s0,
                    const float* local_final, float* final_out, cudaStream_t stream);
 
 }  // namespace lightring::kernels::cuda
