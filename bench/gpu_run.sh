@@ -97,8 +97,8 @@ fi
 if has sanitize; then
   t0=$(date +%s)
   F='CudaLayout.V7ShapesMatchFloat64:Short/CudaOracle.MatchesFloat64/N130_D128E128_decay_states_bf16:Short/CudaOracle.MatchesFloat64/N130_D48E80_decay_states_bf16:Short/CudaOracle.MatchesFloat64/N37_D16E16_decay_states_fp32:Short/CudaOracle.MatchesFloat64/N130_D16E16_nodecay_nostates_fp16:CudaLayout.BnhdStridesMatchFloat64'
-  # The variants' kernels at every kMaxKt they instantiate (D = 48 and 128) and a partial slice.
-  FV="$F:Short/CudaOracle.MatchesFloat64/N130_D128E128_decay_states_bf16:CudaLayout.WideOddValueDimMatchesFloat64"
+  # The variants' kernels at every dk block they instantiate (D = 48, 128, 192) and a partial slice.
+  FV="$F:Short/CudaOracle.MatchesFloat64/N130_D192E192_decay_states_bf16:CudaLayout.WideOddValueDimMatchesFloat64"
   for v in $SAN_VARIANTS; do
     [ "$v" = default ] && filter=$F || filter=$FV
     for tool in memcheck racecheck; do
