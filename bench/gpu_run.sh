@@ -3,7 +3,7 @@
 # benchmark; run the GPU tests, compute-sanitizer (memcheck + racecheck) on a
 # small sweep, lightring's benchmark and the peers' benchmark in the same run.
 #
-#   STEPS=build,sass,test,bench,variants,sanitize,peers bash bench/gpu_run.sh   (run in this order)
+#   STEPS=build,sass,test,bench,variants,envs,sanitize,peers bash bench/gpu_run.sh   (run in this order)
 #
 # VARIANTS (default "v6 v3"): the other kernels (kernels/cuda/variant.h), each run by the
 # test, sanitize and variants steps next to the default (LIGHTRING_CUDA_VARIANT=<name>);
@@ -89,6 +89,24 @@ if has variants; then
     # shellcheck disable=SC2086
     LIGHTRING_CUDA_VARIANT=$v "$BUILD/bench/kernel_bench" --check -w 3 -n 10 \
       --out "$OUT/lightring-$v.jsonl" 1,4,2048,128 $VARIANT_SHAPES
+  done
+fi
+
+# ENV_RUNS: more configurations of the same build, "tag:VAR=VALUE[,VAR=VALUE...]" each, timed at
+# ENV_SHAPES; their rows, tagged "variant": tag, go to lightring-envs.jsonl (e.g.
+# ENV_RUNS="twopass:LIGHTRING_CUDA_FUSED=0 seg512:LIGHTRING_CUDA_SEG_LEN=512").
+ENV_SHAPES=${ENV_SHAPES:-"1,32,16384,128 1,32,65536,128 1,32,262144,128"}
+if has envs; then
+  for run in ${ENV_RUNS:-}; do
+    tag=${run%%:*}
+    echo "==== $run" >>"$OUT/envs.log"
+    # shellcheck disable=SC2086,SC2046
+    env $(echo "${run#*:}" | tr , ' ') "$BUILD/bench/kernel_bench" -w 3 -n 10 \
+      --out "$OUT/env-rows.tmp" $ENV_SHAPES >>"$OUT/envs.log" 2>&1
+    echo "$tag: rc=$?"
+    grep -E '^\{"(impl|device)' "$OUT/env-rows.tmp" | grep -v ceiling |
+      sed -E "s/^\{/{\"variant\": \"$tag\", /" >>"$OUT/lightring-envs.jsonl"
+    rm -f "$OUT/env-rows.tmp"
   done
 fi
 

@@ -42,18 +42,42 @@ namespace lightring::kernels::cuda {
 
 namespace {
 
+// The fused single-pass scan of sp (scan.h: fused_runs) from init to final (either unset),
+// its chain in ws (fused_workspace_floats(sp) floats).
+void run_fused(ScanParams sp, float* ws, const StateRef& init, const StateRef& final,
+               cudaStream_t stream) {
+  sp.chain = fused_chain(ws, sp);
+  sp.state_in = init;
+  sp.state_out = final;
+  scan(sp, stream);
+}
+
 // The scans of one forward: output pass q=Q, k=K, v=V, X=S, σ=0, (c, c, 1);
-// its state pass reads k=K, v=V only.
+// its state pass reads k=K, v=V only. allow_fused: with several segments, the fused
+// single-pass scan runs instead of state pass + combine + output pass where it can
+// (scan.h: fused_runs), on the same segments.
 class ForwardScans {
  public:
-  explicit ForwardScans(const ForwardParams& p)
+  explicit ForwardScans(const ForwardParams& p, bool allow_fused = false)
       : p_(p), stream_(static_cast<cudaStream_t>(p.stream)) {
     check_decay(p_, stream_);
     plan_ = plan_segments(p_, static_cast<int>(p_.v_dim));
-    if (segmented()) ws_.emplace(state_count(p_) * plan_.num_segs, stream_);
+    fused_ = allow_fused && segmented() && fused_runs(view());
+    if (fused_) {
+      ws_.emplace(fused_workspace_floats(view()), stream_);
+    } else if (segmented()) {
+      ws_.emplace(state_count(p_) * plan_.num_segs, stream_);
+    }
   }
 
   bool segmented() const { return plan_.num_segs > 1; }
+  bool runs_fused() const { return fused_; }
+
+  // The fused scan from init (may be null) writing final_out (may be null).
+  void fused(const float* init, float* final_out) {
+    run_fused(view(), ws_->get(), user_state(init, p_.qk_dim, p_.v_dim),
+              user_state(final_out, p_.qk_dim, p_.v_dim), stream_);
+  }
 
   // Several segments: state pass and combine from init into the workspace;
   // final_out (may be null) gets the state after the shard.
@@ -106,7 +130,9 @@ class ForwardScans {
   ForwardParams p_;
   cudaStream_t stream_;
   SegmentPlan plan_;
-  std::optional<Workspace> ws_;  // [B·H, G, D, E] entering states (several segments)
+  bool fused_ = false;
+  // Several segments: [B·H, G, D, E] entering states, or the fused scan's chain.
+  std::optional<Workspace> ws_;
 };
 
 // The scans of one backward (scan.h):
@@ -116,6 +142,9 @@ class ForwardScans {
 // The dS state pass reads the reversed (k=Q, v=dO): its pair is C.
 class BackwardScans {
  public:
+  // dQ runs as a fused scan wherever it can (dq). dV and dK do not: they share one dS prefix
+  // (one state pass over Q, dO), where fused scans would each run its state phase (measured on
+  // an H200, session 4: fused dQ, dV, dK made the backward 3-6% slower, bench/NOTES.md).
   explicit BackwardScans(const BackwardParams& p)
       : p_(p), stream_(static_cast<cudaStream_t>(p.stream)) {
     check_decay(p_, stream_);
@@ -126,13 +155,29 @@ class BackwardScans {
   bool segmented() const { return plan_.num_segs > 1; }
 
   // dQ = c[(dO Vᵀ ⊙ M) K + Λ dO S(i)ᵀ]: the forward scan of (q=dO, k=V, v=K) with X = Sᵀ, from
-  // p.initial_state. Several segments: the S prefix (state scan of k=K, v=V, X = S [D][E]) in a
-  // workspace that lives for this pass only. Runs on `stream` (the pass's stream by default).
+  // p.initial_state. Several segments: the fused scan where it runs, else the S prefix (state
+  // scan of k=K, v=V, X = S [D][E]) in a workspace that lives for this pass only. Runs on
+  // `stream` (the pass's stream by default).
   void dq(cudaStream_t stream = nullptr) {
     if (!stream) stream = stream_;
     const int D = static_cast<int>(p_.qk_dim), E = static_cast<int>(p_.v_dim);
     ScanParams sp = base_params(p_, plan_);
     std::optional<Workspace> ws_s;
+    sp.dk = E;
+    sp.dv = D;
+    sp.q = operand(p_.d_o, p_.do_stride);
+    sp.k = operand(p_.v, p_.v_stride);
+    sp.v = operand(p_.k, p_.k_stride);
+    set_output(&sp, operand(p_.dq, p_.dq_stride));
+    sp.c_intra = sp.c_inter = p_.scale;
+    sp.c_state = 1.0f;
+    sp.shift = 0;
+    if (segmented() && fused_runs(sp)) {  // its state phase over (k=V, v=K) gives Sᵀ itself
+      ws_s.emplace(fused_workspace_floats(sp), stream);
+      run_fused(sp, ws_s->get(), user_state(p_.initial_state, E, D, /*transposed=*/true),
+                StateRef{}, stream);
+      return;
+    }
     if (segmented()) {
       ws_s.emplace(state_count(p_) * plan_.num_segs, stream);
       ScanParams st = sp;
@@ -145,15 +190,6 @@ class BackwardScans {
     } else {
       sp.state_in = user_state(p_.initial_state, E, D, /*transposed=*/true);
     }
-    sp.dk = E;
-    sp.dv = D;
-    sp.q = operand(p_.d_o, p_.do_stride);
-    sp.k = operand(p_.v, p_.v_stride);
-    sp.v = operand(p_.k, p_.k_stride);
-    set_output(&sp, operand(p_.dq, p_.dq_stride));
-    sp.c_intra = sp.c_inter = p_.scale;
-    sp.c_state = 1.0f;
-    sp.shift = 0;
     scan(sp, stream);
   }
 
@@ -179,48 +215,46 @@ class BackwardScans {
   // the entering states ds_prefix()/seed() left in the workspace (g and ds0_out must be null).
   void dv_dk(const float* g, float* ds0_out) {
     const int D = static_cast<int>(p_.qk_dim), E = static_cast<int>(p_.v_dim);
-    StateRef ds_in, ds_in_t, ds_out;
+    ScanParams dv = dv_scan(), dk = dk_scan();
     if (segmented()) {
-      ds_in = segment_states(ws_ds_->get(), plan_.num_segs, D, E);
-      ds_in_t = segment_states(ws_ds_->get(), plan_.num_segs, E, D, /*transposed=*/true);
+      dv.state_in = segment_states(ws_ds_->get(), plan_.num_segs, D, E);
+      dk.state_in = segment_states(ws_ds_->get(), plan_.num_segs, E, D, /*transposed=*/true);
     } else {
-      ds_in = user_state(g, D, E);
-      ds_in_t = user_state(g, E, D, /*transposed=*/true);
-      ds_out = user_state(ds0_out, D, E);
+      dv.state_in = user_state(g, D, E);
+      dk.state_in = user_state(g, E, D, /*transposed=*/true);
+      dv.state_out = user_state(ds0_out, D, E);
     }
-    const int64_t N = p_.seqlen;
-    const Operand qr = reversed(operand(p_.q, p_.q_stride), N, p_.dtype);
-    const Operand kr = reversed(operand(p_.k, p_.k_stride), N, p_.dtype);
-    const Operand vr = reversed(operand(p_.v, p_.v_stride), N, p_.dtype);
-    const Operand dor = reversed(operand(p_.d_o, p_.do_stride), N, p_.dtype);
-    // dV = c[(Q Kᵀ ⊙ M)ᵀ dO] + Γ K dS(i+1): q=K, k=Q, v=dO.
-    {
-      ScanParams s = reversed_base();
-      s.dk = D;
-      s.dv = E;
-      s.q = kr;
-      s.k = qr;
-      s.v = dor;
-      set_output(&s, reversed(operand(p_.dv, p_.dv_stride), N, p_.dtype));
-      s.state_in = ds_in;
-      s.state_out = ds_out;
-      scan(s, stream_);
-    }
-    // dK = c[(dO Vᵀ ⊙ M)ᵀ Q] + Γ V dS(i+1)ᵀ: q=V, k=dO, v=Q, X = dSᵀ.
-    {
-      ScanParams s = reversed_base();
-      s.dk = E;
-      s.dv = D;
-      s.q = vr;
-      s.k = dor;
-      s.v = qr;
-      set_output(&s, reversed(operand(p_.dk, p_.dk_stride), N, p_.dtype));
-      s.state_in = ds_in_t;
-      scan(s, stream_);
-    }
+    scan(dv, stream_);
+    scan(dk, stream_);
   }
 
  private:
+  // dV = c[(Q Kᵀ ⊙ M)ᵀ dO] + Γ K dS(i+1): q=K, k=Q, v=dO, X = dS, reversed.
+  ScanParams dv_scan() const {
+    const int64_t N = p_.seqlen;
+    ScanParams s = reversed_base();
+    s.dk = static_cast<int>(p_.qk_dim);
+    s.dv = static_cast<int>(p_.v_dim);
+    s.q = reversed(operand(p_.k, p_.k_stride), N, p_.dtype);
+    s.k = reversed(operand(p_.q, p_.q_stride), N, p_.dtype);
+    s.v = reversed(operand(p_.d_o, p_.do_stride), N, p_.dtype);
+    set_output(&s, reversed(operand(p_.dv, p_.dv_stride), N, p_.dtype));
+    return s;
+  }
+
+  // dK = c[(dO Vᵀ ⊙ M)ᵀ Q] + Γ V dS(i+1)ᵀ: q=V, k=dO, v=Q, X = dSᵀ, reversed.
+  ScanParams dk_scan() const {
+    const int64_t N = p_.seqlen;
+    ScanParams s = reversed_base();
+    s.dk = static_cast<int>(p_.v_dim);
+    s.dv = static_cast<int>(p_.qk_dim);
+    s.q = reversed(operand(p_.v, p_.v_stride), N, p_.dtype);
+    s.k = reversed(operand(p_.d_o, p_.do_stride), N, p_.dtype);
+    s.v = reversed(operand(p_.q, p_.q_stride), N, p_.dtype);
+    set_output(&s, reversed(operand(p_.dk, p_.dk_stride), N, p_.dtype));
+    return s;
+  }
+
   // The reversed scans' scales and shift: (c, 1, c), σ = 1.
   ScanParams reversed_base() const {
     ScanParams sp = base_params(p_, plan_);
@@ -356,8 +390,10 @@ class CudaBackwardPass final : public BackwardPass::Impl {
 }  // namespace
 
 void forward(const ForwardParams& p) {
-  ForwardScans f(p);
-  if (f.segmented()) {
+  ForwardScans f(p, /*allow_fused=*/true);
+  if (f.runs_fused()) {
+    f.fused(p.initial_state, p.final_state);
+  } else if (f.segmented()) {
     f.prefix(p.initial_state, p.final_state);
     f.output(nullptr, nullptr);
   } else {

@@ -25,28 +25,30 @@ namespace lightring::kernels::cuda {
 
 namespace {
 
-// The v6 output pass (variant.h) holds an SM per CTA, so B·H·slices·G CTAs take
-// ceil(CTAs / SMs) waves. Returns the segment length (a multiple of 64) of the G in
-// [g_lo, 4·g_lo] whose last wave is fullest (the smallest such G on ties), with
-// g_lo = ceil(waves·SMs / (B·H·slices)) and G capped at max_segs.
-int64_t whole_wave_seg_len(int64_t seqlen, int64_t base, int64_t sms, int64_t waves,
-                           int64_t max_segs) {
-  const int64_t g_lo = std::min(max_segs, std::max<int64_t>(1, (waves * sms + base - 1) / base));
-  const int64_t g_hi = std::min(max_segs, 4 * g_lo);
-  int64_t best_len = 0;
-  double best_idle = 2.0;
-  for (int64_t g = g_lo; g <= g_hi; ++g) {
-    const int64_t len = ((seqlen + g - 1) / g + kChunk - 1) / kChunk * kChunk;
-    const int64_t ctas = base * ((seqlen + len - 1) / len);
-    const int64_t slots = (ctas + sms - 1) / sms * sms;
-    const double idle = static_cast<double>(slots - ctas) / static_cast<double>(slots);
-    if (idle < best_idle) {
-      best_idle = idle;
-      best_len = len;
+// The segment count G of a v6/v7 scan: B·H·slices·G = base·G CTAs run in ceil(base·G / slots)
+// waves (slots = CTAs resident at once). G = 1 is the output pass alone; G > 1 adds the state
+// pass (or the fused scan's state phase) over K and V, ~1.5x the work per row (bench/NOTES.md,
+// session 4: state phase + output phase). The G in [1, min(max_segs, 4·ceil(slots / base))] of
+// least waves(G)·cost(G) / G wins, the smallest on ties: B=1 H=32 gives G = 4 (one wave of 128
+// CTAs on 132 SMs), B=4 H=32 gives G = 1 (measured on an H200, session 4: fused forward at 16K
+// 0.273 ms with G = 4 vs 0.291 with G = 8; B=4 H=32 N=4096 0.211 with G = 1 vs 0.410 with G = 2).
+int64_t best_segment_count(int64_t base, int64_t slots, int64_t max_segs) {
+  const int64_t g_hi = std::min(max_segs, 4 * ((slots + base - 1) / base));
+  int64_t best = 1;
+  double best_cost = 0.0;
+  for (int64_t g = 1; g <= std::max<int64_t>(1, g_hi); ++g) {
+    const double waves = static_cast<double>((base * g + slots - 1) / slots);
+    const double cost = waves * (g == 1 ? 1.0 : 1.5) / static_cast<double>(g);
+    if (g == 1 || cost < best_cost) {
+      best = g;
+      best_cost = cost;
     }
   }
-  return best_len;
+  return best;
 }
+
+// seg_len (or LIGHTRING_CUDA_SEG_LEN) rounded up to whole chunks, and the segment count.
+SegmentPlan finish_plan(const Problem& p, int64_t seg_len);
 
 }  // namespace
 
@@ -69,12 +71,12 @@ void retain_pool_memory() {
   done.fetch_or(bit, std::memory_order_relaxed);
 }
 
-// G segments of seg_len rows (a multiple of 64, >= kMinSegment unless N is shorter), with
-// B·H·slices·G close to `waves` CTAs per SM: the v3 kernels (2 CTAs per SM) take 4 waves; the v6
-// kernels take whole waves from 1 up (whole_wave_seg_len): measured on an H200 (bench/NOTES.md,
-// v6), 1 wave instead of 4 made B=1 H=32 D=128 forward+backward 1.77x faster at 16K, 1.17x at
-// 64K, 1.02x at 256K and 0.94x at 1M (fewer, longer CTAs: fewer prologues, state loads and
-// stores, and fewer segment states to combine). LIGHTRING_CUDA_WAVES overrides both.
+// G segments of seg_len rows (a multiple of 64, >= kMinSegment unless N is shorter). The v3
+// kernels (2 CTAs per SM) take G with B·H·slices·G close to 4 CTAs per SM; the v6/v7 kernels
+// take best_segment_count (one CTA per SM, two for v7 with 64-column slices). Before session 4
+// the v6/v7 plan took whole waves from ceil(SMs / (B·H·slices)) segments up (bench/NOTES.md,
+// v6: 1 wave instead of 4 made B=1 H=32 D=128 forward+backward 1.77x faster at 16K).
+// LIGHTRING_CUDA_WAVES=w forces G = ceil(w·slots / (B·H·slices)) for both;
 // LIGHTRING_CUDA_SEG_LEN overrides seg_len (rounded up to 64; tests use it to cover many
 // segments at small N).
 SegmentPlan plan_segments(const Problem& p, int max_dv) {
@@ -84,25 +86,27 @@ SegmentPlan plan_segments(const Problem& p, int max_dv) {
     const long long w = env ? std::atoll(env) : 0;
     return w >= 1 ? static_cast<int64_t>(w) : int64_t{0};
   }();
-  const bool v6 = v6_covers(p.dtype, static_cast<int>(p.qk_dim), max_dv);
-  const int64_t waves = forced_waves ? forced_waves : v6 ? 1 : 4;
   int device = 0, sms = 0;
   LR_CUDA_CHECK(cudaGetDevice(&device));
   LR_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  const int64_t slices = (max_dv + slice_width(p.dtype) - 1) / slice_width(p.dtype);
-  const int64_t base = p.batch * p.heads * slices;
-  int64_t segs = std::max<int64_t>(1, (waves * sms + base - 1) / base);
-  segs = std::min(segs, std::max<int64_t>(1, p.seqlen / kMinSegment));
-  int64_t seg_len = (p.seqlen + segs - 1) / segs;
-  // The v6 output pass runs one CTA per SM, and so does v7's with 128-column slices; v7 with
-  // 64-column slices (one warpgroup) runs two: whole waves of B·H·slices·G CTAs.
-  if (v6) {
-    const int width = v6_width(static_cast<int>(p.qk_dim), max_dv);
-    const int64_t base_one = p.batch * p.heads * ((max_dv + width - 1) / width);
-    const bool two_per_sm = width == 64 && v7_covers(p.dtype, static_cast<int>(p.qk_dim), max_dv);
-    seg_len = whole_wave_seg_len(p.seqlen, base_one, two_per_sm ? 2 * sms : sms, waves,
-                                 std::max<int64_t>(1, p.seqlen / kMinSegment));
-  }
+  const int dk = static_cast<int>(p.qk_dim);
+  const bool v6 = v6_covers(p.dtype, dk, max_dv);
+  const int width = v6 ? v6_width(dk, max_dv) : slice_width(p.dtype);
+  const int64_t base = p.batch * p.heads * ((max_dv + width - 1) / width);
+  // v3: 2 CTAs per SM; v6 and v7 with 128 columns: 1; v7 with 64: 2.
+  const int64_t per_sm = !v6 || (width == 64 && v7_covers(p.dtype, dk, max_dv)) ? 2 : 1;
+  const int64_t slots = per_sm * sms;
+  const int64_t max_segs = std::max<int64_t>(1, p.seqlen / kMinSegment);
+  const int64_t waves = forced_waves ? forced_waves : v6 ? 0 : 2;  // v3: 2 waves of 2 per SM
+  const int64_t segs =
+      std::min(max_segs, waves ? std::max<int64_t>(1, (waves * slots + base - 1) / base)
+                               : best_segment_count(base, slots, max_segs));
+  return finish_plan(p, (p.seqlen + segs - 1) / segs);
+}
+
+namespace {
+
+SegmentPlan finish_plan(const Problem& p, int64_t seg_len) {
   if (const char* env = std::getenv("LIGHTRING_CUDA_SEG_LEN")) {
     const long long forced = std::atoll(env);
     LR_CHECK(forced >= 1, "LIGHTRING_CUDA_SEG_LEN must be a positive integer (got '", env, "')");
@@ -116,6 +120,8 @@ SegmentPlan plan_segments(const Problem& p, int max_dv) {
   plan.num_segs = static_cast<int>(num_segs);
   return plan;
 }
+
+}  // namespace
 
 namespace {
 

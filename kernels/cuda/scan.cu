@@ -2,6 +2,10 @@
 // the v6 kernels for the shapes they cover, and to the v7 kernels where they run (variant.h).
 #include <cuda_runtime.h>
 
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
 #include "kernels/cuda/scan.h"
 #include "kernels/cuda/variant.h"
 #include "kernels/error.h"
@@ -16,9 +20,66 @@ void scan_v6_fp16(const ScanParams& p, cudaStream_t stream);
 bool scan_v7_bf16(const ScanParams& p, cudaStream_t stream);
 bool scan_v7_fp16(const ScanParams& p, cudaStream_t stream);
 
+namespace {
+
+// Whether every row of the operand starts 16-byte aligned (its pointer and strides).
+bool aligned16(const Operand& x) {
+  const auto bits = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(x.ptr)) |
+                    static_cast<uint64_t>(x.sb * 2) | static_cast<uint64_t>(x.sh * 2) |
+                    static_cast<uint64_t>(x.st * 2);
+  return (bits & 15) == 0;
+}
+
+std::atomic<bool>& fused_switch() {
+  static std::atomic<bool> on{[] {
+    const char* env = std::getenv("LIGHTRING_CUDA_FUSED");
+    if (!env || !*env || std::strcmp(env, "1") == 0) return true;
+    LR_CHECK(std::strcmp(env, "0") == 0, "LIGHTRING_CUDA_FUSED must be unset, '0' or '1' (got '",
+             env, "')");
+    return false;
+  }()};
+  return on;
+}
+
+// Floats of one lane's state in the fused scan (the kernel's dk block times its slice width).
+int64_t fused_state_floats(const ScanParams& p) {
+  return (p.dk <= 64 ? 64 : 128) * v6_width(p.dk, p.dv);
+}
+
+int64_t fused_lanes(const ScanParams& p) {
+  const int width = v6_width(p.dk, p.dv);
+  return p.batch * p.heads * ((p.dv + width - 1) / width);
+}
+
+}  // namespace
+
+bool v7_runs(const ScanParams& p) {
+  return v6_covers(p.dtype, p.dk, p.dv) && v7_covers(p.dtype, p.dk, p.dv) &&
+         (!p.o || aligned16(p.q)) && aligned16(p.k) && aligned16(p.v);
+}
+
+bool fused_runs(const ScanParams& p) {
+  return p.o && fused_switch().load(std::memory_order_relaxed) && v7_runs(p);
+}
+
+void set_fused_scan(bool on) {
+  fused_switch().store(on, std::memory_order_relaxed);
+}
+
+size_t fused_workspace_floats(const ScanParams& p) {
+  const int64_t counters = (1 + fused_lanes(p) + 3) / 4 * 4;  // keeps the ring 16-byte aligned
+  return static_cast<size_t>(counters + 2 * fused_lanes(p) * fused_state_floats(p));
+}
+
+Chain fused_chain(float* ws, const ScanParams& p) {
+  const int64_t counters = (1 + fused_lanes(p) + 3) / 4 * 4;
+  return Chain{reinterpret_cast<int*>(ws), ws + counters};
+}
+
 void scan(const ScanParams& p, void* stream_ptr) {
   const auto stream = static_cast<cudaStream_t>(stream_ptr);
   LR_CHECK(p.seg_len % kChunk == 0, "CUDA scan: seg_len must be a multiple of ", kChunk);
+  LR_CHECK(!p.chain.counter || v7_runs(p), "CUDA scan: the fused scan needs the v7 kernels");
   if (v6_covers(p.dtype, p.dk, p.dv)) {
     if (p.dtype == DType::kBFloat16) {
       if (!scan_v7_bf16(p, stream)) scan_v6_bf16(p, stream);

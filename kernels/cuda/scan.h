@@ -47,6 +47,14 @@ struct StateRef {
   int64_t sbh = 0, sg = 0, si = 0, sj = 0;
 };
 
+// The fused scan's chain (scan_v7.cuh, Mode::kFused): counter[0] is the CTA ticket and
+// counter[1 + lane] the count of segments lane (b·h, dv slice) has published (the launcher zeroes
+// them); ring holds two fp32 states per lane (fused_workspace_floats).
+struct Chain {
+  int* counter = nullptr;
+  float* ring = nullptr;
+};
+
 struct ScanParams {
   DType dtype = DType::kBFloat16;
   int64_t batch = 0, heads = 0, seqlen = 0;
@@ -62,10 +70,31 @@ struct ScanParams {
   StateRef state_in;   // entering state per segment; ptr nullptr means 0
   StateRef state_out;  // final state of each segment's scan; ptr nullptr to skip
   int stages = 1;      // v3 kernels: set by their launcher, cp.async stages of the tiles (1 or 2)
+  // Set: the fused single-pass output scan (v7 only; fused_runs): state_in / state_out are the
+  // view's initial and final states (sg = 0) instead of per-segment ones.
+  Chain chain;
 };
 
 // Launches the scan. Throws lightring::Error on a CUDA error.
 void scan(const ScanParams& p, void* stream);
+
+// Whether the v7 kernels run p (variant.h: v7_covers, and 16-byte aligned rows of k, v and,
+// for an output pass, q).
+bool v7_runs(const ScanParams& p);
+
+// Whether the fused single-pass scan runs the output scan p (v7_runs, and not switched off:
+// set_fused_scan / LIGHTRING_CUDA_FUSED=0).
+bool fused_runs(const ScanParams& p);
+
+// Switches the fused scan on or off for the process (tests and benchmarks compare it with the
+// state pass + combine + output pass it replaces). Initially on unless LIGHTRING_CUDA_FUSED=0.
+void set_fused_scan(bool on);
+
+// fp32 workspace of the fused scan p: the counters, then two states per lane.
+size_t fused_workspace_floats(const ScanParams& p);
+
+// The chain of p inside that workspace.
+Chain fused_chain(float* ws, const ScanParams& p);
 
 // Segment combine (docs/algorithm.md §3), in place on a [B·H, G, dk, dv]
 // contiguous array of local pairs X_g:

@@ -26,6 +26,19 @@
 // 128-byte swizzled layout of wgmma.cuh ([64-column block][row][64]), loaded with 16-byte
 // cp.async (two stages), so inputs must be 16-byte aligned (rows and strides; else v6 runs).
 // One CTA barrier per chunk; O is staged per warp through shared memory for 16-byte stores.
+//
+// Three modes (Mode): the state pass, the output pass, and the fused single-pass scan, whose CTA
+// does both for its segment (docs/algorithm.md §3 inside the GPU without a separate state pass):
+//   1. the local pair A_g of its segment from a zero state (the state pass, over K and V);
+//   2. the chain: waits until segment g-1 of its (b·h, slice) published its inclusive state
+//      P_{g-1} (P_{-1} = the initial state), publishes P_g = λ^{L_g} P_{g-1} + A_g;
+//   3. the output pass from X = P_{g-1}, re-reading K and V while they are still in L2.
+// The state phase runs the chunks last to first (A_g is a sum, order-free: chunk weights
+// λ^{offset} fold into Γ), so the chunks the output phase reads first are the ones read last.
+// CTAs take their segments by ticket (an atomic counter) in segment-major order, so a CTA only
+// waits for segments that CTAs already running hold: no deadlock whatever the block scheduling.
+// P_g lives in a two-slot ring per (b·h, slice): segment g+2 overwrites P_g only after g+1 read it
+// (g+1 publishes after reading, and g+2 reads that before writing).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -34,6 +47,8 @@
 #include "kernels/cuda/wgmma.cuh"
 
 namespace lightring::kernels::cuda::v7 {
+
+enum class Mode { kState, kOutput, kFused };
 
 using namespace wgmma;
 using v6::pack2;
@@ -95,14 +110,27 @@ __device__ __forceinline__ void load_tile(unsigned char* s, const T* rows, int64
   }
 }
 
-// kOut: the output pass (O, and X's final state when asked); else the state pass (X only).
-template <typename T, int kDk, int kEt, bool kOut>
+__device__ __forceinline__ int load_acquire(const int* p) {
+  int v;
+  asm volatile("ld.acquire.gpu.global.b32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+
+__device__ __forceinline__ void store_release(int* p, int v) {
+  asm volatile("st.release.gpu.global.b32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+
+// kState: the state pass (X only); kOutput: the output pass (O, and X's final state when asked);
+// kFused: both for one segment, chained to the previous segment (see the top of this file).
+template <typename T, int kDk, int kEt, Mode kMode>
 __global__ void __launch_bounds__(warpgroups<kEt>() * 128, 3 - warpgroups<kEt>())
     scan_kernel(const ScanParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   static_assert(
       sizeof(T) == 2 && (kDk == 64 || (kDk == 128 && kEt == 128)) && (kEt == 64 || kEt == 128),
       "v7 shapes: dk <= 64 with 64- or 128-column slices, dk <= 128 with 128");
+  constexpr bool kOut = kMode != Mode::kState;  // the Q and O tiles (output layout)
+  constexpr bool kFused = kMode == Mode::kFused;
   constexpr int kWgs = warpgroups<kEt>(), kThreads = kWgs * 128;
   constexpr int kStages = stages<kOut>();
   using Lay = Layout<kDk, kEt, kStages, kOut>;
@@ -115,9 +143,22 @@ __global__ void __launch_bounds__(warpgroups<kEt>() * 128, 3 - warpgroups<kEt>()
   float* pw = reinterpret_cast<float*>(smem + Lay::pw);
 
   const int num_slices = (p.dv + kEt - 1) / kEt;
-  const int slice = blockIdx.x % num_slices;
-  const int seg = blockIdx.x / num_slices;
-  const int64_t bh = blockIdx.y;
+  int slice, seg;
+  int64_t bh;
+  if constexpr (kFused) {
+    // The CTA's segment by ticket, segment-major: (seg, b·h, slice).
+    int* ticket = reinterpret_cast<int*>(pw + 72);
+    if (threadIdx.x == 0) *ticket = atomicAdd(p.chain.counter, 1);
+    __syncthreads();
+    const int64_t t = *ticket, bhs = p.batch * p.heads * num_slices;
+    seg = static_cast<int>(t / bhs);
+    bh = t % bhs / num_slices;
+    slice = static_cast<int>(t % num_slices);
+  } else {
+    slice = blockIdx.x % num_slices;
+    seg = blockIdx.x / num_slices;
+    bh = blockIdx.y;
+  }
   const int64_t b = bh / p.heads, h = bh % p.heads;
   const int col0 = slice * kEt;
   const int ncols = min(kEt, p.dv - col0);
@@ -143,9 +184,12 @@ __global__ void __launch_bounds__(warpgroups<kEt>() * 128, 3 - warpgroups<kEt>()
         pf[j8][e] = d >= 0 ? p.c_intra * expf(-s_h * static_cast<float>(d)) : 0.0f;
       }
   }
-  // Γ of the Kᵀ A fragments: k16 step kk, element e at token 16kk + 2tq + 8(e / 2) + e % 2.
+  // Γ of the Kᵀ A fragments for chunks of gam_len rows: k16 step kk, element e at token
+  // 16kk + 2tq + 8(e / 2) + e % 2.
   float gam[4][4];
+  int gam_len = 0;
   auto gammas = [&](int L, bool from_pw) {
+    gam_len = L;
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk)
 #pragma unroll
@@ -159,18 +203,20 @@ __global__ void __launch_bounds__(warpgroups<kEt>() * 128, 3 - warpgroups<kEt>()
 
   // X accumulators x[4j + e]: row xr0 + row0 + gq + 8(e / 2), column xc0 + 8j + 2tq + e % 2.
   float x[kXN / 2];
+  auto x_row = [&](int e) { return xr0 + row0 + gq + 8 * (e >> 1); };
+  auto x_col = [&](int j, int e) { return xc0 + 8 * j + 2 * tq + (e & 1); };
+  // Element x[4j + e] of state g of r (0 outside dk × ncols or when r is unset).
+  auto state_at = [&](const StateRef& r, int g, int j, int e) {
+    const int i = x_row(e), c = x_col(j, e);
+    return r.ptr && i < p.dk && c < ncols
+               ? r.ptr[bh * r.sbh + g * r.sg + i * r.si + (col0 + c) * r.sj]
+               : 0.0f;
+  };
 #pragma unroll
   for (int j = 0; j < kXN / 8; ++j)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int i = xr0 + row0 + gq + 8 * (e >> 1), c = xc0 + 8 * j + 2 * tq + (e & 1);
-      float v = 0.0f;
-      if (p.state_in.ptr && i < p.dk && c < ncols) {
-        const StateRef& r = p.state_in;
-        v = r.ptr[bh * r.sbh + seg * r.sg + i * r.si + (col0 + c) * r.sj];
-      }
-      x[4 * j + e] = v;
-    }
+    for (int e = 0; e < 4; ++e)
+      x[4 * j + e] = kMode == Mode::kOutput ? state_at(p.state_in, seg, j, e) : 0.0f;
   auto store_x = [&](int buf) {
     unsigned char* sX = smem + Lay::x + buf * Lay::x_bytes;
 #pragma unroll
@@ -182,10 +228,6 @@ __global__ void __launch_bounds__(warpgroups<kEt>() * 128, 3 - warpgroups<kEt>()
                    x[4 * j + 2 * hf + 1]);
       }
   };
-  if constexpr (kOut) {
-    store_x(0);
-    fence_proxy_async();
-  }
 
   const T* q_rows = static_cast<const T*>(p.q.ptr) + b * p.q.sb + h * p.q.sh;
   const T* k_rows = static_cast<const T*>(p.k.ptr) + b * p.k.sb + h * p.k.sh;
@@ -195,20 +237,6 @@ __global__ void __launch_bounds__(warpgroups<kEt>() * 128, 3 - warpgroups<kEt>()
   const int64_t t_begin = seg * p.seg_len;
   const int64_t t_end = min(p.seqlen, t_begin + p.seg_len);
   const int num_chunks = static_cast<int>((t_end - t_begin + kChunk - 1) / kChunk);
-  auto issue = [&](int c) {
-    if (c < num_chunks) {
-      const int64_t t0 = t_begin + static_cast<int64_t>(c) * kChunk;
-      const int L = static_cast<int>(min(static_cast<int64_t>(kChunk), t_end - t0));
-      unsigned char* base = smem + (c % kStages) * Lay::stage_bytes;
-      if constexpr (kOut)
-        load_tile<T, kDk, kThreads>(base + Lay::q, q_rows + t0 * p.q.st, p.q.st, L, 0, p.dk);
-      load_tile<T, kDk, kThreads>(base + Lay::k, k_rows + t0 * p.k.st, p.k.st, L, 0, p.dk);
-      load_tile<T, kEt, kThreads>(base + Lay::v, v_rows + t0 * p.v.st, p.v.st, L, col0, ncols);
-    }
-    scan_detail::cp_async_commit();
-  };
-#pragma unroll
-  for (int c = 0; c < kStages - 1; ++c) issue(c);
 
   // Descriptors (wgmma.cuh): K-major tiles advance 32 bytes per k16 step inside a 64-column
   // block and 64·128 bytes per block; N-major tiles 2048 bytes per k16 step.
@@ -218,155 +246,245 @@ __global__ void __launch_bounds__(warpgroups<kEt>() * 128, 3 - warpgroups<kEt>()
   auto nmajor = [](uint32_t tile, int kt, uint32_t block_bytes) {
     return desc_sw128(tile + kt * 2048, block_bytes, 1024);
   };
-
-  // X is scaled by λ^L of a chunk before its update is issued, outside the MMA window (ptxas
-  // would otherwise wait for the chunk's first MMAs before the scaling).
-  auto chunk_len = [&](int c) {
+  // Rows of segment chunk cc (the last one may be short).
+  auto chunk_len = [&](int cc) {
     return static_cast<int>(
-        min(static_cast<int64_t>(kChunk), t_end - t_begin - int64_t{c} * kChunk));
+        min(static_cast<int64_t>(kChunk), t_end - t_begin - int64_t{cc} * kChunk));
   };
   auto scale_x = [&](float w) {
 #pragma unroll
     for (int i = 0; i < kXN / 2; ++i) x[i] *= w;
   };
-  if (num_chunks > 0) scale_x(expf(-s_h * static_cast<float>(chunk_len(0))));
 
-  float s[32], o[kEq / 2];
-#pragma unroll
-  for (int i = 0; i < 32; ++i) s[i] = 0.0f;
-#pragma unroll
-  for (int i = 0; i < kEq / 2; ++i) o[i] = 0.0f;
-
-  for (int c = 0; c < num_chunks; ++c) {
-    const int64_t t0 = t_begin + static_cast<int64_t>(c) * kChunk;
-    const int L = static_cast<int>(min(static_cast<int64_t>(kChunk), t_end - t0));
-    scan_detail::cp_async_wait<kStages - 2>();
-    fence_proxy_async();
-    // Chunk c's tiles, X copy c % 2 and pw are visible to both proxies; every warpgroup is done
-    // with chunk c - 1 (its MMAs waited for), so its stage and X copy (c + 1) % 2 are free.
-    __syncthreads();
-    issue(c + kStages - 1);
-    if (L < kChunk) gammas(L, true);
-    const uint32_t st = sbase + (c % kStages) * Lay::stage_bytes;
-    const uint32_t xq = sbase + Lay::x + (c & 1) * Lay::x_bytes;
-
-    // Output pass, group 1: S = Q Kᵀ; group 2: O = Q X (this warpgroup's columns).
-    if constexpr (kOut) {
-      wgmma_fence();
-#pragma unroll
-      for (int kt = 0; kt < kKt; ++kt)
-        wgmma_ss<T, 64, 0>(s, kmajor(st + Lay::q, kt), kmajor(st + Lay::k, kt), kt > 0);
-      wgmma_commit();
-#pragma unroll
-      for (int kt = 0; kt < kKt; ++kt)
-        wgmma_ss<T, kEq, 1>(o, kmajor(st + Lay::q, kt),
-                            nmajor(xq + (oc0 >> 6) * kDk * 128, kt, kDk * 128), kt > 0);
-      wgmma_commit();
-    }
-
-    // Group 3 (the state pass: its only group): X = λ^L X + (Kᵀ Γ) V (X was scaled by λ^L at the
-    // end of the previous chunk, where no MMA is in flight), Γ applied to the Kᵀ fragments in
-    // registers.
-    uint32_t ka[4][4];
-    {
-      const unsigned char* sK = smem + (c % kStages) * Lay::stage_bytes + Lay::k;
-      const int mi = lane >> 3, rr = lane & 7;
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {
-        ldsm_x4_trans(ka[kk],
-                      sK + sw<kChunk>(16 * kk + 8 * (mi >> 1) + rr, xr0 + row0 + 8 * (mi & 1)));
-        ka[kk][0] = scale2<T>(ka[kk][0], gam[kk][0], gam[kk][1]);
-        ka[kk][1] = scale2<T>(ka[kk][1], gam[kk][0], gam[kk][1]);
-        ka[kk][2] = scale2<T>(ka[kk][2], gam[kk][2], gam[kk][3]);
-        ka[kk][3] = scale2<T>(ka[kk][3], gam[kk][2], gam[kk][3]);
+  // One pass over the segment's chunks. The output phase (kO) runs them first to last from the
+  // X in registers: O, and X after each chunk. The state phase adds each chunk's
+  // λ^{offset}·(Kᵀ Γ) V into X, offset = rows of the segment after the chunk, last chunk first.
+  // before_loop runs once the first stages are issued.
+  auto run = [&](auto out_phase, auto before_loop) {
+    constexpr bool kO = decltype(out_phase)::value;
+    auto chunk_at = [&](int c) { return kO ? c : num_chunks - 1 - c; };
+    auto issue = [&](int c) {
+      if (c < num_chunks) {
+        const int cc = chunk_at(c);
+        const int64_t t0 = t_begin + static_cast<int64_t>(cc) * kChunk;
+        const int L = chunk_len(cc);
+        unsigned char* base = smem + (c % kStages) * Lay::stage_bytes;
+        if constexpr (kO)
+          load_tile<T, kDk, kThreads>(base + Lay::q, q_rows + t0 * p.q.st, p.q.st, L, 0, p.dk);
+        load_tile<T, kDk, kThreads>(base + Lay::k, k_rows + t0 * p.k.st, p.k.st, L, 0, p.dk);
+        load_tile<T, kEt, kThreads>(base + Lay::v, v_rows + t0 * p.v.st, p.v.st, L, col0, ncols);
       }
-    }
-    wgmma_fence();
+      scan_detail::cp_async_commit();
+    };
 #pragma unroll
-    for (int kk = 0; kk < 4; ++kk)
-      wgmma_rs<T, kXN, 1>(
-          x, ka[kk], nmajor(st + Lay::v + (xc0 >> 6) * (kChunk * 128), kk, kChunk * 128), true);
-    wgmma_commit();
+    for (int c = 0; c < kStages - 1; ++c) issue(c);
+    before_loop();
 
-    if constexpr (kOut) {
-      // P from S (group 1) into A fragments: k16 step kk covers S columns 16kk + [0, 16).
-      wgmma_wait<2>();
-      fence_regs<32>(s);
-      uint32_t pa[4][4];
+    // X is scaled by λ^L of a chunk before its update is issued, outside the MMA window (ptxas
+    // would otherwise wait for the chunk's first MMAs before the scaling).
+    if constexpr (kO)
+      if (num_chunks > 0) scale_x(expf(-s_h * static_cast<float>(chunk_len(0))));
+
+    float s[32], o[kEq / 2];
+    if constexpr (kO) {
 #pragma unroll
-      for (int kk = 0; kk < 4; ++kk)
+      for (int i = 0; i < 32; ++i) s[i] = 0.0f;
 #pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          const int j8 = 2 * kk + half;
-          pa[kk][2 * half] = pack2<T>(s[4 * j8] * pf[j8][0], s[4 * j8 + 1] * pf[j8][1]);
-          pa[kk][2 * half + 1] = pack2<T>(s[4 * j8 + 2] * pf[j8][2], s[4 * j8 + 3] * pf[j8][3]);
+      for (int i = 0; i < kEq / 2; ++i) o[i] = 0.0f;
+    }
+
+    for (int c = 0; c < num_chunks; ++c) {
+      const int cc = chunk_at(c);
+      const int64_t t0 = t_begin + static_cast<int64_t>(cc) * kChunk;
+      const int L = chunk_len(cc);
+      scan_detail::cp_async_wait<kStages - 2>();
+      fence_proxy_async();
+      // Chunk c's tiles, X copy c % 2 and pw are visible to both proxies; every warpgroup is
+      // done with chunk c - 1 (its MMAs waited for), so its stage and X copy (c + 1) % 2 are free.
+      __syncthreads();
+      issue(c + kStages - 1);
+      if (L != gam_len) gammas(L, true);
+      const uint32_t st = sbase + (c % kStages) * Lay::stage_bytes;
+      const uint32_t xq = sbase + Lay::x + (c & 1) * Lay::x_bytes;
+
+      // Output phase, group 1: S = Q Kᵀ; group 2: O = Q X (this warpgroup's columns).
+      if constexpr (kO) {
+        wgmma_fence();
+#pragma unroll
+        for (int kt = 0; kt < kKt; ++kt)
+          wgmma_ss<T, 64, 0>(s, kmajor(st + Lay::q, kt), kmajor(st + Lay::k, kt), kt > 0);
+        wgmma_commit();
+#pragma unroll
+        for (int kt = 0; kt < kKt; ++kt)
+          wgmma_ss<T, kEq, 1>(o, kmajor(st + Lay::q, kt),
+                              nmajor(xq + (oc0 >> 6) * kDk * 128, kt, kDk * 128), kt > 0);
+        wgmma_commit();
+      }
+
+      // Group 3 (the state phase: its only group): X += (Kᵀ Γ) V, Γ applied to the Kᵀ fragments
+      // in registers (output phase: X was scaled by λ^L at the end of the previous chunk, where
+      // no MMA is in flight; state phase: Γ carries λ^{offset} instead).
+      float wo = 1.0f;
+      if constexpr (!kO) wo = expf(-s_h * static_cast<float>(t_end - t0 - L));
+      uint32_t ka[4][4];
+      {
+        const unsigned char* sK = smem + (c % kStages) * Lay::stage_bytes + Lay::k;
+        const int mi = lane >> 3, rr = lane & 7;
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+          ldsm_x4_trans(ka[kk],
+                        sK + sw<kChunk>(16 * kk + 8 * (mi >> 1) + rr, xr0 + row0 + 8 * (mi & 1)));
+          float g0 = gam[kk][0], g1 = gam[kk][1], g2 = gam[kk][2], g3 = gam[kk][3];
+          if constexpr (!kO) g0 *= wo, g1 *= wo, g2 *= wo, g3 *= wo;
+          ka[kk][0] = scale2<T>(ka[kk][0], g0, g1);
+          ka[kk][1] = scale2<T>(ka[kk][1], g0, g1);
+          ka[kk][2] = scale2<T>(ka[kk][2], g2, g3);
+          ka[kk][3] = scale2<T>(ka[kk][3], g2, g3);
         }
-      // O rows scaled by c_inter·λ^{r+1-σ} (group 2), then group 4: O += P V.
-      wgmma_wait<1>();
-      fence_regs<kEq / 2>(o);
-      const float w0 = p.c_inter * pw[row0 + gq + 1 - p.shift];
-      const float w1 = p.c_inter * pw[row0 + gq + 9 - p.shift];
-#pragma unroll
-      for (int j = 0; j < kEq / 8; ++j) {
-        o[4 * j] *= w0;
-        o[4 * j + 1] *= w0;
-        o[4 * j + 2] *= w1;
-        o[4 * j + 3] *= w1;
       }
       wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk)
-        wgmma_rs<T, kEq, 1>(
-            o, pa[kk], nmajor(st + Lay::v + (oc0 >> 6) * (kChunk * 128), kk, kChunk * 128), true);
+        wgmma_rs<T, kXN, 1>(
+            x, ka[kk], nmajor(st + Lay::v + (xc0 >> 6) * (kChunk * 128), kk, kChunk * 128), true);
       wgmma_commit();
-      wgmma_wait<0>();
-      fence_regs<kEq / 2>(o);
-    } else {
-      wgmma_wait<0>();
-    }
-    fence_regs<kXN / 2>(x);
 
-    // X's copy for the next chunk (the buffer chunk c - 1 read; the barrier above freed it).
-    if constexpr (kOut) {
+      if constexpr (kO) {
+        // P from S (group 1) into A fragments: k16 step kk covers S columns 16kk + [0, 16).
+        wgmma_wait<2>();
+        fence_regs<32>(s);
+        uint32_t pa[4][4];
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+          for (int half = 0; half < 2; ++half) {
+            const int j8 = 2 * kk + half;
+            pa[kk][2 * half] = pack2<T>(s[4 * j8] * pf[j8][0], s[4 * j8 + 1] * pf[j8][1]);
+            pa[kk][2 * half + 1] = pack2<T>(s[4 * j8 + 2] * pf[j8][2], s[4 * j8 + 3] * pf[j8][3]);
+          }
+        // O rows scaled by c_inter·λ^{r+1-σ} (group 2), then group 4: O += P V.
+        wgmma_wait<1>();
+        fence_regs<kEq / 2>(o);
+        const float w0 = p.c_inter * pw[row0 + gq + 1 - p.shift];
+        const float w1 = p.c_inter * pw[row0 + gq + 9 - p.shift];
+#pragma unroll
+        for (int j = 0; j < kEq / 8; ++j) {
+          o[4 * j] *= w0;
+          o[4 * j + 1] *= w0;
+          o[4 * j + 2] *= w1;
+          o[4 * j + 3] *= w1;
+        }
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk)
+          wgmma_rs<T, kEq, 1>(
+              o, pa[kk], nmajor(st + Lay::v + (oc0 >> 6) * (kChunk * 128), kk, kChunk * 128), true);
+        wgmma_commit();
+        wgmma_wait<0>();
+        fence_regs<kEq / 2>(o);
+      } else {
+        wgmma_wait<0>();
+      }
+      fence_regs<kXN / 2>(x);
+      if constexpr (!kO) continue;
+
+      // X's copy for the next chunk (the buffer chunk c - 1 read; the barrier above freed it).
       store_x((c + 1) & 1);
       fence_proxy_async();
-    }
-    if (c + 1 < num_chunks) scale_x(pw[chunk_len(c + 1)]);
-    if constexpr (!kOut) continue;
+      if (c + 1 < num_chunks) scale_x(pw[chunk_len(c + 1)]);
 
-    // Stage this warp's 16 × kEq block of O (only this warp touches it) and store whole vectors.
-    T* sO = reinterpret_cast<T*>(smem + Lay::o);
+      // Stage this warp's 16 × kEq block of O (only this warp touches it) and store whole vectors.
+      T* sO = reinterpret_cast<T*>(smem + Lay::o);
 #pragma unroll
-    for (int j = 0; j < kEq / 8; ++j) {
-      const int cc = oc0 + 8 * j + 2 * tq;
-      store_pair(sO + (row0 + gq) * Lay::ldo + cc, o[4 * j], o[4 * j + 1]);
-      store_pair(sO + (row0 + gq + 8) * Lay::ldo + cc, o[4 * j + 2], o[4 * j + 3]);
-    }
-    __syncwarp();
-    constexpr int kVec = 8, kRowVecs = kEq / kVec;
+      for (int j = 0; j < kEq / 8; ++j) {
+        const int oc = oc0 + 8 * j + 2 * tq;
+        store_pair(sO + (row0 + gq) * Lay::ldo + oc, o[4 * j], o[4 * j + 1]);
+        store_pair(sO + (row0 + gq + 8) * Lay::ldo + oc, o[4 * j + 2], o[4 * j + 3]);
+      }
+      __syncwarp();
+      constexpr int kVec = 8, kRowVecs = kEq / kVec;
 #pragma unroll
-    for (int idx = lane; idx < 16 * kRowVecs; idx += 32) {
-      const int r = row0 + idx / kRowVecs, cc = oc0 + (idx % kRowVecs) * kVec;
-      if (r >= L || cc >= ncols) continue;
-      T* dst = o_rows + (t0 + r) * p.o_st + col0 + cc;
-      const T* src = sO + r * Lay::ldo + cc;
-      if (cc + kVec <= ncols && (reinterpret_cast<uintptr_t>(dst) & 15) == 0) {
-        *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
-      } else {
-        for (int e = 0; e < kVec && cc + e < ncols; ++e) dst[e] = src[e];
+      for (int idx = lane; idx < 16 * kRowVecs; idx += 32) {
+        const int r = row0 + idx / kRowVecs, oc = oc0 + (idx % kRowVecs) * kVec;
+        if (r >= L || oc >= ncols) continue;
+        T* dst = o_rows + (t0 + r) * p.o_st + col0 + oc;
+        const T* src = sO + r * Lay::ldo + oc;
+        if (oc + kVec <= ncols && (reinterpret_cast<uintptr_t>(dst) & 15) == 0) {
+          *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
+        } else {
+          for (int e = 0; e < kVec && oc + e < ncols; ++e) dst[e] = src[e];
+        }
       }
     }
+  };
+
+  auto publish_x_copy = [&] {
+    store_x(0);
+    fence_proxy_async();
+  };
+  if constexpr (kMode == Mode::kState) {
+    run(std::false_type{}, [] {});
+  } else if constexpr (kMode == Mode::kOutput) {
+    run(std::true_type{}, publish_x_copy);
+  } else {
+    run(std::false_type{}, [] {});  // x = A_g
+    __syncthreads();                // every warpgroup is done with the state phase's stages
+    // The chain, while the output phase's first stages load: P_g = λ^{L_g}·P_{g-1} + A_g into
+    // ring slot g % 2 (fragment order: float4 j of thread t at 4(j·kThreads + t)); x = P_{g-1}.
+    auto chain = [&] {
+      const int64_t lane_id = bh * num_slices + slice;
+      constexpr int kSlot4 = kThreads * kXN / 8;  // float4 per state
+      float4* ring = reinterpret_cast<float4*>(p.chain.ring) + lane_id * 2 * kSlot4;
+      int* flag = p.chain.counter + 1 + lane_id;  // segments of this lane published
+      if (seg > 0) {
+        if (threadIdx.x == 0)
+          while (load_acquire(flag) < seg) __nanosleep(64);
+        __syncthreads();
+      }
+      const float a = expf(-s_h * static_cast<float>(t_end - t_begin));
+      const bool publish = seg + 1 < p.num_segs;
+      const float4* prev = ring + ((seg + 1) & 1) * kSlot4 + threadIdx.x;
+      float4* mine = ring + (seg & 1) * kSlot4 + threadIdx.x;
+#pragma unroll
+      for (int j = 0; j < kXN / 8; ++j) {
+        float4 in;
+        if (seg > 0) {
+          in = __ldcg(prev + j * kThreads);
+        } else {
+          in = make_float4(state_at(p.state_in, 0, j, 0), state_at(p.state_in, 0, j, 1),
+                           state_at(p.state_in, 0, j, 2), state_at(p.state_in, 0, j, 3));
+        }
+        if (publish)
+          __stcg(mine + j * kThreads,
+                 make_float4(a * in.x + x[4 * j], a * in.y + x[4 * j + 1], a * in.z + x[4 * j + 2],
+                             a * in.w + x[4 * j + 3]));
+        x[4 * j] = in.x;
+        x[4 * j + 1] = in.y;
+        x[4 * j + 2] = in.z;
+        x[4 * j + 3] = in.w;
+      }
+      if (publish) {
+        __threadfence();
+        __syncthreads();
+        if (threadIdx.x == 0) store_release(flag, seg + 1);
+      }
+      publish_x_copy();
+    };
+    run(std::true_type{}, chain);
   }
 
-  if (p.state_out.ptr) {
+  // The state after the segment: every segment's (state pass, output pass asked for it); the
+  // fused scan's last segment only (state_out is the user's final state).
+  if (p.state_out.ptr && (!kFused || seg + 1 == p.num_segs)) {
     const StateRef& r = p.state_out;
+    const int g = kFused ? 0 : seg;
 #pragma unroll
     for (int j = 0; j < kXN / 8; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int i = xr0 + row0 + gq + 8 * (e >> 1), cc = xc0 + 8 * j + 2 * tq + (e & 1);
-        if (i < p.dk && cc < ncols)
-          r.ptr[bh * r.sbh + seg * r.sg + i * r.si + (col0 + cc) * r.sj] = x[4 * j + e];
+        const int i = x_row(e), c = x_col(j, e);
+        if (i < p.dk && c < ncols)
+          r.ptr[bh * r.sbh + g * r.sg + i * r.si + (col0 + c) * r.sj] = x[4 * j + e];
       }
   }
 #else
@@ -374,41 +492,43 @@ __global__ void __launch_bounds__(warpgroups<kEt>() * 128, 3 - warpgroups<kEt>()
 #endif
 }
 
-template <typename T, int kDk, int kEt, bool kOut>
+template <typename T, int kDk, int kEt, Mode kMode>
 void launch(const ScanParams& p, cudaStream_t stream) {
+  constexpr bool kOut = kMode != Mode::kState;
   using Lay = Layout<kDk, kEt, stages<kOut>(), kOut>;
   static_assert(Lay::total <= scan_detail::kMaxSmem, "v7 tiles exceed shared memory");
-  auto* kernel = &scan_kernel<T, kDk, kEt, kOut>;
+  auto* kernel = &scan_kernel<T, kDk, kEt, kMode>;
   LR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                      static_cast<int>(Lay::total)));
   const int num_slices = (p.dv + kEt - 1) / kEt;
-  const dim3 grid(num_slices * p.num_segs, static_cast<unsigned>(p.batch * p.heads));
-  LR_CHECK(grid.y <= 65535u, "CUDA scan: batch*heads must be <= 65535 (got ", grid.y, ")");
-  kernel<<<grid, warpgroups<kEt>() * 128, Lay::total, stream>>>(p);
+  const int64_t lanes = p.batch * p.heads * num_slices;
+  if constexpr (kMode == Mode::kFused) {
+    // One CTA per (segment, b·h, slice), which it takes by ticket; the ticket and the lanes'
+    // published counts start at 0.
+    const int64_t ctas = lanes * p.num_segs;
+    LR_CHECK(ctas < (int64_t{1} << 31), "CUDA fused scan: too many segments (", ctas, " CTAs)");
+    LR_CUDA_CHECK(cudaMemsetAsync(p.chain.counter, 0, (1 + lanes) * sizeof(int), stream));
+    kernel<<<static_cast<unsigned>(ctas), warpgroups<kEt>() * 128, Lay::total, stream>>>(p);
+  } else {
+    const dim3 grid(num_slices * p.num_segs, static_cast<unsigned>(p.batch * p.heads));
+    LR_CHECK(grid.y <= 65535u, "CUDA scan: batch*heads must be <= 65535 (got ", grid.y, ")");
+    kernel<<<grid, warpgroups<kEt>() * 128, Lay::total, stream>>>(p);
+  }
   LR_CUDA_CHECK_LAUNCH("scan_kernel v7");
 }
 
 template <typename T, int kDk, int kEt>
 void launch_pass(const ScanParams& p, cudaStream_t stream) {
-  p.o ? launch<T, kDk, kEt, true>(p, stream) : launch<T, kDk, kEt, false>(p, stream);
+  if (p.chain.counter) return launch<T, kDk, kEt, Mode::kFused>(p, stream);
+  p.o ? launch<T, kDk, kEt, Mode::kOutput>(p, stream)
+      : launch<T, kDk, kEt, Mode::kState>(p, stream);
 }
 
-// Whether every row of the operand starts 16-byte aligned (its pointer and strides).
-inline bool aligned16(const void* ptr, int64_t sb, int64_t sh, int64_t st) {
-  const auto bits = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(ptr)) |
-                    static_cast<uint64_t>(sb * 2) | static_cast<uint64_t>(sh * 2) |
-                    static_cast<uint64_t>(st * 2);
-  return (bits & 15) == 0;
-}
-
-// Runs p (output or state pass) with the v7 kernels when they cover it (v7_covers and 16-byte
-// aligned rows of k, v and, for an output pass, q); returns false otherwise (the caller runs v6).
+// Runs p (state, output or fused pass) with the v7 kernels when they run it (v7_runs); returns
+// false otherwise (the caller runs v6).
 template <typename T>
 bool run(const ScanParams& p, cudaStream_t stream) {
-  if (!v7_covers(p.dtype, p.dk, p.dv)) return false;
-  if ((p.o && !aligned16(p.q.ptr, p.q.sb, p.q.sh, p.q.st)) ||
-      !aligned16(p.k.ptr, p.k.sb, p.k.sh, p.k.st) || !aligned16(p.v.ptr, p.v.sb, p.v.sh, p.v.st))
-    return false;
+  if (!v7_runs(p)) return false;
   if (v6_width(p.dk, p.dv) == 64) {
     launch_pass<T, 64, 64>(p, stream);  // v7_covers: dk <= 64
   } else {

@@ -138,6 +138,53 @@ TEST_F(CudaLayout, V7ShapesMatchFloat64) {
   }
 }
 
+// The fused single-pass forward (kernels/cuda/scan_v7.cuh, Mode::kFused) on its natural
+// segments (plan_segments: several at these lengths) against the state pass + combine + output pass
+// it replaces (set_fused_scan(false), itself checked against float64 above) and, where the
+// quadratic oracle is affordable, against float64: both v7 slice widths, two dv slices
+// (dv = 256), dk = 96, partial last chunks, initial and final states, bf16 and fp16. The oracle
+// cases run it with 64- and 192-row segments (many links of the chain) as well.
+TEST_F(CudaLayout, FusedScanMatchesTwoPassAndFloat64) {
+  if (!kernels::cuda::v7_covers(DType::kBFloat16, 128, 128))
+    GTEST_SKIP() << "the v7 kernels do not run on this device or variant";
+  struct Case {
+    Shape s;
+    DType dtype;
+  };
+  const Case cases[] = {{Shape{2, 16, 1100, 128, 128}, DType::kBFloat16},
+                        {Shape{1, 8, 40000, 128, 128}, DType::kBFloat16},
+                        {Shape{2, 4, 30001, 64, 64}, DType::kFloat16},
+                        {Shape{1, 4, 20000, 96, 256}, DType::kBFloat16}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE("B=" + std::to_string(c.s.B) + " H=" + std::to_string(c.s.H) +
+                 " N=" + std::to_string(c.s.N) + " D=" + std::to_string(c.s.D) +
+                 " E=" + std::to_string(c.s.E));
+    kernels::Problem kp;
+    kp.dtype = c.dtype;
+    kp.batch = c.s.B;
+    kp.heads = c.s.H;
+    kp.seqlen = c.s.N;
+    kp.qk_dim = c.s.D;
+    kp.v_dim = c.s.E;
+    const int segs = kernels::cuda::plan_segments(kp, static_cast<int>(c.s.E)).num_segs;
+    std::printf("[ info     ] fused scan B=%ld H=%ld N=%ld: %d segments\n",
+                static_cast<long>(c.s.B), static_cast<long>(c.s.H), static_cast<long>(c.s.N), segs);
+    EXPECT_GT(segs, 1) << "the case must run the fused scan's chain";
+    const Problem pr = make_problem(c.s, c.dtype, true, true, true, 300 + c.s.N, 0.75);
+    kernels::cuda::set_fused_scan(false);
+    const CudaResults two = run_cuda(pr, false);
+    kernels::cuda::set_fused_scan(true);
+    const CudaResults one = run_cuda(pr, false);
+    // The fused state phase rounds the other operand of its Kᵀ Γ V update to 16 bits (dQ: V
+    // scaled by Γ, where the S prefix scales K), so fused and two-pass differ by 16-bit
+    // rounding of the states, not only by the order of fp32 additions.
+    const double tol = cuda_tolerance(c.dtype);
+    expect_results_close(one, two, tol / 2, "fused vs two-pass");
+    if (c.s.B * c.s.H * c.s.N <= 40000)
+      expect_results_close(one, oracle_results(pr), tol, "fused vs float64");
+  }
+}
+
 // dv = 100: one partial 128-column slice of the v6 kernels (kernels/cuda/variant.h), two
 // 64-column slices under LIGHTRING_CUDA_VARIANT=v3; rows not 16-byte aligned (element-wise loads),
 // both segment regimes.
