@@ -263,8 +263,18 @@ void NcclCommunicator::all_gather(const float* send, float* recv, size_t count, 
   end(stream);
 }
 
+void NcclCommunicator::set_host_channel(std::unique_ptr<Communicator> host) {
+  LR_CHECK(!host || (host->rank() == rank_ && host->size() == size_),
+           "NcclCommunicator::set_host_channel: the host communicator must have the same ranks "
+           "(rank ",
+           rank_, " of ", size_, "; got rank ", host ? host->rank() : -1, " of ",
+           host ? host->size() : -1, ")");
+  host_ = std::move(host);
+}
+
 void NcclCommunicator::all_gather_host(const int64_t* send, int64_t* recv, size_t count) {
   check_usable("all_gather_host");
+  if (host_) return host_->all_gather_host(send, recv, count);
   LR_CUDA_CHECK(cudaSetDevice(device_));
   // Staging: [count] for this rank's values, then [size·count] gathered.
   int64_t* staging = nullptr;
@@ -283,6 +293,10 @@ void NcclCommunicator::all_gather_host(const int64_t* send, int64_t* recv, size_
 }
 
 void NcclCommunicator::barrier() {
+  if (host_) {
+    check_usable("barrier");
+    return host_->barrier();
+  }
   const int64_t mine = rank_;
   std::vector<int64_t> all(size_);
   all_gather_host(&mine, all.data(), 1);
@@ -319,8 +333,10 @@ std::unique_ptr<Communicator> NcclCommunicator::split(int color, int key) {
   int sub_rank = 0, sub_size = 1;
   ncclCommUserRank(sub, &sub_rank);
   ncclCommCount(sub, &sub_size);
-  return std::unique_ptr<Communicator>(
+  std::unique_ptr<NcclCommunicator> out(
       new NcclCommunicator(sub, sub_rank, sub_size, device_, timeout_s_, max_ctas_, Adopt{}));
+  if (host_) out->set_host_channel(host_->split(color, key));  // same color and key: same ranks
+  return out;
 #else
   (void)color;
   (void)key;

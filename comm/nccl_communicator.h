@@ -81,6 +81,14 @@ class NcclCommunicator final : public Communicator {
   int device() const { return device_; }
   void* comm_stream() const { return stream_; }
 
+  // Host-side collectives (all_gather_host, barrier: the shape agreement of every SP pass) go
+  // through `host`, a communicator of the same ranks in the same order, instead of an NCCL
+  // all-gather drained with a stream synchronisation: that all-gather waits for SMs held by the
+  // kernels already queued (phase 1 of the pass) and the host then enqueues the rest of the
+  // pass on an idle GPU. nccl_from_mpi sets an MPI duplicate unless
+  // LIGHTRING_NCCL_HOST_AGREE=nccl. split() splits it alongside.
+  void set_host_channel(std::unique_ptr<Communicator> host);
+
  private:
   struct Adopt {};
   NcclCommunicator(ncclComm_t comm, int rank, int size, int device, double timeout_s, int max_ctas,
@@ -101,9 +109,10 @@ class NcclCommunicator final : public Communicator {
   int max_ctas_ = 0;  // ncclConfig_t.maxCTAs set at init and split (0: NCCL's default)
   bool aborted_ = false;
   CUstream_st* stream_ = nullptr;
-  CUevent_st* ready_ = nullptr;     // recorded on the compute stream
-  CUevent_st* done_ = nullptr;      // recorded on the own stream
-  std::vector<int> pending_peers_;  // peers of the operations not yet synchronised
+  CUevent_st* ready_ = nullptr;         // recorded on the compute stream
+  CUevent_st* done_ = nullptr;          // recorded on the own stream
+  std::vector<int> pending_peers_;      // peers of the operations not yet synchronised
+  std::unique_ptr<Communicator> host_;  // host-side collectives (set_host_channel), or null
   // Op timing (set_op_timing): a pool of event pairs recorded on the own stream
   // around each data operation; the first timed_used_ pairs hold unread times.
   std::vector<CUevent_st*> timing_events_;  // [2·i] start, [2·i+1] end of operation i
