@@ -32,10 +32,14 @@ namespace lightring::comm {
 enum class MemorySpace { kHost, kDevice };
 
 // The "lean" NCCL channel cap (CommOptions::nccl_max_ctas): a state message is
-// B·H·D·E·4 bytes (2 MB at H = 32, D = E = 128), which a couple of channels move
-// at tens of GB/s, while every channel costs NCCL device buffers per peer and
+// B·H·D·E·4 bytes (2 MB at H = 32, D = E = 128), which a few channels move at
+// tens of GB/s, while every channel costs NCCL device buffers per peer and
 // direction (Simple NCCL_BUFFSIZE 4 MiB + LL128 ~4.7 MB + LL 0.5 MB by default).
-constexpr int kNcclLeanMaxCtas = 2;
+// 4 rather than 2 since session 4 (two H200, shape agreement over MPI, 3 runs
+// each): P=2 speed-up 1.89-1.91 / 1.94-1.95 / 1.94 at 64K / 256K / 1M per GPU
+// against 1.89-1.90 / 1.93-1.94 / 1.91-1.92, for peak ratios 1.073 / 1.021 /
+// 1.005 against 1.061 / 1.017 / 1.004 (docs/scaling.md).
+constexpr int kNcclLeanMaxCtas = 4;
 
 struct CommOptions {
   // Seconds a blocking wait (or the NCCL watchdog) waits for a peer before it
