@@ -329,29 +329,23 @@ class CudaBackwardPass final : public BackwardPass::Impl {
   explicit CudaBackwardPass(const BackwardParams& p)
       : scans_(p), count_(state_count(p)), stream_(static_cast<cudaStream_t>(p.stream)) {
     if (scans_.segmented()) pair_.emplace(count_, stream_);
-    LR_CUDA_CHECK(cudaEventCreateWithFlags(&fork_, cudaEventDisableTiming));
-    LR_CUDA_CHECK(cudaEventCreateWithFlags(&joined_, cudaEventDisableTiming));
-    LR_CUDA_CHECK(cudaEventCreateWithFlags(&pair_done_, cudaEventDisableTiming));
-    LR_CUDA_CHECK(cudaEventRecord(fork_, stream_));
+    LR_CUDA_CHECK(cudaEventRecord(fork_.get(), stream_));
     const cudaStream_t low = side_stream(false);
-    LR_CUDA_CHECK(cudaStreamWaitEvent(low, fork_, 0));
+    LR_CUDA_CHECK(cudaStreamWaitEvent(low, fork_.get(), 0));
     scans_.dq(low);
-    LR_CUDA_CHECK(cudaEventRecord(joined_, low));
+    LR_CUDA_CHECK(cudaEventRecord(joined_.get(), low));
     if (scans_.segmented()) {
       const cudaStream_t high = side_stream(true);
-      LR_CUDA_CHECK(cudaStreamWaitEvent(high, fork_, 0));
+      LR_CUDA_CHECK(cudaStreamWaitEvent(high, fork_.get(), 0));
       scans_.ds_prefix(nullptr, pair_->get(), high);  // dS entering the segments from 0; C
-      LR_CUDA_CHECK(cudaEventRecord(pair_done_, high));
-      LR_CUDA_CHECK(cudaStreamWaitEvent(stream_, pair_done_, 0));
+      LR_CUDA_CHECK(cudaEventRecord(pair_done_.get(), high));
+      LR_CUDA_CHECK(cudaStreamWaitEvent(stream_, pair_done_.get(), 0));
     }
   }
 
   ~CudaBackwardPass() override {
     // Later work on the pass's stream (frees included) stays behind dQ (no throw here).
-    if (!joined_once_) cudaStreamWaitEvent(stream_, joined_, 0);
-    cudaEventDestroy(fork_);
-    cudaEventDestroy(joined_);
-    cudaEventDestroy(pair_done_);
+    if (!joined_once_) cudaStreamWaitEvent(stream_, joined_.get(), 0);
   }
 
   const float* local_state() override {
@@ -376,13 +370,13 @@ class CudaBackwardPass final : public BackwardPass::Impl {
   void join() {
     if (joined_once_) return;
     joined_once_ = true;
-    LR_CUDA_CHECK(cudaStreamWaitEvent(stream_, joined_, 0));
+    LR_CUDA_CHECK(cudaStreamWaitEvent(stream_, joined_.get(), 0));
   }
 
   BackwardScans scans_;
   size_t count_;
   cudaStream_t stream_;
-  cudaEvent_t fork_ = nullptr, joined_ = nullptr, pair_done_ = nullptr;
+  PooledEvent fork_, joined_, pair_done_;  // per-device pool: no create/destroy per pass
   bool joined_once_ = false;
   std::optional<Workspace> pair_;  // C [B,H,D,E]
 };

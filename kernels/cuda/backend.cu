@@ -161,6 +161,35 @@ cudaStream_t side_stream(bool high_priority) {
   return s;
 }
 
+namespace {
+
+constexpr int kMaxPoolDevices = 64;
+std::mutex g_events_mu;
+std::vector<cudaEvent_t> g_free_events[kMaxPoolDevices];
+
+}  // namespace
+
+PooledEvent::PooledEvent() {
+  LR_CUDA_CHECK(cudaGetDevice(&device_));
+  LR_CHECK(device_ < kMaxPoolDevices, "CUDA backend: device index ", device_,
+           " >= ", kMaxPoolDevices);
+  {
+    std::lock_guard<std::mutex> lock(g_events_mu);
+    std::vector<cudaEvent_t>& free = g_free_events[device_];
+    if (!free.empty()) {
+      event_ = free.back();
+      free.pop_back();
+      return;
+    }
+  }
+  LR_CUDA_CHECK(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming));
+}
+
+PooledEvent::~PooledEvent() {
+  std::lock_guard<std::mutex> lock(g_events_mu);
+  g_free_events[device_].push_back(event_);
+}
+
 void forget_checked_decay() {
   std::lock_guard<std::mutex> lock(g_checked_mu);
   g_checked.clear();

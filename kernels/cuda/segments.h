@@ -88,6 +88,23 @@ void check_decay(const Problem& p, cudaStream_t stream);
 // high-priority one, is computed and exchanged).
 cudaStream_t side_stream(bool high_priority);
 
+// A timing-disabled CUDA event of the current device from a per-device pool (created on first
+// use, never destroyed), returned by the destructor: a pass's fork/join events cost no
+// cudaEventCreate/Destroy per call. Re-recording a returned event is safe: a stream that waits
+// on it waited on the record made before the wait was enqueued.
+class PooledEvent {
+ public:
+  PooledEvent();
+  ~PooledEvent();
+  PooledEvent(const PooledEvent&) = delete;
+  PooledEvent& operator=(const PooledEvent&) = delete;
+  cudaEvent_t get() const { return event_; }
+
+ private:
+  int device_ = 0;
+  cudaEvent_t event_ = nullptr;
+};
+
 // Forgets which decay arrays were checked (tests: a freed array's address may come back).
 void forget_checked_decay();
 
