@@ -7,9 +7,15 @@
 //   2. combine:    X_in(g) = init ⊕ (a_0, X_0) ⊕ … ⊕ (a_{g-1}, X_{g-1});
 //   3. main pass:  each segment runs the block form from X_in(g).
 //
-// Segments are sized so that B·H·slices·G fills the GPU several times over;
-// when B·H·slices alone does (G = 1) steps 1–2 are skipped and the main pass
-// reads the initial state and writes the final state itself.
+// Segments follow the wave cost model of backend.cu (plan_segments); when
+// B·H·slices alone fills the GPU (G = 1) steps 1–2 are skipped and the main
+// pass reads the initial state and writes the final state itself.
+//
+// Fused (the one-shot forward and dQ, where the v7 kernels run; scan.h:
+// fused_runs): steps 1–3 are one kernel, each segment's CTA computing its local
+// pair, taking the entering state from its predecessor through a chain and
+// publishing its own, then running the main pass (scan_v7.cuh, Mode::kFused).
+// dV and dK keep steps 1–3: they share one dS prefix.
 //
 // Two phases (sequence parallel): steps 1–2 run from init = 0 before the
 // entering state s0 is known, giving the zero-initial entering states and, as
