@@ -237,27 +237,33 @@ class BackwardScans {
  private:
   // dV = c[(Q Kᵀ ⊙ M)ᵀ dO] + Γ K dS(i+1): q=K, k=Q, v=dO, X = dS, reversed.
   ScanParams dv_scan() const {
-    const int64_t N = p_.seqlen;
-    ScanParams s = reversed_base();
-    s.dk = static_cast<int>(p_.qk_dim);
-    s.dv = static_cast<int>(p_.v_dim);
-    s.q = reversed(operand(p_.k, p_.k_stride), N, p_.dtype);
-    s.k = reversed(operand(p_.q, p_.q_stride), N, p_.dtype);
-    s.v = reversed(operand(p_.d_o, p_.do_stride), N, p_.dtype);
-    set_output(&s, reversed(operand(p_.dv, p_.dv_stride), N, p_.dtype));
-    return s;
+    return reversed_scan(p_.qk_dim, p_.v_dim, {p_.k, p_.k_stride}, {p_.q, p_.q_stride},
+                         {p_.d_o, p_.do_stride}, {p_.dv, p_.dv_stride});
   }
 
   // dK = c[(dO Vᵀ ⊙ M)ᵀ Q] + Γ V dS(i+1)ᵀ: q=V, k=dO, v=Q, X = dSᵀ, reversed.
   ScanParams dk_scan() const {
-    const int64_t N = p_.seqlen;
+    return reversed_scan(p_.v_dim, p_.qk_dim, {p_.v, p_.v_stride}, {p_.d_o, p_.do_stride},
+                         {p_.q, p_.q_stride}, {p_.dk, p_.dk_stride});
+  }
+
+  struct View {
+    const void* ptr;
+    Strides stride;
+  };
+
+  // The reversed scan of (q, k, v) into out, kernel dims dk × dv.
+  ScanParams reversed_scan(int64_t dk, int64_t dv, View q, View k, View v, View out) const {
+    const auto rev = [&](const View& x) {
+      return reversed(operand(x.ptr, x.stride), p_.seqlen, p_.dtype);
+    };
     ScanParams s = reversed_base();
-    s.dk = static_cast<int>(p_.v_dim);
-    s.dv = static_cast<int>(p_.qk_dim);
-    s.q = reversed(operand(p_.v, p_.v_stride), N, p_.dtype);
-    s.k = reversed(operand(p_.d_o, p_.do_stride), N, p_.dtype);
-    s.v = reversed(operand(p_.q, p_.q_stride), N, p_.dtype);
-    set_output(&s, reversed(operand(p_.dk, p_.dk_stride), N, p_.dtype));
+    s.dk = static_cast<int>(dk);
+    s.dv = static_cast<int>(dv);
+    s.q = rev(q);
+    s.k = rev(k);
+    s.v = rev(v);
+    set_output(&s, rev(out));
     return s;
   }
 

@@ -48,7 +48,20 @@ int64_t best_segment_count(int64_t base, int64_t slots, int64_t max_segs) {
 }
 
 // seg_len (or LIGHTRING_CUDA_SEG_LEN) rounded up to whole chunks, and the segment count.
-SegmentPlan finish_plan(const Problem& p, int64_t seg_len);
+SegmentPlan finish_plan(const Problem& p, int64_t seg_len) {
+  if (const char* env = std::getenv("LIGHTRING_CUDA_SEG_LEN")) {
+    const long long forced = std::atoll(env);
+    LR_CHECK(forced >= 1, "LIGHTRING_CUDA_SEG_LEN must be a positive integer (got '", env, "')");
+    seg_len = forced;
+  }
+  seg_len = (seg_len + kChunk - 1) / kChunk * kChunk;
+  SegmentPlan plan;
+  plan.seg_len = seg_len;
+  const int64_t num_segs = (p.seqlen + seg_len - 1) / seg_len;
+  LR_CHECK(num_segs <= (1 << 20), "CUDA backend: too many segments (", num_segs, ")");
+  plan.num_segs = static_cast<int>(num_segs);
+  return plan;
+}
 
 }  // namespace
 
@@ -97,31 +110,14 @@ SegmentPlan plan_segments(const Problem& p, int max_dv) {
   const int64_t per_sm = !v6 || (width == 64 && v7_covers(p.dtype, dk, max_dv)) ? 2 : 1;
   const int64_t slots = per_sm * sms;
   const int64_t max_segs = std::max<int64_t>(1, p.seqlen / kMinSegment);
-  const int64_t waves = forced_waves ? forced_waves : v6 ? 0 : 2;  // v3: 2 waves of 2 per SM
-  const int64_t segs =
-      std::min(max_segs, waves ? std::max<int64_t>(1, (waves * slots + base - 1) / base)
-                               : best_segment_count(base, slots, max_segs));
-  return finish_plan(p, (p.seqlen + segs - 1) / segs);
+  // Forced waves, or v3's 2 waves of 2 CTAs per SM: G = ceil(waves·slots / base).
+  const int64_t waves = forced_waves ? forced_waves : 2;
+  const int64_t segs = v6 && !forced_waves
+                           ? best_segment_count(base, slots, max_segs)
+                           : std::max<int64_t>(1, (waves * slots + base - 1) / base);
+  const int64_t g = std::min(max_segs, segs);
+  return finish_plan(p, (p.seqlen + g - 1) / g);
 }
-
-namespace {
-
-SegmentPlan finish_plan(const Problem& p, int64_t seg_len) {
-  if (const char* env = std::getenv("LIGHTRING_CUDA_SEG_LEN")) {
-    const long long forced = std::atoll(env);
-    LR_CHECK(forced >= 1, "LIGHTRING_CUDA_SEG_LEN must be a positive integer (got '", env, "')");
-    seg_len = forced;
-  }
-  seg_len = (seg_len + kChunk - 1) / kChunk * kChunk;
-  SegmentPlan plan;
-  plan.seg_len = seg_len;
-  const int64_t num_segs = (p.seqlen + seg_len - 1) / seg_len;
-  LR_CHECK(num_segs <= (1 << 20), "CUDA backend: too many segments (", num_segs, ")");
-  plan.num_segs = static_cast<int>(num_segs);
-  return plan;
-}
-
-}  // namespace
 
 namespace {
 

@@ -51,6 +51,12 @@ int64_t fused_lanes(const ScanParams& p) {
   return p.batch * p.heads * ((p.dv + width - 1) / width);
 }
 
+// Ints before the ring: the ticket and one count per lane, rounded up to keep the ring 16-byte
+// aligned.
+int64_t fused_counters(const ScanParams& p) {
+  return (1 + fused_lanes(p) + 3) / 4 * 4;
+}
+
 }  // namespace
 
 bool v7_runs(const ScanParams& p) {
@@ -67,13 +73,11 @@ void set_fused_scan(bool on) {
 }
 
 size_t fused_workspace_floats(const ScanParams& p) {
-  const int64_t counters = (1 + fused_lanes(p) + 3) / 4 * 4;  // keeps the ring 16-byte aligned
-  return static_cast<size_t>(counters + 2 * fused_lanes(p) * fused_state_floats(p));
+  return static_cast<size_t>(fused_counters(p) + 2 * fused_lanes(p) * fused_state_floats(p));
 }
 
 Chain fused_chain(float* ws, const ScanParams& p) {
-  const int64_t counters = (1 + fused_lanes(p) + 3) / 4 * 4;
-  return Chain{reinterpret_cast<int*>(ws), ws + counters};
+  return Chain{reinterpret_cast<int*>(ws), ws + fused_counters(p)};
 }
 
 void scan(const ScanParams& p, void* stream_ptr) {
