@@ -106,8 +106,8 @@ SegmentPlan plan_segments(const Problem& p, int max_dv) {
   const bool v6 = v6_covers(p.dtype, dk, max_dv);
   const int width = v6 ? v6_width(dk, max_dv) : slice_width(p.dtype);
   const int64_t base = p.batch * p.heads * ((max_dv + width - 1) / width);
-  // v3: 2 CTAs per SM; v6 and v7 with 128 columns: 1; v7 with 64: 2.
-  const int64_t per_sm = !v6 || (width == 64 && v7_covers(p.dtype, dk, max_dv)) ? 2 : 1;
+  // v3: 2 CTAs per SM; v6, v7 with 128 columns and v7 at dk > 128: 1; v7 with 64 at dk <= 64: 2.
+  const int64_t per_sm = !v6 || (width == 64 && dk <= 64 && v7_covers(p.dtype, dk, max_dv)) ? 2 : 1;
   const int64_t slots = per_sm * sms;
   const int64_t max_segs = std::max<int64_t>(1, p.seqlen / kMinSegment);
   // Forced waves, or v3's 2 waves of 2 CTAs per SM: G = ceil(waves·slots / base).

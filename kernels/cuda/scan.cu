@@ -43,7 +43,7 @@ std::atomic<bool>& fused_switch() {
 
 // Floats of one lane's state in the fused scan (the kernel's dk block times its slice width).
 int64_t fused_state_floats(const ScanParams& p) {
-  return (p.dk <= 64 ? 64 : 128) * v6_width(p.dk, p.dv);
+  return (p.dk <= 64 ? 64 : p.dk <= 128 ? 128 : 256) * v6_width(p.dk, p.dv);
 }
 
 int64_t fused_lanes(const ScanParams& p) {

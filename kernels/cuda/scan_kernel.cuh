@@ -119,8 +119,10 @@ __device__ __forceinline__ void cp_async_wait() {
 }
 
 // s[r][0..cols_pad) <- row r of the operand (rows: its row t0), columns col0 + [0, ncols), zero
-// elsewhere and for rows r >= L. 16-byte cp.async (zero-filling past ncols) when the row is
-// 16-byte aligned; element by element (synchronous) otherwise.
+// elsewhere and for rows r >= L. 16-byte cp.async for whole (or empty: zero-filling) vectors
+// whose address is 16-byte aligned; element by element (synchronous) otherwise, partial vectors
+// included: a 16-byte cp.async of the last 8 bytes of an allocation (src-size 8) is an
+// out-of-bounds read to compute-sanitizer's memcheck (session 5, dv = 100).
 template <typename T, int kThreads>
 __device__ __forceinline__ void load_tile_async(T* s, int ld, int cols_pad, const T* rows,
                                                 int64_t st, int L, int col0, int ncols) {
@@ -131,7 +133,7 @@ __device__ __forceinline__ void load_tile_async(T* s, int ld, int cols_pad, cons
     T* dst = s + r * ld + c;
     const int valid = r < L ? max(0, min(kVec, ncols - c)) : 0;
     const T* src = valid > 0 ? rows + r * st + col0 + c : rows;
-    if ((reinterpret_cast<uintptr_t>(src) & 15) == 0) {
+    if ((reinterpret_cast<uintptr_t>(src) & 15) == 0 && (valid == kVec || valid == 0)) {
       cp_async16(dst, src, valid * static_cast<int>(sizeof(T)));
     } else {
       for (int j = 0; j < kVec; ++j) dst[j] = j < valid ? src[j] : from_f32<T>(0.0f);

@@ -3,8 +3,9 @@
 //     O      = c_intra·[(Q Kᵀ) ⊙ M] V + c_inter·diag(λ^{r+1-σ}) Q X
 //     X_next = λ^L X + c_state·Kᵀ diag(λ^{L-1-r+σ}) V
 //
-// and the state pass (X only) for 16-bit inputs with dk <= 128 and 128-column dv slices, or
-// dk <= 64 and 64-column slices (variant.h: v7_covers); every other shape keeps the v6 kernels. Why
+// and the state pass (X only) for 16-bit inputs with dk <= 128 and 128-column dv slices,
+// dk <= 64 and 64-column slices, or dk <= 256 and 64-column slices (split-K, below; variant.h:
+// v7_covers); every other shape keeps the v6 kernels. Why
 // (bench/NOTES.md, v6 and v7): v6's output pass was bound by shared-memory bandwidth (ldmatrix of
 // every mma.sync fragment, L1 74%, issue slots 45%); wgmma reads B (and A when it is in shared
 // memory) once per 64-row warpgroup tile straight from shared memory, cutting that traffic ~2.5x.
@@ -21,6 +22,12 @@
 //   O   = diag(c_inter λ^{r+1-σ})·O + P V[:, 64g..]   m64n64, A = P in registers
 // Both warpgroups compute S (64×64×128, 1/7 of the MMA work) so that P never leaves registers.
 // With dk <= 64 each warpgroup owns all 64 rows of X and 64 of its columns instead.
+// Split-K (128 < dk <= 256, 64-column slices, two warpgroups): warpgroup g owns dk rows
+// 128g + [0, 128) of X (two m64 row tiles, 64 fp32 registers) and computes the partial products
+// over them: S_g = Q_g K_gᵀ, O_g = Q_g X_g (m64n64, 8 k16 steps each), P_g = S_g ⊙ decay,
+// O_g += P_g V; O = O_0 + O_1 (P is linear in S) through an fp32 exchange in shared memory,
+// each warpgroup then storing 32 of the 64 columns. No MMA is duplicated (both S halves are
+// needed), and since a warpgroup's Q X reads only the X rows it writes, one X copy is enough.
 // X stays fp32 in registers for the whole segment; its element-type copy (double-buffered,
 // written after the update) is the B operand of the next chunk's Q X. Tiles are stored in the
 // 128-byte swizzled layout of wgmma.cuh ([64-column block][row][64]), loaded with 16-byte
@@ -54,11 +61,11 @@ using namespace wgmma;
 using v6::pack2;
 using v6::scale2;
 
-// Warpgroups per CTA: two for 128-column slices, one for 64-column slices (dk <= 64, dv <= 64:
-// two CTAs per SM instead).
-template <int kEt>
+// Warpgroups per CTA: two for 128-column slices and for dk = 256 (split-K, below), one for
+// 64-column slices at dk <= 64 (two CTAs per SM instead).
+template <int kDk, int kEt>
 constexpr int warpgroups() {
-  return kEt / 64;
+  return kEt == 128 || kDk == 256 ? 2 : 1;
 }
 
 // Byte offset of element (r, c) in a swizzled tile of kRows rows stored as
@@ -69,28 +76,34 @@ __device__ __forceinline__ uint32_t sw(int r, int c) {
 }
 
 // Shared memory of one CTA (offsets from a 1024-byte aligned base): kStages × {Q (output pass
-// only), K [64][kDk], V [64][kEt]} swizzled; for the output pass two copies of X [kDk][kEt]
-// swizzled and the O staging tile [64][kEt + 8]; λ^0..λ^64. kDk = kEt = 128: output pass
-// 3 × 48 + 64 + 17 KB = 226 KB; state pass 4 × 32 KB = 128 KB.
+// only), K [64][kDk], V [64][kEt]} swizzled; for the output pass the copies of X [kDk][kEt]
+// swizzled (two, or one under split-K, where a warpgroup reads only the rows it writes), the O
+// staging tile [64][kEt + 8], and under split-K the fp32 O exchange [2 × 4][128] float4;
+// λ^0..λ^64. kDk = kEt = 128: output pass 3 × 48 + 64 + 17 KB = 226 KB; state pass 4 × 32 KB =
+// 128 KB. kDk = 256, kEt = 64: output pass 2 × 72 + 32 + 9 + 16 KB = 202 KB; state pass
+// 4 × 40 KB = 160 KB.
 template <int kDk, int kEt, int kStages, bool kOut>
 struct Layout {
+  static constexpr bool split = kDk == 256;
   static constexpr uint32_t q = 0, k = q + (kOut ? kDk * 128 : 0), v = k + kDk * 128;
   static constexpr uint32_t stage_bytes = v + kEt * 128;
   static constexpr uint32_t x = kStages * stage_bytes;
   static constexpr uint32_t x_bytes = kOut ? kEt / 64 * kDk * 128 : 0;
+  static constexpr int x_bufs = split ? 1 : 2;
   static constexpr int ldo = kEt + 8;
-  static constexpr uint32_t o = x + 2 * x_bytes;
-  static constexpr uint32_t pw = o + (kOut ? 2 * kChunk * ldo : 0);
+  static constexpr uint32_t o = x + x_bufs * x_bytes;
+  static constexpr uint32_t red = o + (kOut ? 2 * kChunk * ldo : 0);
+  static constexpr uint32_t pw = red + (kOut && split ? sizeof(float) * kChunk * kEt : 0);
   static constexpr size_t total = pw + sizeof(float) * 80 + 1024;  // + slack to align the base
 };
 
 // cp.async stages: the output pass fits three at dk = 128 (measured 4% faster than two at
-// B=1 H=32 N=64K-256K, bench/NOTES.md); the state pass (32 KB per stage, memory-bound) keeps
-// three chunks in flight with four. One CTA per SM for both (the state pass spills at the 128
-// registers two CTAs would allow).
-template <bool kOut>
+// B=1 H=32 N=64K-256K, bench/NOTES.md) and two at dk = 256; the state pass (32-40 KB per
+// stage, memory-bound) keeps three chunks in flight with four. One CTA per SM for both (the
+// state pass spills at the 128 registers two CTAs would allow).
+template <int kDk, bool kOut>
 constexpr int stages() {
-  return kOut ? 3 : 4;
+  return kOut ? (kDk == 256 ? 2 : 3) : 4;
 }
 
 // Rows [0, L) of an operand (row 0 at `rows`, stride st elements, 16-byte aligned), columns
@@ -123,20 +136,25 @@ __device__ __forceinline__ void store_release(int* p, int v) {
 // kState: the state pass (X only); kOutput: the output pass (O, and X's final state when asked);
 // kFused: both for one segment, chained to the previous segment (see the top of this file).
 template <typename T, int kDk, int kEt, Mode kMode>
-__global__ void __launch_bounds__(warpgroups<kEt>() * 128, 3 - warpgroups<kEt>())
+__global__ void __launch_bounds__(warpgroups<kDk, kEt>() * 128, 3 - warpgroups<kDk, kEt>())
     scan_kernel(const ScanParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  static_assert(
-      sizeof(T) == 2 && (kDk == 64 || (kDk == 128 && kEt == 128)) && (kEt == 64 || kEt == 128),
-      "v7 shapes: dk <= 64 with 64- or 128-column slices, dk <= 128 with 128");
+  static_assert(sizeof(T) == 2 && ((kDk == 64 && (kEt == 64 || kEt == 128)) ||
+                                   (kDk == 128 && kEt == 128) || (kDk == 256 && kEt == 64)),
+                "v7 shapes: dk <= 64 with 64- or 128-column slices, dk <= 128 with 128, "
+                "dk <= 256 with 64");
   constexpr bool kOut = kMode != Mode::kState;  // the Q and O tiles (output layout)
   constexpr bool kFused = kMode == Mode::kFused;
-  constexpr int kWgs = warpgroups<kEt>(), kThreads = kWgs * 128;
-  constexpr int kStages = stages<kOut>();
+  constexpr bool kSplit = kDk == 256;  // split-K: the warpgroups share dk, not the O columns
+  constexpr int kWgs = warpgroups<kDk, kEt>(), kThreads = kWgs * 128;
+  constexpr int kStages = stages<kDk, kOut>();
   using Lay = Layout<kDk, kEt, kStages, kOut>;
-  constexpr int kKt = kDk / 16;                              // k16 steps of Q Kᵀ and Q X
-  constexpr int kEq = kEt / kWgs;                            // O columns per warpgroup (64)
-  constexpr int kXN = kDk == 128 ? kEt : kEt / kWgs;         // X columns per warpgroup
+  constexpr int kKt = kDk / 16 / (kSplit ? 2 : 1);    // k16 steps of Q Kᵀ and Q X per warpgroup
+  constexpr int kEq = kSplit ? kEt : kEt / kWgs;      // O columns per warpgroup MMA
+  constexpr int kOq = kEt / kWgs;                     // O columns each warpgroup stores
+  constexpr int kXN = kDk >= 128 ? kEt : kEt / kWgs;  // X columns per warpgroup
+  constexpr int kXM = kSplit ? 2 : 1;                 // X row tiles (64 rows) per warpgroup
+  constexpr int kXF = kXN / 2;                        // X floats per thread and row tile
   extern __shared__ __align__(16) unsigned char smem_raw[];  // aligned to 1024 below
   unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
   const uint32_t sbase = smem_addr(smem);
@@ -165,10 +183,12 @@ __global__ void __launch_bounds__(warpgroups<kEt>() * 128, 3 - warpgroups<kEt>()
 
   const int wg = threadIdx.x >> 7, wl = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
   const int gq = lane >> 2, tq = lane & 3;
-  const int row0 = 16 * wl;                   // chunk rows of this warp (S, P, O)
-  const int oc0 = kEq * wg;                   // O columns of this warpgroup
-  const int xr0 = kDk == 128 ? 64 * wg : 0;   // X rows of this warpgroup
-  const int xc0 = kDk == 128 ? 0 : kXN * wg;  // X columns of this warpgroup
+  const int row0 = 16 * wl;                       // chunk rows of this warp (S, P, O)
+  const int oc0 = kOq * wg;                       // O columns this warpgroup stores
+  const int mc0 = kSplit ? 0 : kEq * wg;          // O columns of this warpgroup's MMAs
+  const int kt0 = kSplit ? kKt * wg : 0;          // first k16 step (dk) of its Q Kᵀ and Q X
+  const int xr0 = kDk == 64 ? 0 : kXM * 64 * wg;  // X rows of this warpgroup
+  const int xc0 = kDk == 64 ? kXN * wg : 0;       // X columns of this warpgroup
 
   const float s_h = p.decay ? p.decay[h] : 0.0f;
   for (int n = threadIdx.x; n <= kChunk; n += kThreads) pw[n] = expf(-s_h * static_cast<float>(n));
@@ -201,32 +221,37 @@ __global__ void __launch_bounds__(warpgroups<kEt>() * 128, 3 - warpgroups<kEt>()
   };
   gammas(kChunk, false);
 
-  // X accumulators x[4j + e]: row xr0 + row0 + gq + 8(e / 2), column xc0 + 8j + 2tq + e % 2.
-  float x[kXN / 2];
-  auto x_row = [&](int e) { return xr0 + row0 + gq + 8 * (e >> 1); };
+  // X accumulators x[kXF·m + 4j + e] (row tile m, 4-float group j = 4f / 4 with f < kXF / 4):
+  // row xr0 + 64m + row0 + gq + 8(e / 2), column xc0 + 8j + 2tq + e % 2.
+  float x[kXM * kXF];
+  auto x_row = [&](int m, int e) { return xr0 + 64 * m + row0 + gq + 8 * (e >> 1); };
   auto x_col = [&](int j, int e) { return xc0 + 8 * j + 2 * tq + (e & 1); };
-  // Element x[4j + e] of state g of r (0 outside dk × ncols or when r is unset).
-  auto state_at = [&](const StateRef& r, int g, int j, int e) {
-    const int i = x_row(e), c = x_col(j, e);
+  // Element (m, j, e) of state g of r (0 outside dk × ncols or when r is unset).
+  auto state_at = [&](const StateRef& r, int g, int m, int j, int e) {
+    const int i = x_row(m, e), c = x_col(j, e);
     return r.ptr && i < p.dk && c < ncols
                ? r.ptr[bh * r.sbh + g * r.sg + i * r.si + (col0 + c) * r.sj]
                : 0.0f;
   };
 #pragma unroll
-  for (int j = 0; j < kXN / 8; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e)
-      x[4 * j + e] = kMode == Mode::kOutput ? state_at(p.state_in, seg, j, e) : 0.0f;
-  auto store_x = [&](int buf) {
-    unsigned char* sX = smem + Lay::x + buf * Lay::x_bytes;
+  for (int m = 0; m < kXM; ++m)
 #pragma unroll
     for (int j = 0; j < kXN / 8; ++j)
 #pragma unroll
-      for (int hf = 0; hf < 2; ++hf) {
-        const int i = xr0 + row0 + gq + 8 * hf, c = xc0 + 8 * j + 2 * tq;
-        store_pair(reinterpret_cast<T*>(sX + sw<kDk>(i, c)), x[4 * j + 2 * hf],
-                   x[4 * j + 2 * hf + 1]);
-      }
+      for (int e = 0; e < 4; ++e)
+        x[kXF * m + 4 * j + e] = kMode == Mode::kOutput ? state_at(p.state_in, seg, m, j, e) : 0.0f;
+  auto store_x = [&](int buf) {
+    unsigned char* sX = smem + Lay::x + buf * Lay::x_bytes;
+#pragma unroll
+    for (int m = 0; m < kXM; ++m)
+#pragma unroll
+      for (int j = 0; j < kXN / 8; ++j)
+#pragma unroll
+        for (int hf = 0; hf < 2; ++hf) {
+          const int i = xr0 + 64 * m + row0 + gq + 8 * hf, c = xc0 + 8 * j + 2 * tq;
+          store_pair(reinterpret_cast<T*>(sX + sw<kDk>(i, c)), x[kXF * m + 4 * j + 2 * hf],
+                     x[kXF * m + 4 * j + 2 * hf + 1]);
+        }
   };
 
   const T* q_rows = static_cast<const T*>(p.q.ptr) + b * p.q.sb + h * p.q.sh;
@@ -253,7 +278,7 @@ __global__ void __launch_bounds__(warpgroups<kEt>() * 128, 3 - warpgroups<kEt>()
   };
   auto scale_x = [&](float w) {
 #pragma unroll
-    for (int i = 0; i < kXN / 2; ++i) x[i] *= w;
+    for (int i = 0; i < kXM * kXF; ++i) x[i] *= w;
   };
 
   // One pass over the segment's chunks. The output phase (kO) runs them first to last from the
@@ -305,19 +330,20 @@ __global__ void __launch_bounds__(warpgroups<kEt>() * 128, 3 - warpgroups<kEt>()
       issue(c + kStages - 1);
       if (L != gam_len) gammas(L, true);
       const uint32_t st = sbase + (c % kStages) * Lay::stage_bytes;
-      const uint32_t xq = sbase + Lay::x + (c & 1) * Lay::x_bytes;
+      const uint32_t xq = sbase + Lay::x + (c % Lay::x_bufs) * Lay::x_bytes;
 
       // Output phase, group 1: S = Q Kᵀ; group 2: O = Q X (this warpgroup's columns).
       if constexpr (kO) {
         wgmma_fence();
 #pragma unroll
         for (int kt = 0; kt < kKt; ++kt)
-          wgmma_ss<T, 64, 0>(s, kmajor(st + Lay::q, kt), kmajor(st + Lay::k, kt), kt > 0);
+          wgmma_ss<T, 64, 0>(s, kmajor(st + Lay::q, kt0 + kt), kmajor(st + Lay::k, kt0 + kt),
+                             kt > 0);
         wgmma_commit();
 #pragma unroll
         for (int kt = 0; kt < kKt; ++kt)
-          wgmma_ss<T, kEq, 1>(o, kmajor(st + Lay::q, kt),
-                              nmajor(xq + (oc0 >> 6) * kDk * 128, kt, kDk * 128), kt > 0);
+          wgmma_ss<T, kEq, 1>(o, kmajor(st + Lay::q, kt0 + kt),
+                              nmajor(xq + (mc0 >> 6) * kDk * 128, kt0 + kt, kDk * 128), kt > 0);
         wgmma_commit();
       }
 
@@ -326,27 +352,33 @@ __global__ void __launch_bounds__(warpgroups<kEt>() * 128, 3 - warpgroups<kEt>()
       // no MMA is in flight; state phase: Γ carries λ^{offset} instead).
       float wo = 1.0f;
       if constexpr (!kO) wo = expf(-s_h * static_cast<float>(t_end - t0 - L));
-      uint32_t ka[4][4];
+      uint32_t ka[kXM][4][4];
       {
         const unsigned char* sK = smem + (c % kStages) * Lay::stage_bytes + Lay::k;
         const int mi = lane >> 3, rr = lane & 7;
 #pragma unroll
-        for (int kk = 0; kk < 4; ++kk) {
-          ldsm_x4_trans(ka[kk],
-                        sK + sw<kChunk>(16 * kk + 8 * (mi >> 1) + rr, xr0 + row0 + 8 * (mi & 1)));
-          float g0 = gam[kk][0], g1 = gam[kk][1], g2 = gam[kk][2], g3 = gam[kk][3];
-          if constexpr (!kO) g0 *= wo, g1 *= wo, g2 *= wo, g3 *= wo;
-          ka[kk][0] = scale2<T>(ka[kk][0], g0, g1);
-          ka[kk][1] = scale2<T>(ka[kk][1], g0, g1);
-          ka[kk][2] = scale2<T>(ka[kk][2], g2, g3);
-          ka[kk][3] = scale2<T>(ka[kk][3], g2, g3);
-        }
+        for (int m = 0; m < kXM; ++m)
+#pragma unroll
+          for (int kk = 0; kk < 4; ++kk) {
+            uint32_t* a = ka[m][kk];
+            ldsm_x4_trans(a, sK + sw<kChunk>(16 * kk + 8 * (mi >> 1) + rr,
+                                             xr0 + 64 * m + row0 + 8 * (mi & 1)));
+            float g0 = gam[kk][0], g1 = gam[kk][1], g2 = gam[kk][2], g3 = gam[kk][3];
+            if constexpr (!kO) g0 *= wo, g1 *= wo, g2 *= wo, g3 *= wo;
+            a[0] = scale2<T>(a[0], g0, g1);
+            a[1] = scale2<T>(a[1], g0, g1);
+            a[2] = scale2<T>(a[2], g2, g3);
+            a[3] = scale2<T>(a[3], g2, g3);
+          }
       }
       wgmma_fence();
 #pragma unroll
-      for (int kk = 0; kk < 4; ++kk)
-        wgmma_rs<T, kXN, 1>(
-            x, ka[kk], nmajor(st + Lay::v + (xc0 >> 6) * (kChunk * 128), kk, kChunk * 128), true);
+      for (int m = 0; m < kXM; ++m)
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk)
+          wgmma_rs<T, kXN, 1>(x + kXF * m, ka[m][kk],
+                              nmajor(st + Lay::v + (xc0 >> 6) * (kChunk * 128), kk, kChunk * 128),
+                              true);
       wgmma_commit();
 
       if constexpr (kO) {
@@ -378,31 +410,69 @@ __global__ void __launch_bounds__(warpgroups<kEt>() * 128, 3 - warpgroups<kEt>()
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk)
           wgmma_rs<T, kEq, 1>(
-              o, pa[kk], nmajor(st + Lay::v + (oc0 >> 6) * (kChunk * 128), kk, kChunk * 128), true);
+              o, pa[kk], nmajor(st + Lay::v + (mc0 >> 6) * (kChunk * 128), kk, kChunk * 128), true);
         wgmma_commit();
         wgmma_wait<0>();
         fence_regs<kEq / 2>(o);
       } else {
         wgmma_wait<0>();
       }
-      fence_regs<kXN / 2>(x);
+      fence_regs<kXM * kXF>(x);
       if constexpr (!kO) continue;
 
-      // X's copy for the next chunk (the buffer chunk c - 1 read; the barrier above freed it).
-      store_x((c + 1) & 1);
+      // The O values this warpgroup stores: o, or under split-K the sums fo (kept out of the
+      // accumulators: writing them back made ptxas serialise the warpgroup MMAs).
+      float fo[kSplit ? kOq / 2 : 1];
+      auto o_out = [&](int i) {
+        if constexpr (kSplit) {
+          return fo[i];
+        } else {
+          return o[i];
+        }
+      };
+      if constexpr (kSplit) {
+        // Split-K: each warpgroup holds its half of the dk sum for all kEt columns. Hand the
+        // other warpgroup the columns it stores (fragments j of the other half) through the
+        // exchange, then add the ones this warpgroup stores into fo. The barrier also frees the
+        // single X copy: every warp of both warpgroups is past its Q X.
+        float4* red = reinterpret_cast<float4*>(smem + Lay::red);
+        const int tw = threadIdx.x & 127;
+        constexpr int kHalf = kOq / 8;  // 4-float groups per half
+#pragma unroll
+        for (int j = 0; j < kHalf; ++j) {
+          const int a = 4 * j, b = 4 * (j + kHalf);  // fragments of columns [0, 32), [32, 64)
+          red[((1 - wg) * kHalf + j) * 128 + tw] =
+              wg ? make_float4(o[a], o[a + 1], o[a + 2], o[a + 3])
+                 : make_float4(o[b], o[b + 1], o[b + 2], o[b + 3]);
+        }
+        __syncthreads();
+#pragma unroll
+        for (int j = 0; j < kHalf; ++j) {
+          const int a = 4 * j, b = 4 * (j + kHalf);
+          const float4 r = red[(wg * kHalf + j) * 128 + tw];
+          fo[a] = (wg ? o[b] : o[a]) + r.x;
+          fo[a + 1] = (wg ? o[b + 1] : o[a + 1]) + r.y;
+          fo[a + 2] = (wg ? o[b + 2] : o[a + 2]) + r.z;
+          fo[a + 3] = (wg ? o[b + 3] : o[a + 3]) + r.w;
+        }
+      }
+
+      // X's copy for the next chunk (two copies: the buffer chunk c - 1 read, freed by the barrier
+      // at the top; one copy under split-K: freed by the exchange's barrier).
+      store_x((c + 1) % Lay::x_bufs);
       fence_proxy_async();
       if (c + 1 < num_chunks) scale_x(pw[chunk_len(c + 1)]);
 
-      // Stage this warp's 16 × kEq block of O (only this warp touches it) and store whole vectors.
+      // Stage this warp's 16 × kOq block of O (only this warp touches it) and store whole vectors.
       T* sO = reinterpret_cast<T*>(smem + Lay::o);
 #pragma unroll
-      for (int j = 0; j < kEq / 8; ++j) {
+      for (int j = 0; j < kOq / 8; ++j) {
         const int oc = oc0 + 8 * j + 2 * tq;
-        store_pair(sO + (row0 + gq) * Lay::ldo + oc, o[4 * j], o[4 * j + 1]);
-        store_pair(sO + (row0 + gq + 8) * Lay::ldo + oc, o[4 * j + 2], o[4 * j + 3]);
+        store_pair(sO + (row0 + gq) * Lay::ldo + oc, o_out(4 * j), o_out(4 * j + 1));
+        store_pair(sO + (row0 + gq + 8) * Lay::ldo + oc, o_out(4 * j + 2), o_out(4 * j + 3));
       }
       __syncwarp();
-      constexpr int kVec = 8, kRowVecs = kEq / kVec;
+      constexpr int kVec = 8, kRowVecs = kOq / kVec;
 #pragma unroll
       for (int idx = lane; idx < 16 * kRowVecs; idx += 32) {
         const int r = row0 + idx / kRowVecs, oc = oc0 + (idx % kRowVecs) * kVec;
@@ -433,7 +503,8 @@ __global__ void __launch_bounds__(warpgroups<kEt>() * 128, 3 - warpgroups<kEt>()
     // ring slot g % 2 (fragment order: float4 j of thread t at 4(j·kThreads + t)); x = P_{g-1}.
     auto chain = [&] {
       const int64_t lane_id = bh * num_slices + slice;
-      constexpr int kSlot4 = kThreads * kXN / 8;  // float4 per state
+      constexpr int kF4 = kXM * kXN / 8;      // float4 per thread
+      constexpr int kSlot4 = kThreads * kF4;  // float4 per state
       float4* ring = reinterpret_cast<float4*>(p.chain.ring) + lane_id * 2 * kSlot4;
       int* flag = p.chain.counter + 1 + lane_id;  // segments of this lane published
       if (seg > 0) {
@@ -446,22 +517,23 @@ __global__ void __launch_bounds__(warpgroups<kEt>() * 128, 3 - warpgroups<kEt>()
       const float4* prev = ring + ((seg + 1) & 1) * kSlot4 + threadIdx.x;
       float4* mine = ring + (seg & 1) * kSlot4 + threadIdx.x;
 #pragma unroll
-      for (int j = 0; j < kXN / 8; ++j) {
+      for (int f = 0; f < kF4; ++f) {
+        const int m = f / (kXN / 8), j = f % (kXN / 8);
+        float* xf = x + 4 * f;  // = x + kXF·m + 4j
         float4 in;
         if (seg > 0) {
-          in = __ldcg(prev + j * kThreads);
+          in = __ldcg(prev + f * kThreads);
         } else {
-          in = make_float4(state_at(p.state_in, 0, j, 0), state_at(p.state_in, 0, j, 1),
-                           state_at(p.state_in, 0, j, 2), state_at(p.state_in, 0, j, 3));
+          in = make_float4(state_at(p.state_in, 0, m, j, 0), state_at(p.state_in, 0, m, j, 1),
+                           state_at(p.state_in, 0, m, j, 2), state_at(p.state_in, 0, m, j, 3));
         }
         if (publish)
-          __stcg(mine + j * kThreads,
-                 make_float4(a * in.x + x[4 * j], a * in.y + x[4 * j + 1], a * in.z + x[4 * j + 2],
-                             a * in.w + x[4 * j + 3]));
-        x[4 * j] = in.x;
-        x[4 * j + 1] = in.y;
-        x[4 * j + 2] = in.z;
-        x[4 * j + 3] = in.w;
+          __stcg(mine + f * kThreads, make_float4(a * in.x + xf[0], a * in.y + xf[1],
+                                                  a * in.z + xf[2], a * in.w + xf[3]));
+        xf[0] = in.x;
+        xf[1] = in.y;
+        xf[2] = in.z;
+        xf[3] = in.w;
       }
       if (publish) {
         __threadfence();
@@ -479,13 +551,15 @@ __global__ void __launch_bounds__(warpgroups<kEt>() * 128, 3 - warpgroups<kEt>()
     const StateRef& r = p.state_out;
     const int g = kFused ? 0 : seg;
 #pragma unroll
-    for (int j = 0; j < kXN / 8; ++j)
+    for (int m = 0; m < kXM; ++m)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int i = x_row(e), c = x_col(j, e);
-        if (i < p.dk && c < ncols)
-          r.ptr[bh * r.sbh + g * r.sg + i * r.si + (col0 + c) * r.sj] = x[4 * j + e];
-      }
+      for (int j = 0; j < kXN / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int i = x_row(m, e), c = x_col(j, e);
+          if (i < p.dk && c < ncols)
+            r.ptr[bh * r.sbh + g * r.sg + i * r.si + (col0 + c) * r.sj] = x[kXF * m + 4 * j + e];
+        }
   }
 #else
   __trap();  // launched only on sm_90a builds and devices (sm90a_device())
@@ -495,7 +569,7 @@ __global__ void __launch_bounds__(warpgroups<kEt>() * 128, 3 - warpgroups<kEt>()
 template <typename T, int kDk, int kEt, Mode kMode>
 void launch(const ScanParams& p, cudaStream_t stream) {
   constexpr bool kOut = kMode != Mode::kState;
-  using Lay = Layout<kDk, kEt, stages<kOut>(), kOut>;
+  using Lay = Layout<kDk, kEt, stages<kDk, kOut>(), kOut>;
   static_assert(Lay::total <= scan_detail::kMaxSmem, "v7 tiles exceed shared memory");
   auto* kernel = &scan_kernel<T, kDk, kEt, kMode>;
   LR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -508,11 +582,11 @@ void launch(const ScanParams& p, cudaStream_t stream) {
     const int64_t ctas = lanes * p.num_segs;
     LR_CHECK(ctas < (int64_t{1} << 31), "CUDA fused scan: too many segments (", ctas, " CTAs)");
     LR_CUDA_CHECK(cudaMemsetAsync(p.chain.counter, 0, (1 + lanes) * sizeof(int), stream));
-    kernel<<<static_cast<unsigned>(ctas), warpgroups<kEt>() * 128, Lay::total, stream>>>(p);
+    kernel<<<static_cast<unsigned>(ctas), warpgroups<kDk, kEt>() * 128, Lay::total, stream>>>(p);
   } else {
     const dim3 grid(num_slices * p.num_segs, static_cast<unsigned>(p.batch * p.heads));
     LR_CHECK(grid.y <= 65535u, "CUDA scan: batch*heads must be <= 65535 (got ", grid.y, ")");
-    kernel<<<grid, warpgroups<kEt>() * 128, Lay::total, stream>>>(p);
+    kernel<<<grid, warpgroups<kDk, kEt>() * 128, Lay::total, stream>>>(p);
   }
   LR_CUDA_CHECK_LAUNCH("scan_kernel v7");
 }
@@ -529,7 +603,9 @@ void launch_pass(const ScanParams& p, cudaStream_t stream) {
 template <typename T>
 bool run(const ScanParams& p, cudaStream_t stream) {
   if (!v7_runs(p)) return false;
-  if (v6_width(p.dk, p.dv) == 64) {
+  if (p.dk > 128) {
+    launch_pass<T, 256, 64>(p, stream);  // split-K (v6_width: 64-column slices)
+  } else if (v6_width(p.dk, p.dv) == 64) {
     launch_pass<T, 64, 64>(p, stream);  // v7_covers: dk <= 64
   } else {
     p.dk <= 64 ? launch_pass<T, 64, 128>(p, stream) : launch_pass<T, 128, 128>(p, stream);

@@ -10,8 +10,9 @@
 // those shapes instead, so that benchmarks can compare both in one run. fp32
 // inputs (TF32) always run the v3 kernels.
 //
-// v7 (scan_v7.cuh): those scans with dk <= 128 and 128-column slices, or dk <= 64 and 64-column
-// slices (output and state passes) run on warpgroup MMAs (wgmma) when the library was built for
+// v7 (scan_v7.cuh): those scans with dk <= 128 and 128-column slices, dk <= 64 and 64-column
+// slices, or 128 < dk <= 256 (64-column slices, split-K over two warpgroups; session 5)
+// (output and state passes) run on warpgroup MMAs (wgmma) when the library was built for
 // sm_90a and the device is compute capability 9.0 (H100/H200). LIGHTRING_CUDA_VARIANT=v6 runs v6
 // there instead (A/B benchmarks).
 #pragma once
@@ -56,7 +57,8 @@ bool sm90a_device();
 // also needs 16-byte aligned rows, else v6 runs).
 inline bool v7_covers(DType dtype, int dk, int dv) {
   return variant() == Variant::kDefault && dtype != DType::kFloat32 &&
-         (dk <= 64 || (dk <= 128 && v6_width(dk, dv) == 128)) && sm90a_device();
+         (dk <= 64 || (dk <= 128 && v6_width(dk, dv) == 128) || (dk > 128 && dk <= 256)) &&
+         sm90a_device();
 }
 
 }  // namespace lightring::kernels::cuda

@@ -112,20 +112,21 @@ TEST(CudaVariant, EnvironmentSelectsTheKernels) {
   const bool v7 = !v3 && !v6 && sm90a;
   EXPECT_EQ(kernels::cuda::v7_covers(DType::kBFloat16, 128, 128), v7);
   EXPECT_EQ(kernels::cuda::v7_covers(DType::kFloat16, 48, 80), v7);
-  EXPECT_EQ(kernels::cuda::v7_covers(DType::kBFloat16, 64, 64), v7);   // one warpgroup
-  EXPECT_FALSE(kernels::cuda::v7_covers(DType::kBFloat16, 128, 64));   // dk > 64, 64 columns
-  EXPECT_FALSE(kernels::cuda::v7_covers(DType::kBFloat16, 192, 192));  // dk > 128
+  EXPECT_EQ(kernels::cuda::v7_covers(DType::kBFloat16, 64, 64), v7);    // one warpgroup
+  EXPECT_FALSE(kernels::cuda::v7_covers(DType::kBFloat16, 128, 64));    // dk > 64, 64 columns
+  EXPECT_EQ(kernels::cuda::v7_covers(DType::kBFloat16, 192, 192), v7);  // split-K
+  EXPECT_EQ(kernels::cuda::v7_covers(DType::kFloat16, 256, 128), v7);
   EXPECT_FALSE(kernels::cuda::v7_covers(DType::kFloat32, 128, 128));
 }
 
 // Shapes whose passes run v7's kernels (dk <= 128 with 128-column slices, dk <= 64 with 64,
-// aligned rows): both dk blocks (64, 128), both slice widths, partial slices (dv = 96, 48), two
-// slices (dv = 256), both layouts,
+// 128 < dk <= 256 with 64 (split-K), aligned rows): every dk block (64, 128, 256), both slice
+// widths, partial slices (dv = 96, 48, 100), two and four slices (dv = 256), both layouts,
 // partial chunks and both segment regimes; under LIGHTRING_CUDA_VARIANT=v6 the same cases check v6.
 TEST_F(CudaLayout, V7ShapesMatchFloat64) {
   for (DType dtype : {DType::kBFloat16, DType::kFloat16}) {
     for (const Dims de : {Dims{128, 96}, Dims{64, 128}, Dims{96, 128}, Dims{128, 256}, Dims{64, 64},
-                          Dims{32, 48}}) {
+                          Dims{32, 48}, Dims{256, 256}, Dims{144, 100}, Dims{200, 64}}) {
       SCOPED_TRACE(std::string(kernels::dtype_name(dtype)) + " D=" + std::to_string(de.first) +
                    " E=" + std::to_string(de.second));
       const uint64_t seed = 200 + de.first + de.second;
@@ -142,7 +143,8 @@ TEST_F(CudaLayout, V7ShapesMatchFloat64) {
 // segments (plan_segments: several at these lengths) against the state pass + combine + output pass
 // it replaces (set_fused_scan(false), itself checked against float64 above) and, where the
 // quadratic oracle is affordable, against float64: both v7 slice widths, two dv slices
-// (dv = 256), dk = 96, partial last chunks, initial and final states, bf16 and fp16. The oracle
+// (dv = 256), dk = 96, split-K (dk = 256, 192), partial last chunks, initial and final states,
+// bf16 and fp16. The oracle
 // cases run it with 64- and 192-row segments (many links of the chain) as well.
 TEST_F(CudaLayout, FusedScanMatchesTwoPassAndFloat64) {
   if (!kernels::cuda::v7_covers(DType::kBFloat16, 128, 128))
@@ -154,7 +156,9 @@ TEST_F(CudaLayout, FusedScanMatchesTwoPassAndFloat64) {
   const Case cases[] = {{Shape{2, 16, 1100, 128, 128}, DType::kBFloat16},
                         {Shape{1, 8, 40000, 128, 128}, DType::kBFloat16},
                         {Shape{2, 4, 30001, 64, 64}, DType::kFloat16},
-                        {Shape{1, 4, 20000, 96, 256}, DType::kBFloat16}};
+                        {Shape{1, 4, 20000, 96, 256}, DType::kBFloat16},
+                        {Shape{1, 4, 20000, 256, 128}, DType::kBFloat16},
+                        {Shape{1, 2, 2500, 192, 192}, DType::kFloat16}};
   for (const Case& c : cases) {
     SCOPED_TRACE("B=" + std::to_string(c.s.B) + " H=" + std::to_string(c.s.H) +
                  " N=" + std::to_string(c.s.N) + " D=" + std::to_string(c.s.D) +
