@@ -135,6 +135,18 @@ double MemoryProbe::peak_bytes() const {
   return vm_hwm_bytes();
 }
 
+double device_bytes_in_use(Device device) {
+#ifdef LIGHTRING_WITH_CUDA
+  if (device == Device::kCuda) {
+    size_t free_b = 0, total_b = 0;
+    LR_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    return static_cast<double>(total_b - free_b);
+  }
+#endif
+  (void)device;
+  return 0.0;
+}
+
 double copy_bandwidth_GBps(Device device, size_t bytes) {
   using Clock = std::chrono::steady_clock;
   double best = 0.0;

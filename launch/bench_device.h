@@ -73,4 +73,8 @@ class MemoryProbe {
 // host buffers (CPU).
 double copy_bandwidth_GBps(Device device, size_t bytes);
 
+// Device memory in use on the current GPU (total − free, every process's), in bytes; 0 on the
+// CPU. The start-up marks of lightring-bench (RunInfo::startup_bytes) are differences of it.
+double device_bytes_in_use(Device device);
+
 }  // namespace lightring::launch

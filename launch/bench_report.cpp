@@ -127,6 +127,12 @@ void print_header(const BenchOptions& o, const RunInfo& info) {
       o.link.ranks_per_node, o.link.inter_latency_us, o.link.inter_bandwidth_Bpus / 1e3);
   if (info.copy_GBps > 0)
     std::printf("# copy ceiling (bytes read + written): %.1f GB/s\n", info.copy_GBps);
+  if (!info.startup_bytes.empty()) {
+    std::printf("# device memory in use at start-up (most over ranks):");
+    for (const auto& [stage, bytes] : info.startup_bytes)
+      std::printf(" %s %.3f GB", stage.c_str(), bytes / 1e9);
+    std::printf("\n");
+  }
   if (o.mode != BenchMode::kRun) {
     std::fflush(stdout);
     return;
@@ -227,6 +233,13 @@ void write_json(const std::string& path, const BenchOptions& o, const RunInfo& i
     << "  \"versions\": " << quote(info.versions) << ",\n  \"ceilings\": {";
   if (info.copy_GBps > 0) f << "\"copy_TBps\": " << info.copy_GBps / 1e3;
   f << "},\n";
+  if (!info.startup_bytes.empty()) {
+    f << "  \"startup_memory_GB\": {";
+    for (size_t i = 0; i < info.startup_bytes.size(); ++i)
+      f << (i ? ", " : "") << quote(info.startup_bytes[i].first) << ": "
+        << info.startup_bytes[i].second / 1e9;
+    f << "},\n";
+  }
   if (!extra_fields.empty()) f << extra_fields << ",\n";
   f << "  \"rows\": [";
   for (size_t i = 0; i < rows.size(); ++i) f << (i ? ",\n    " : "\n    ") << rows[i].dump();

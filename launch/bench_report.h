@@ -38,6 +38,10 @@ struct RunInfo {
   int world_size = 1;
   std::string device, versions, commit, date;
   double copy_GBps = 0;  // measured copy ceiling (bytes read + written per second); 0: not measured
+  // CUDA: device memory in use after each start-up stage, the most over the ranks (bytes; empty
+  // on the CPU): "context" (the CUDA context), "communicator" (+ NCCL's init), "connected" (+ the
+  // warm-up exchanges of every schedule: NCCL's connections). Rows' peak_GB include all of it.
+  std::vector<std::pair<std::string, double>> startup_bytes;
 };
 
 // One JSON object of a "rows" array, keys in insertion order.

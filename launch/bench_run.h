@@ -41,8 +41,9 @@ double median(std::vector<double> x);
 // Shard lengths of a global length over P ranks: ⌊N/P⌋, the last N mod P ranks one more.
 std::vector<int64_t> split_lengths(int64_t N, int P);
 
-// Runs one exchange of each schedule in both directions so that NCCL connects
-// its peers (and allocates their buffers) before any memory is measured.
+// Runs one exchange of each schedule the run uses (every schedule outside the
+// timed mode) in both directions, so that NCCL connects its peers (and
+// allocates their buffers) before any memory is measured.
 void connect_peers(BenchContext& ctx);
 
 // One timed row: `lengths` per rank, `schedule` as requested. Collective.

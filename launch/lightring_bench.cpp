@@ -9,6 +9,7 @@
 //   lightring-bench --model --ranks-per-node 8                               (cost model only)
 #include <mpi.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -63,9 +64,18 @@ RunInfo run_info(const BenchOptions& o, int world_size) {
   return info;
 }
 
-// The communicator of the SP group (the whole world in this benchmark).
+// Device memory in use now (device_bytes_in_use), the most over the ranks of world (collective).
+double max_in_use(comm::MpiCommunicator& world, kernels::Device backend) {
+  const int64_t mine = static_cast<int64_t>(device_bytes_in_use(backend));
+  std::vector<int64_t> all(static_cast<size_t>(world.size()));
+  world.all_gather_host(&mine, all.data(), 1);
+  return static_cast<double>(*std::max_element(all.begin(), all.end()));
+}
+
+// The communicator of the SP group (the whole world in this benchmark). CUDA: records the
+// device memory in use after the context and after NCCL's init in info->startup_bytes.
 std::unique_ptr<comm::Communicator> make_comm(const BenchOptions& o, comm::MpiCommunicator& world,
-                                              const comm::MpiEnvironment& env) {
+                                              const comm::MpiEnvironment& env, RunInfo* info) {
   if (o.backend == kernels::Device::kCpu)
     return std::make_unique<comm::MpiCommunicator>(world.handle(), comm::CommOptions{o.timeout_s});
 #ifdef LIGHTRING_WITH_NCCL
@@ -74,9 +84,15 @@ std::unique_ptr<comm::Communicator> make_comm(const BenchOptions& o, comm::MpiCo
            "--backend cuda: no GPU visible");
   const int device = env.local_rank() % count;
   LR_CHECK(cudaSetDevice(device) == cudaSuccess, "cudaSetDevice(", device, ") failed");
-  return comm::nccl_from_mpi(world, device, comm::CommOptions{o.timeout_s});
+  LR_CHECK(cudaFree(nullptr) == cudaSuccess, "creating the CUDA context on device ", device,
+           " failed");
+  info->startup_bytes.emplace_back("context", max_in_use(world, o.backend));
+  auto nccl = comm::nccl_from_mpi(world, device, comm::CommOptions{o.timeout_s});
+  info->startup_bytes.emplace_back("communicator", max_in_use(world, o.backend));
+  return nccl;
 #else
   (void)env;
+  (void)info;
   LR_THROW("--backend cuda needs a build with CUDA and NCCL; use --backend cpu");
 #endif
 }
@@ -105,7 +121,7 @@ int run(int argc, char** argv, const comm::MpiEnvironment& env) {
   }
   apply_memory_limit(env.world_rank());
   comm::MpiCommunicator world(MPI_COMM_WORLD, comm::CommOptions{o.timeout_s});
-  std::unique_ptr<comm::Communicator> sp = make_comm(o, world, env);
+  std::unique_ptr<comm::Communicator> sp = make_comm(o, world, env, &info);
   ComputeStream stream(o.backend);
   // The copy ceiling: 1 GiB on a GPU (well beyond L2), 64 MiB on the host.
   if (o.ceilings)
@@ -113,7 +129,9 @@ int run(int argc, char** argv, const comm::MpiEnvironment& env) {
         o.backend, o.backend == kernels::Device::kCuda ? (size_t{1} << 30) : (size_t{1} << 26));
   BenchContext ctx{o, world, *sp, stream, info};
   connect_peers(ctx);
-  if (root) print_header(o, info);
+  if (o.backend == kernels::Device::kCuda)
+    ctx.info.startup_bytes.emplace_back("connected", max_in_use(world, o.backend));
+  if (root) print_header(o, ctx.info);
   switch (o.mode) {
     case BenchMode::kExchangeOnly:
       return run_exchange_only(ctx);
