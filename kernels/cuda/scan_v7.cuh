@@ -48,90 +48,13 @@
 // (g+1 publishes after reading, and g+2 reads that before writing).
 #pragma once
 
+#pragma once
+
 #include <cuda_runtime.h>
 
-#include "kernels/cuda/scan_v6.cuh"
-#include "kernels/cuda/wgmma.cuh"
+#include "kernels/cuda/scan_v7_tiles.cuh"
 
 namespace lightring::kernels::cuda::v7 {
-
-enum class Mode { kState, kOutput, kFused };
-
-using namespace wgmma;
-using v6::pack2;
-using v6::scale2;
-
-// Warpgroups per CTA: two for 128-column slices and for dk = 256 (split-K, below), one for
-// 64-column slices at dk <= 64 (two CTAs per SM instead).
-template <int kDk, int kEt>
-constexpr int warpgroups() {
-  return kEt == 128 || kDk == 256 ? 2 : 1;
-}
-
-// Byte offset of element (r, c) in a swizzled tile of kRows rows stored as
-// [64-column block][kRows][64] (wgmma.cuh: 16-byte chunk (c % 64) / 8 of row r at chunk ^ r % 8).
-template <int kRows>
-__device__ __forceinline__ uint32_t sw(int r, int c) {
-  return (c >> 6) * (kRows * 128) + r * 128 + ((((c & 63) >> 3) ^ (r & 7)) << 4) + (c & 7) * 2;
-}
-
-// Shared memory of one CTA (offsets from a 1024-byte aligned base): kStages × {Q (output pass
-// only), K [64][kDk], V [64][kEt]} swizzled; for the output pass the copies of X [kDk][kEt]
-// swizzled (two, or one under split-K, where a warpgroup reads only the rows it writes), the O
-// staging tile [64][kEt + 8], and under split-K the fp32 O exchange [2 × 4][128] float4;
-// λ^0..λ^64. kDk = kEt = 128: output pass 3 × 48 + 64 + 17 KB = 226 KB; state pass 4 × 32 KB =
-// 128 KB. kDk = 256, kEt = 64: output pass 2 × 72 + 32 + 9 + 16 KB = 202 KB; state pass
-// 4 × 40 KB = 160 KB.
-template <int kDk, int kEt, int kStages, bool kOut>
-struct Layout {
-  static constexpr bool split = kDk == 256;
-  static constexpr uint32_t q = 0, k = q + (kOut ? kDk * 128 : 0), v = k + kDk * 128;
-  static constexpr uint32_t stage_bytes = v + kEt * 128;
-  static constexpr uint32_t x = kStages * stage_bytes;
-  static constexpr uint32_t x_bytes = kOut ? kEt / 64 * kDk * 128 : 0;
-  static constexpr int x_bufs = split ? 1 : 2;
-  static constexpr int ldo = kEt + 8;
-  static constexpr uint32_t o = x + x_bufs * x_bytes;
-  static constexpr uint32_t red = o + (kOut ? 2 * kChunk * ldo : 0);
-  static constexpr uint32_t pw = red + (kOut && split ? sizeof(float) * kChunk * kEt : 0);
-  static constexpr size_t total = pw + sizeof(float) * 80 + 1024;  // + slack to align the base
-};
-
-// cp.async stages: the output pass fits three at dk = 128 (measured 4% faster than two at
-// B=1 H=32 N=64K-256K, bench/NOTES.md) and two at dk = 256; the state pass (32-40 KB per
-// stage, memory-bound) keeps three chunks in flight with four. One CTA per SM for both (the
-// state pass spills at the 128 registers two CTAs would allow).
-template <int kDk, bool kOut>
-constexpr int stages() {
-  return kOut ? (kDk == 256 ? 2 : 3) : 4;
-}
-
-// Rows [0, L) of an operand (row 0 at `rows`, stride st elements, 16-byte aligned), columns
-// col0 + [0, ncols), into a swizzled [64][kCols] tile; zero past ncols and L.
-template <typename T, int kCols, int kThreads>
-__device__ __forceinline__ void load_tile(unsigned char* s, const T* rows, int64_t st, int L,
-                                          int col0, int ncols) {
-  constexpr int kRowVecs = kCols / 8, kTotal = kChunk * kRowVecs;
-  static_assert(kTotal % kThreads == 0, "whole vectors per thread");
-#pragma unroll
-  for (int i = 0; i < kTotal / kThreads; ++i) {
-    const int idx = threadIdx.x + i * kThreads;
-    const int r = idx / kRowVecs, c = (idx % kRowVecs) * 8;
-    const int valid = r < L ? max(0, min(8, ncols - c)) : 0;
-    const T* src = valid > 0 ? rows + r * st + col0 + c : rows;
-    scan_detail::cp_async16(s + sw<kChunk>(r, c), src, valid * static_cast<int>(sizeof(T)));
-  }
-}
-
-__device__ __forceinline__ int load_acquire(const int* p) {
-  int v;
-  asm volatile("ld.acquire.gpu.global.b32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-  return v;
-}
-
-__device__ __forceinline__ void store_release(int* p, int v) {
-  asm volatile("st.release.gpu.global.b32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
-}
 
 // kState: the state pass (X only); kOutput: the output pass (O, and X's final state when asked);
 // kFused: both for one segment, chained to the previous segment (see the top of this file).
@@ -564,53 +487,6 @@ __global__ void __launch_bounds__(warpgroups<kDk, kEt>() * 128, 3 - warpgroups<k
 #else
   __trap();  // launched only on sm_90a builds and devices (sm90a_device())
 #endif
-}
-
-template <typename T, int kDk, int kEt, Mode kMode>
-void launch(const ScanParams& p, cudaStream_t stream) {
-  constexpr bool kOut = kMode != Mode::kState;
-  using Lay = Layout<kDk, kEt, stages<kDk, kOut>(), kOut>;
-  static_assert(Lay::total <= scan_detail::kMaxSmem, "v7 tiles exceed shared memory");
-  auto* kernel = &scan_kernel<T, kDk, kEt, kMode>;
-  LR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                     static_cast<int>(Lay::total)));
-  const int num_slices = (p.dv + kEt - 1) / kEt;
-  const int64_t lanes = p.batch * p.heads * num_slices;
-  if constexpr (kMode == Mode::kFused) {
-    // One CTA per (segment, b·h, slice), which it takes by ticket; the ticket and the lanes'
-    // published counts start at 0.
-    const int64_t ctas = lanes * p.num_segs;
-    LR_CHECK(ctas < (int64_t{1} << 31), "CUDA fused scan: too many segments (", ctas, " CTAs)");
-    LR_CUDA_CHECK(cudaMemsetAsync(p.chain.counter, 0, (1 + lanes) * sizeof(int), stream));
-    kernel<<<static_cast<unsigned>(ctas), warpgroups<kDk, kEt>() * 128, Lay::total, stream>>>(p);
-  } else {
-    const dim3 grid(num_slices * p.num_segs, static_cast<unsigned>(p.batch * p.heads));
-    LR_CHECK(grid.y <= 65535u, "CUDA scan: batch*heads must be <= 65535 (got ", grid.y, ")");
-    kernel<<<grid, warpgroups<kDk, kEt>() * 128, Lay::total, stream>>>(p);
-  }
-  LR_CUDA_CHECK_LAUNCH("scan_kernel v7");
-}
-
-template <typename T, int kDk, int kEt>
-void launch_pass(const ScanParams& p, cudaStream_t stream) {
-  if (p.chain.counter) return launch<T, kDk, kEt, Mode::kFused>(p, stream);
-  p.o ? launch<T, kDk, kEt, Mode::kOutput>(p, stream)
-      : launch<T, kDk, kEt, Mode::kState>(p, stream);
-}
-
-// Runs p (state, output or fused pass) with the v7 kernels when they run it (v7_runs); returns
-// false otherwise (the caller runs v6).
-template <typename T>
-bool run(const ScanParams& p, cudaStream_t stream) {
-  if (!v7_runs(p)) return false;
-  if (p.dk > 128) {
-    launch_pass<T, 256, 64>(p, stream);  // split-K (v6_width: 64-column slices)
-  } else if (v6_width(p.dk, p.dv) == 64) {
-    launch_pass<T, 64, 64>(p, stream);  // v7_covers: dk <= 64
-  } else {
-    p.dk <= 64 ? launch_pass<T, 64, 128>(p, stream) : launch_pass<T, 128, 128>(p, stream);
-  }
-  return true;
 }
 
 }  // namespace lightring::kernels::cuda::v7

@@ -1,6 +1,6 @@
 // The v7 scan kernels (variant.h, scan_v7.cuh) for bf16 inputs, instantiated in its own file
 // (parallel builds).
-#include "kernels/cuda/scan_v7.cuh"
+#include "kernels/cuda/scan_v7_launch.cuh"
 
 namespace lightring::kernels::cuda {
 

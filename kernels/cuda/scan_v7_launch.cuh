@@ -1,0 +1,56 @@
+// Launchers of the v7 scan kernels (scan_v7.cuh): grid, shared memory and the fused scan's
+// counters per mode, and the dispatch of a scan to its (dk block, slice width) instantiation.
+#pragma once
+
+#include "kernels/cuda/scan_v7.cuh"
+
+namespace lightring::kernels::cuda::v7 {
+
+template <typename T, int kDk, int kEt, Mode kMode>
+void launch(const ScanParams& p, cudaStream_t stream) {
+  constexpr bool kOut = kMode != Mode::kState;
+  using Lay = Layout<kDk, kEt, stages<kDk, kOut>(), kOut>;
+  static_assert(Lay::total <= scan_detail::kMaxSmem, "v7 tiles exceed shared memory");
+  auto* kernel = &scan_kernel<T, kDk, kEt, kMode>;
+  LR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     static_cast<int>(Lay::total)));
+  const int num_slices = (p.dv + kEt - 1) / kEt;
+  const int64_t lanes = p.batch * p.heads * num_slices;
+  if constexpr (kMode == Mode::kFused) {
+    // One CTA per (segment, b·h, slice), which it takes by ticket; the ticket and the lanes'
+    // published counts start at 0.
+    const int64_t ctas = lanes * p.num_segs;
+    LR_CHECK(ctas < (int64_t{1} << 31), "CUDA fused scan: too many segments (", ctas, " CTAs)");
+    LR_CUDA_CHECK(cudaMemsetAsync(p.chain.counter, 0, (1 + lanes) * sizeof(int), stream));
+    kernel<<<static_cast<unsigned>(ctas), warpgroups<kDk, kEt>() * 128, Lay::total, stream>>>(p);
+  } else {
+    const dim3 grid(num_slices * p.num_segs, static_cast<unsigned>(p.batch * p.heads));
+    LR_CHECK(grid.y <= 65535u, "CUDA scan: batch*heads must be <= 65535 (got ", grid.y, ")");
+    kernel<<<grid, warpgroups<kDk, kEt>() * 128, Lay::total, stream>>>(p);
+  }
+  LR_CUDA_CHECK_LAUNCH("scan_kernel v7");
+}
+
+template <typename T, int kDk, int kEt>
+void launch_pass(const ScanParams& p, cudaStream_t stream) {
+  if (p.chain.counter) return launch<T, kDk, kEt, Mode::kFused>(p, stream);
+  p.o ? launch<T, kDk, kEt, Mode::kOutput>(p, stream)
+      : launch<T, kDk, kEt, Mode::kState>(p, stream);
+}
+
+// Runs p (state, output or fused pass) with the v7 kernels when they run it (v7_runs); returns
+// false otherwise (the caller runs v6).
+template <typename T>
+bool run(const ScanParams& p, cudaStream_t stream) {
+  if (!v7_runs(p)) return false;
+  if (p.dk > 128) {
+    launch_pass<T, 256, 64>(p, stream);  // split-K (v6_width: 64-column slices)
+  } else if (v6_width(p.dk, p.dv) == 64) {
+    launch_pass<T, 64, 64>(p, stream);  // v7_covers: dk <= 64
+  } else {
+    p.dk <= 64 ? launch_pass<T, 64, 128>(p, stream) : launch_pass<T, 128, 128>(p, stream);
+  }
+  return true;
+}
+
+}  // namespace lightring::kernels::cuda::v7

@@ -1,0 +1,91 @@
+// Building blocks of the v7 scan kernels (scan_v7.cuh): the CTA shape (warpgroups), the
+// 128-byte swizzled tile layout of wgmma.cuh, the shared-memory layout and stage counts, the
+// cp.async tile loader, and the acquire/release flags of the fused scan's chain.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "kernels/cuda/scan_v6.cuh"
+#include "kernels/cuda/wgmma.cuh"
+
+namespace lightring::kernels::cuda::v7 {
+
+enum class Mode { kState, kOutput, kFused };
+
+using namespace wgmma;
+using v6::pack2;
+using v6::scale2;
+
+// Warpgroups per CTA: two for 128-column slices and for dk = 256 (split-K, scan_v7.cuh), one for
+// 64-column slices at dk <= 64 (two CTAs per SM instead).
+template <int kDk, int kEt>
+constexpr int warpgroups() {
+  return kEt == 128 || kDk == 256 ? 2 : 1;
+}
+
+// Byte offset of element (r, c) in a swizzled tile of kRows rows stored as
+// [64-column block][kRows][64] (wgmma.cuh: 16-byte chunk (c % 64) / 8 of row r at chunk ^ r % 8).
+template <int kRows>
+__device__ __forceinline__ uint32_t sw(int r, int c) {
+  return (c >> 6) * (kRows * 128) + r * 128 + ((((c & 63) >> 3) ^ (r & 7)) << 4) + (c & 7) * 2;
+}
+
+// Shared memory of one CTA (offsets from a 1024-byte aligned base): kStages × {Q (output pass
+// only), K [64][kDk], V [64][kEt]} swizzled; for the output pass the copies of X [kDk][kEt]
+// swizzled (two, or one under split-K, where a warpgroup reads only the rows it writes), the O
+// staging tile [64][kEt + 8], and under split-K the fp32 O exchange [2 × 4][128] float4;
+// λ^0..λ^64. kDk = kEt = 128: output pass 3 × 48 + 64 + 17 KB = 226 KB; state pass 4 × 32 KB =
+// 128 KB. kDk = 256, kEt = 64: output pass 2 × 72 + 32 + 9 + 16 KB = 202 KB; state pass
+// 4 × 40 KB = 160 KB.
+template <int kDk, int kEt, int kStages, bool kOut>
+struct Layout {
+  static constexpr bool split = kDk == 256;
+  static constexpr uint32_t q = 0, k = q + (kOut ? kDk * 128 : 0), v = k + kDk * 128;
+  static constexpr uint32_t stage_bytes = v + kEt * 128;
+  static constexpr uint32_t x = kStages * stage_bytes;
+  static constexpr uint32_t x_bytes = kOut ? kEt / 64 * kDk * 128 : 0;
+  static constexpr int x_bufs = split ? 1 : 2;
+  static constexpr int ldo = kEt + 8;
+  static constexpr uint32_t o = x + x_bufs * x_bytes;
+  static constexpr uint32_t red = o + (kOut ? 2 * kChunk * ldo : 0);
+  static constexpr uint32_t pw = red + (kOut && split ? sizeof(float) * kChunk * kEt : 0);
+  static constexpr size_t total = pw + sizeof(float) * 80 + 1024;  // + slack to align the base
+};
+
+// cp.async stages: the output pass fits three at dk = 128 (measured 4% faster than two at
+// B=1 H=32 N=64K-256K, bench/NOTES.md) and two at dk = 256; the state pass (32-40 KB per
+// stage, memory-bound) keeps three chunks in flight with four. One CTA per SM for both (the
+// state pass spills at the 128 registers two CTAs would allow).
+template <int kDk, bool kOut>
+constexpr int stages() {
+  return kOut ? (kDk == 256 ? 2 : 3) : 4;
+}
+
+// Rows [0, L) of an operand (row 0 at `rows`, stride st elements, 16-byte aligned), columns
+// col0 + [0, ncols), into a swizzled [64][kCols] tile; zero past ncols and L.
+template <typename T, int kCols, int kThreads>
+__device__ __forceinline__ void load_tile(unsigned char* s, const T* rows, int64_t st, int L,
+                                          int col0, int ncols) {
+  constexpr int kRowVecs = kCols / 8, kTotal = kChunk * kRowVecs;
+  static_assert(kTotal % kThreads == 0, "whole vectors per thread");
+#pragma unroll
+  for (int i = 0; i < kTotal / kThreads; ++i) {
+    const int idx = threadIdx.x + i * kThreads;
+    const int r = idx / kRowVecs, c = (idx % kRowVecs) * 8;
+    const int valid = r < L ? max(0, min(8, ncols - c)) : 0;
+    const T* src = valid > 0 ? rows + r * st + col0 + c : rows;
+    scan_detail::cp_async16(s + sw<kChunk>(r, c), src, valid * static_cast<int>(sizeof(T)));
+  }
+}
+
+__device__ __forceinline__ int load_acquire(const int* p) {
+  int v;
+  asm volatile("ld.acquire.gpu.global.b32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+
+__device__ __forceinline__ void store_release(int* p, int v) {
+  asm volatile("st.release.gpu.global.b32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+
+}  // namespace lightring::kernels::cuda::v7
