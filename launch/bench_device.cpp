@@ -108,9 +108,7 @@ void MemoryProbe::begin_row() {
     LR_CUDA_CHECK(cudaMemPoolTrimTo(pool, 0));
     uint64_t zero = 0;
     LR_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &zero));
-    size_t free_b = 0, total_b = 0;
-    LR_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-    in_use_before_ = static_cast<double>(total_b - free_b) - static_cast<double>(tracked_bytes());
+    in_use_before_ = device_bytes_in_use(device_) - static_cast<double>(tracked_bytes());
     return;
   }
 #endif
