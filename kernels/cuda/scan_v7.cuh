@@ -36,10 +36,14 @@
 //
 // Three modes (Mode): the state pass, the output pass, and the fused single-pass scan, whose CTA
 // does both for its segment (docs/algorithm.md §3 inside the GPU without a separate state pass):
-//   1. the local pair A_g of its segment from a zero state (the state pass, over K and V);
+//   1. the local pair A_g of its segment from a zero state (the state pass, over K and V),
+//      except in the last segment, whose A_g nothing reads;
 //   2. the chain: waits until segment g-1 of its (b·h, slice) published its inclusive state
 //      P_{g-1} (P_{-1} = the initial state), publishes P_g = λ^{L_g} P_{g-1} + A_g;
 //   3. the output pass from X = P_{g-1}, re-reading K and V while they are still in L2.
+// Skipping step 1 there made the forward 4-11% faster at B=1 H=32 D=128 (bench/NOTES.md, session
+// 6); making the last segment longer to even out the CTAs' work made it slower (the kernel shares
+// DRAM bandwidth more than it waits for its slowest CTA).
 // The state phase runs the chunks last to first (A_g is a sum, order-free: chunk weights
 // λ^{offset} fold into Γ), so the chunks the output phase reads first are the ones read last.
 // CTAs take their segments by ticket (an atomic counter) in segment-major order, so a CTA only
@@ -163,24 +167,31 @@ __global__ void __launch_bounds__(warpgroups<kDk, kEt>() * 128, 3 - warpgroups<k
 #pragma unroll
       for (int e = 0; e < 4; ++e)
         x[kXF * m + 4 * j + e] = kMode == Mode::kOutput ? state_at(p.state_in, seg, m, j, e) : 0.0f;
+  // stmatrix: lane l addresses row (l & 7) + 8·((l >> 3) & 1) of the warp's 16 rows, 8 columns
+  // at fragment j + (l >> 4) of a fragment pair (j, j + 1); the registers are the pair's
+  // (rows 0-7, j), (rows 8-15, j), (rows 0-7, j + 1), (rows 8-15, j + 1) halves.
+  const int sm_row = row0 + (lane & 7) + 8 * ((lane >> 3) & 1), sm_col = 8 * (lane >> 4);
   auto store_x = [&](int buf) {
     unsigned char* sX = smem + Lay::x + buf * Lay::x_bytes;
 #pragma unroll
     for (int m = 0; m < kXM; ++m)
 #pragma unroll
-      for (int j = 0; j < kXN / 8; ++j)
-#pragma unroll
-        for (int hf = 0; hf < 2; ++hf) {
-          const int i = xr0 + 64 * m + row0 + gq + 8 * hf, c = xc0 + 8 * j + 2 * tq;
-          store_pair(reinterpret_cast<T*>(sX + sw<kDk>(i, c)), x[kXF * m + 4 * j + 2 * hf],
-                     x[kXF * m + 4 * j + 2 * hf + 1]);
-        }
+      for (int j = 0; j < kXN / 8; j += 2) {
+        const float* f = x + kXF * m + 4 * j;
+        stsm_x4(sX + sw<kDk>(xr0 + 64 * m + sm_row, xc0 + 8 * j + sm_col), pack2<T>(f[0], f[1]),
+                pack2<T>(f[2], f[3]), pack2<T>(f[4], f[5]), pack2<T>(f[6], f[7]));
+      }
   };
 
   const T* q_rows = static_cast<const T*>(p.q.ptr) + b * p.q.sb + h * p.q.sh;
   const T* k_rows = static_cast<const T*>(p.k.ptr) + b * p.k.sb + h * p.k.sh;
   const T* v_rows = static_cast<const T*>(p.v.ptr) + b * p.v.sb + h * p.v.sh;
   T* o_rows = kOut ? static_cast<T*>(p.o) + b * p.o_sb + h * p.o_sh : nullptr;
+  // O rows and their stride allow 16-byte stores at every slice (uniform per CTA).
+  const bool o_aligned =
+      kOut && ((reinterpret_cast<uintptr_t>(o_rows + col0) |
+                static_cast<uintptr_t>(p.o_st * static_cast<int64_t>(sizeof(T)))) &
+               15) == 0;
 
   const int64_t t_begin = seg * p.seg_len;
   const int64_t t_end = min(p.seqlen, t_begin + p.seg_len);
@@ -335,12 +346,22 @@ __global__ void __launch_bounds__(warpgroups<kDk, kEt>() * 128, 3 - warpgroups<k
           wgmma_rs<T, kEq, 1>(
               o, pa[kk], nmajor(st + Lay::v + (mc0 >> 6) * (kChunk * 128), kk, kChunk * 128), true);
         wgmma_commit();
+        // X (group 3) is done: its copy for the next chunk and the λ^L scaling run while P V
+        // computes. Two copies: this one is the buffer chunk c - 1 read, freed by the barrier at
+        // the top. One copy (split-K): a warpgroup reads only the X rows it writes, and the named
+        // barrier holds its warps until all four are past their Q X.
+        wgmma_wait<1>();
+        fence_regs<kXM * kXF>(x);
+        if constexpr (kSplit) v6::named_barrier(1 + wg, 128);
+        store_x((c + 1) % Lay::x_bufs);
+        fence_proxy_async();
+        if (c + 1 < num_chunks) scale_x(pw[chunk_len(c + 1)]);
         wgmma_wait<0>();
         fence_regs<kEq / 2>(o);
       } else {
         wgmma_wait<0>();
+        fence_regs<kXM * kXF>(x);
       }
-      fence_regs<kXM * kXF>(x);
       if constexpr (!kO) continue;
 
       // The O values this warpgroup stores: o, or under split-K the sums fo (kept out of the
@@ -356,8 +377,7 @@ __global__ void __launch_bounds__(warpgroups<kDk, kEt>() * 128, 3 - warpgroups<k
       if constexpr (kSplit) {
         // Split-K: each warpgroup holds its half of the dk sum for all kEt columns. Hand the
         // other warpgroup the columns it stores (fragments j of the other half) through the
-        // exchange, then add the ones this warpgroup stores into fo. The barrier also frees the
-        // single X copy: every warp of both warpgroups is past its Q X.
+        // exchange, then add the ones this warpgroup stores into fo.
         float4* red = reinterpret_cast<float4*>(smem + Lay::red);
         const int tw = threadIdx.x & 127;
         constexpr int kHalf = kOq / 8;  // 4-float groups per half
@@ -380,22 +400,27 @@ __global__ void __launch_bounds__(warpgroups<kDk, kEt>() * 128, 3 - warpgroups<k
         }
       }
 
-      // X's copy for the next chunk (two copies: the buffer chunk c - 1 read, freed by the barrier
-      // at the top; one copy under split-K: freed by the exchange's barrier).
-      store_x((c + 1) % Lay::x_bufs);
-      fence_proxy_async();
-      if (c + 1 < num_chunks) scale_x(pw[chunk_len(c + 1)]);
-
       // Stage this warp's 16 × kOq block of O (only this warp touches it) and store whole vectors.
       T* sO = reinterpret_cast<T*>(smem + Lay::o);
 #pragma unroll
-      for (int j = 0; j < kOq / 8; ++j) {
-        const int oc = oc0 + 8 * j + 2 * tq;
-        store_pair(sO + (row0 + gq) * Lay::ldo + oc, o_out(4 * j), o_out(4 * j + 1));
-        store_pair(sO + (row0 + gq + 8) * Lay::ldo + oc, o_out(4 * j + 2), o_out(4 * j + 3));
-      }
+      for (int j = 0; j < kOq / 8; j += 2)
+        stsm_x4(sO + sm_row * Lay::ldo + oc0 + 8 * j + sm_col,
+                pack2<T>(o_out(4 * j), o_out(4 * j + 1)),
+                pack2<T>(o_out(4 * j + 2), o_out(4 * j + 3)),
+                pack2<T>(o_out(4 * j + 4), o_out(4 * j + 5)),
+                pack2<T>(o_out(4 * j + 6), o_out(4 * j + 7)));
       __syncwarp();
       constexpr int kVec = 8, kRowVecs = kOq / kVec;
+      if (L == kChunk && ncols == kEt && o_aligned) {
+        // Whole chunk, every column, 16-byte aligned rows: no per-vector checks.
+#pragma unroll
+        for (int idx = lane; idx < 16 * kRowVecs; idx += 32) {
+          const int r = row0 + idx / kRowVecs, oc = oc0 + (idx % kRowVecs) * kVec;
+          *reinterpret_cast<uint4*>(o_rows + (t0 + r) * p.o_st + col0 + oc) =
+              *reinterpret_cast<const uint4*>(sO + r * Lay::ldo + oc);
+        }
+        continue;
+      }
 #pragma unroll
       for (int idx = lane; idx < 16 * kRowVecs; idx += 32) {
         const int r = row0 + idx / kRowVecs, oc = oc0 + (idx % kRowVecs) * kVec;
@@ -420,8 +445,10 @@ __global__ void __launch_bounds__(warpgroups<kDk, kEt>() * 128, 3 - warpgroups<k
   } else if constexpr (kMode == Mode::kOutput) {
     run(std::true_type{}, publish_x_copy);
   } else {
-    run(std::false_type{}, [] {});  // x = A_g
-    __syncthreads();                // every warpgroup is done with the state phase's stages
+    // x = A_g. The last segment has no successor, so it skips the state phase: its output phase
+    // produces the final state from P_{g-1} itself.
+    if (seg + 1 < p.num_segs) run(std::false_type{}, [] {});
+    __syncthreads();  // every warpgroup is done with the state phase's stages
     // The chain, while the output phase's first stages load: P_g = λ^{L_g}·P_{g-1} + A_g into
     // ring slot g % 2 (fragment order: float4 j of thread t at 4(j·kThreads + t)); x = P_{g-1}.
     auto chain = [&] {

@@ -61,13 +61,39 @@ constexpr int stages() {
   return kOut ? (kDk == 256 ? 2 : 3) : 4;
 }
 
+// Four 8×8 b16 matrices from registers to shared memory (sm_90): lane l gives the address of
+// row l % 8 of matrix l / 8 (16 contiguous bytes); register i holds the lane's pair of matrix i
+// (row l / 4, columns 2(l % 4) + {0, 1}): the layout of an m16n8 accumulator fragment pair.
+__device__ __forceinline__ void stsm_x4(void* p, uint32_t r0, uint32_t r1, uint32_t r2,
+                                        uint32_t r3) {
+  asm volatile(
+      "stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(smem_addr(p)),
+      "r"(r0), "r"(r1), "r"(r2), "r"(r3)
+      : "memory");
+}
+
 // Rows [0, L) of an operand (row 0 at `rows`, stride st elements, 16-byte aligned), columns
 // col0 + [0, ncols), into a swizzled [64][kCols] tile; zero past ncols and L.
+// A whole tile (L = 64, ncols >= kCols: every chunk but a segment's last, and every column
+// when dk and dv are multiples of the tile width) takes the short path: thread t's vectors lie
+// kStep rows apart in one column, a multiple of 8 rows, so the swizzle phase r % 8 and the
+// shared-memory offset advance by constants (no per-vector bounds or swizzle arithmetic).
 template <typename T, int kCols, int kThreads>
 __device__ __forceinline__ void load_tile(unsigned char* s, const T* rows, int64_t st, int L,
                                           int col0, int ncols) {
   constexpr int kRowVecs = kCols / 8, kTotal = kChunk * kRowVecs;
   static_assert(kTotal % kThreads == 0, "whole vectors per thread");
+  constexpr int kStep = kThreads / kRowVecs;  // rows between a thread's vectors
+  static_assert(kThreads % kRowVecs == 0 && kStep % 8 == 0, "a constant swizzle phase per thread");
+  if (L == kChunk && ncols >= kCols) {
+    const int r = threadIdx.x / kRowVecs, c = (threadIdx.x % kRowVecs) * 8;
+    const T* src = rows + r * st + col0 + c;
+    unsigned char* dst = s + sw<kChunk>(r, c);
+#pragma unroll
+    for (int i = 0; i < kChunk / kStep; ++i)
+      scan_detail::cp_async16(dst + i * kStep * 128, src + i * kStep * st, 16);
+    return;
+  }
 #pragma unroll
   for (int i = 0; i < kTotal / kThreads; ++i) {
     const int idx = threadIdx.x + i * kThreads;
