@@ -220,7 +220,16 @@ void check_decay(const Problem& p, cudaStream_t stream) {
 }
 
 ScanParams base_params(const Problem& p, const SegmentPlan& plan) {
+  // ScanParams::window: 64·ln 2 unless LIGHTRING_CUDA_DECAY_WINDOW=0.
+  static const float window = [] {
+    const char* env = std::getenv("LIGHTRING_CUDA_DECAY_WINDOW");
+    if (!env || !*env || std::strcmp(env, "1") == 0) return 44.3614f;
+    LR_CHECK(std::strcmp(env, "0") == 0,
+             "LIGHTRING_CUDA_DECAY_WINDOW must be unset, '0' or '1' (got '", env, "')");
+    return 0.0f;
+  }();
   ScanParams sp;
+  sp.window = window;
   sp.dtype = p.dtype;
   sp.batch = p.batch;
   sp.heads = p.heads;

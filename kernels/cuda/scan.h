@@ -64,7 +64,13 @@ struct ScanParams {
   int64_t o_sb = 0, o_sh = 0, o_st = 0;
   const float* decay = nullptr;  // [H] device, s_h; nullptr means 0
   float c_intra = 1.0f, c_inter = 1.0f, c_state = 1.0f;
-  int shift = 0;        // σ
+  int shift = 0;  // σ
+  // The decay window of state passes (v7): a state pass (or the fused scan's state phase) skips
+  // the chunks whose rows all enter the segment's state with weight λ^d < e^-window (d: rows
+  // after the row in the segment), i.e. s·d >= window; 0 keeps every chunk. base_params sets
+  // 64·ln 2 (weights below 2^-64, far under fp32 rounding of the kept terms;
+  // LIGHTRING_CUDA_DECAY_WINDOW=0 turns it off).
+  float window = 0.0f;
   int64_t seg_len = 0;  // multiple of kChunk
   int num_segs = 1;
   StateRef state_in;   // entering state per segment; ptr nullptr means 0

@@ -46,6 +46,9 @@
 // DRAM bandwidth more than it waits for its slowest CTA).
 // The state phase runs the chunks last to first (A_g is a sum, order-free: chunk weights
 // λ^{offset} fold into Γ), so the chunks the output phase reads first are the ones read last.
+// State passes and phases stop at the decay window (ScanParams::window): chunks whose every term
+// enters with a weight below e^-window (2^-64 by default) are not read; with the H = 32 slopes
+// (s >= 2^-8) that is at most 179 chunks however long the segment.
 // CTAs take their segments by ticket (an atomic counter) in segment-major order, so a CTA only
 // waits for segments that CTAs already running hold: no deadlock whatever the block scheduling.
 // P_g lives in a two-slot ring per (b·h, slice): segment g+2 overwrites P_g only after g+1 read it
@@ -215,15 +218,25 @@ __global__ void __launch_bounds__(warpgroups<kDk, kEt>() * 128, 3 - warpgroups<k
     for (int i = 0; i < kXM * kXF; ++i) x[i] *= w;
   };
 
+  // The state phase's chunks (the decay window, ScanParams::window): the c-th chunk from the end
+  // has at least 64(c - 1) rows after each of its rows, so its terms carry weights
+  // λ^d <= e^{-s·64(c-1)}; it runs while s·64(c - 1) < window, i.e. c < 2 + window / (64 s).
+  const int state_chunks = [&] {
+    if (p.window <= 0.0f || s_h <= 0.0f) return num_chunks;
+    const float c = 2.0f + p.window / (s_h * static_cast<float>(kChunk));
+    return c < static_cast<float>(num_chunks) ? static_cast<int>(c) : num_chunks;
+  }();
+
   // One pass over the segment's chunks. The output phase (kO) runs them first to last from the
   // X in registers: O, and X after each chunk. The state phase adds each chunk's
-  // λ^{offset}·(Kᵀ Γ) V into X, offset = rows of the segment after the chunk, last chunk first.
-  // before_loop runs once the first stages are issued.
+  // λ^{offset}·(Kᵀ Γ) V into X, offset = rows of the segment after the chunk, last chunk first,
+  // over the decay window's chunks only. before_loop runs once the first stages are issued.
   auto run = [&](auto out_phase, auto before_loop) {
     constexpr bool kO = decltype(out_phase)::value;
+    const int n_run = kO ? num_chunks : state_chunks;
     auto chunk_at = [&](int c) { return kO ? c : num_chunks - 1 - c; };
     auto issue = [&](int c) {
-      if (c < num_chunks) {
+      if (c < n_run) {
         const int cc = chunk_at(c);
         const int64_t t0 = t_begin + static_cast<int64_t>(cc) * kChunk;
         const int L = chunk_len(cc);
@@ -252,7 +265,7 @@ __global__ void __launch_bounds__(warpgroups<kDk, kEt>() * 128, 3 - warpgroups<k
       for (int i = 0; i < kEq / 2; ++i) o[i] = 0.0f;
     }
 
-    for (int c = 0; c < num_chunks; ++c) {
+    for (int c = 0; c < n_run; ++c) {
       const int cc = chunk_at(c);
       const int64_t t0 = t_begin + static_cast<int64_t>(cc) * kChunk;
       const int L = chunk_len(cc);

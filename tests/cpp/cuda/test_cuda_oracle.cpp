@@ -189,6 +189,29 @@ TEST_F(CudaLayout, FusedScanMatchesTwoPassAndFloat64) {
   }
 }
 
+// The decay window (scan.h: ScanParams::window): with strong decays the state passes and the
+// fused scan's state phases skip all but a segment's last chunks. Decays 0.02 .. 3 (windows of
+// 36, 5, 2 and 2 chunks) on 1024-row segments, so that the fused forward and dQ and the two-pass
+// dV / dK all run truncated, against float64 (outputs, gradients, final state, dS0).
+TEST_F(CudaLayout, DecayWindowMatchesFloat64) {
+  for (const DType dtype : {DType::kBFloat16, DType::kFloat16}) {
+    for (const Dims de : {Dims{64, 64}, Dims{128, 128}}) {
+      SCOPED_TRACE(std::string(kernels::dtype_name(dtype)) + " D=" + std::to_string(de.first));
+      const Shape s{1, 4, 3000, de.first, de.second};
+      Problem pr = make_problem(s, dtype, true, true, true, 4100 + de.first, 0.75);
+      pr.decay_f = {0.02f, 0.2f, 1.0f, 3.0f};
+      pr.decay = to_double(pr.decay_f);
+      kernels::cuda::forget_checked_decay();
+      CudaResults r;
+      {
+        ScopedSegLen forced(1024);
+        r = run_cuda(pr, false);
+      }
+      expect_results_close(r, oracle_results(pr), cuda_tolerance(dtype), "vs float64");
+    }
+  }
+}
+
 // dv = 100: one partial 128-column slice of the v6 kernels (kernels/cuda/variant.h), two
 // 64-column slices under LIGHTRING_CUDA_VARIANT=v3; rows not 16-byte aligned (element-wise loads),
 // both segment regimes.
