@@ -97,6 +97,30 @@ std::unique_ptr<comm::Communicator> make_comm(const BenchOptions& o, comm::MpiCo
 #endif
 }
 
+// LIGHTRING_BENCH_STACK_PROBE=1 (CUDA): where NCCL's share of the P = 2 peak goes
+// (bench/NOTES.md, session 6). NCCL's kernels keep 1-2 KB of stack per thread (cuobjdump
+// -res-usage of libnccl), and the driver reserves the stack size times every resident thread
+// (2048 per SM) when the first of them launches. Prints the stack limit after the warm-up and
+// records the device memory in use once the limit is set back to the 1 KB default (the next NCCL
+// launch grows it again).
+void probe_stack(BenchContext& ctx) {
+#ifdef LIGHTRING_WITH_NCCL
+  const char* env = std::getenv("LIGHTRING_BENCH_STACK_PROBE");
+  if (ctx.o.backend != kernels::Device::kCuda || !env || std::string(env) != "1") return;
+  size_t limit = 0;
+  LR_CHECK(cudaDeviceGetLimit(&limit, cudaLimitStackSize) == cudaSuccess,
+           "cudaDeviceGetLimit(cudaLimitStackSize) failed");
+  if (ctx.world.rank() == 0)
+    std::fprintf(stderr, "[stack probe] stack size after the warm-up: %zu bytes per thread\n",
+                 limit);
+  LR_CHECK(cudaDeviceSetLimit(cudaLimitStackSize, 1024) == cudaSuccess,
+           "cudaDeviceSetLimit(cudaLimitStackSize, 1024) failed");
+  ctx.info.startup_bytes.emplace_back("stack_1KB", max_in_use(ctx.world, ctx.o.backend));
+#else
+  (void)ctx;
+#endif
+}
+
 // LIGHTRING_BENCH_MEM_LIMIT = BYTES or BYTES@RANK: a fake allocation limit
 // (tests of the out-of-memory paths on the CPU).
 void apply_memory_limit(int world_rank) {
@@ -131,6 +155,7 @@ int run(int argc, char** argv, const comm::MpiEnvironment& env) {
   connect_peers(ctx);
   if (o.backend == kernels::Device::kCuda)
     ctx.info.startup_bytes.emplace_back("connected", max_in_use(world, o.backend));
+  probe_stack(ctx);
   if (root) print_header(o, ctx.info);
   switch (o.mode) {
     case BenchMode::kExchangeOnly:
