@@ -48,6 +48,24 @@ namespace lightring::kernels::cuda {
 
 namespace {
 
+// A forward-direction scan (scan.h): q, k, v into out with kernel dims dk × dv, scales (c, c, 1),
+// σ = 0: the forward's output scan and dQ's.
+ScanParams forward_scan(const Problem& p, const SegmentPlan& plan, const Operand& q,
+                        const Operand& k, const Operand& v, const Operand& out, int64_t dk,
+                        int64_t dv) {
+  ScanParams sp = base_params(p, plan);
+  sp.dk = static_cast<int>(dk);
+  sp.dv = static_cast<int>(dv);
+  sp.q = q;
+  sp.k = k;
+  sp.v = v;
+  set_output(&sp, out);
+  sp.c_intra = sp.c_inter = p.scale;
+  sp.c_state = 1.0f;
+  sp.shift = 0;
+  return sp;
+}
+
 // The fused single-pass scan of sp (scan.h: fused_runs) from init to final (either unset),
 // its chain in ws (fused_workspace_floats(sp) floats).
 void run_fused(ScanParams sp, float* ws, const StateRef& init, const StateRef& final,
@@ -120,17 +138,9 @@ class ForwardScans {
 
  private:
   ScanParams view() const {
-    ScanParams sp = base_params(p_, plan_);
-    sp.dk = static_cast<int>(p_.qk_dim);
-    sp.dv = static_cast<int>(p_.v_dim);
-    sp.q = operand(p_.q, p_.q_stride);
-    sp.k = operand(p_.k, p_.k_stride);
-    sp.v = operand(p_.v, p_.v_stride);
-    set_output(&sp, operand(p_.o, p_.o_stride));
-    sp.c_intra = sp.c_inter = p_.scale;
-    sp.c_state = 1.0f;
-    sp.shift = 0;
-    return sp;
+    return forward_scan(p_, plan_, operand(p_.q, p_.q_stride), operand(p_.k, p_.k_stride),
+                        operand(p_.v, p_.v_stride), operand(p_.o, p_.o_stride), p_.qk_dim,
+                        p_.v_dim);
   }
 
   ForwardParams p_;
@@ -167,17 +177,10 @@ class BackwardScans {
   void dq(cudaStream_t stream = nullptr) {
     if (!stream) stream = stream_;
     const int D = static_cast<int>(p_.qk_dim), E = static_cast<int>(p_.v_dim);
-    ScanParams sp = base_params(p_, plan_);
+    ScanParams sp =
+        forward_scan(p_, plan_, operand(p_.d_o, p_.do_stride), operand(p_.v, p_.v_stride),
+                     operand(p_.k, p_.k_stride), operand(p_.dq, p_.dq_stride), E, D);
     std::optional<Workspace> ws_s;
-    sp.dk = E;
-    sp.dv = D;
-    sp.q = operand(p_.d_o, p_.do_stride);
-    sp.k = operand(p_.v, p_.v_stride);
-    sp.v = operand(p_.k, p_.k_stride);
-    set_output(&sp, operand(p_.dq, p_.dq_stride));
-    sp.c_intra = sp.c_inter = p_.scale;
-    sp.c_state = 1.0f;
-    sp.shift = 0;
     if (segmented() && fused_runs(sp)) {  // its state phase over (k=V, v=K) gives Sᵀ itself
       ws_s.emplace(fused_workspace_floats(sp), stream);
       run_fused(sp, ws_s->get(), user_state(p_.initial_state, E, D, /*transposed=*/true),

@@ -220,14 +220,8 @@ void check_decay(const Problem& p, cudaStream_t stream) {
 }
 
 ScanParams base_params(const Problem& p, const SegmentPlan& plan) {
-  // ScanParams::window: 64·ln 2 unless LIGHTRING_CUDA_DECAY_WINDOW=0.
-  static const float window = [] {
-    const char* env = std::getenv("LIGHTRING_CUDA_DECAY_WINDOW");
-    if (!env || !*env || std::strcmp(env, "1") == 0) return 44.3614f;
-    LR_CHECK(std::strcmp(env, "0") == 0,
-             "LIGHTRING_CUDA_DECAY_WINDOW must be unset, '0' or '1' (got '", env, "')");
-    return 0.0f;
-  }();
+  // ScanParams::window: 64·ln 2 (weights below 2^-64) unless LIGHTRING_CUDA_DECAY_WINDOW=0.
+  static const float window = env_switch("LIGHTRING_CUDA_DECAY_WINDOW") ? 64.0f * 0.6931472f : 0.0f;
   ScanParams sp;
   sp.window = window;
   sp.dtype = p.dtype;

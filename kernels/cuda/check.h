@@ -5,6 +5,9 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdlib>
+#include <cstring>
+
 #include "kernels/error.h"
 
 #define LR_CUDA_CHECK(call)                                                                \
@@ -22,3 +25,16 @@
              " failed: ", cudaGetErrorString(lr_cuda_err_), " (", cudaGetErrorName(lr_cuda_err_), \
              ")");                                                                                \
   } while (0)
+
+namespace lightring::kernels::cuda {
+
+// An on/off switch of the CUDA backend read from the environment: unset, empty or "1" is on,
+// "0" off; anything else throws, naming the variable.
+inline bool env_switch(const char* name) {
+  const char* env = std::getenv(name);
+  if (!env || !*env || std::strcmp(env, "1") == 0) return true;
+  LR_CHECK(std::strcmp(env, "0") == 0, name, " must be unset, '0' or '1' (got '", env, "')");
+  return false;
+}
+
+}  // namespace lightring::kernels::cuda

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "kernels/cuda/check.h"
 #include "kernels/cuda/scan.h"
 #include "kernels/cuda/variant.h"
 #include "kernels/error.h"
@@ -31,13 +32,7 @@ bool aligned16(const Operand& x) {
 }
 
 std::atomic<bool>& fused_switch() {
-  static std::atomic<bool> on{[] {
-    const char* env = std::getenv("LIGHTRING_CUDA_FUSED");
-    if (!env || !*env || std::strcmp(env, "1") == 0) return true;
-    LR_CHECK(std::strcmp(env, "0") == 0, "LIGHTRING_CUDA_FUSED must be unset, '0' or '1' (got '",
-             env, "')");
-    return false;
-  }()};
+  static std::atomic<bool> on{env_switch("LIGHTRING_CUDA_FUSED")};
   return on;
 }
 

@@ -383,16 +383,21 @@ __global__ void __launch_bounds__(kWarps * 32) scan_kernel(const ScanParams p) {
   }
 }
 
+// The grid of a state or output scan: x = (segment, dv slice of `width` columns), y = b·h.
+inline dim3 scan_grid(const ScanParams& p, int width) {
+  const int num_slices = (p.dv + width - 1) / width;
+  const dim3 grid(num_slices * p.num_segs, static_cast<unsigned>(p.batch * p.heads));
+  LR_CHECK(grid.y <= 65535u, "CUDA scan: batch*heads must be <= 65535 (got ", grid.y, ")");
+  return grid;
+}
+
 template <typename T, int kEt, int kMaxKt, int kWarps, bool kOut>
 void launch_with(ScanParams p, const Layout<T, kEt>& lay, cudaStream_t stream) {
   p.stages = lay.stages;
   auto* kernel = &scan_kernel<T, kEt, kMaxKt, kWarps, kOut>;
   LR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                      static_cast<int>(lay.total)));
-  const int num_slices = (p.dv + kEt - 1) / kEt;
-  const dim3 grid(num_slices * p.num_segs, static_cast<unsigned>(p.batch * p.heads));
-  LR_CHECK(grid.y <= 65535u, "CUDA scan: batch*heads must be <= 65535 (got ", grid.y, ")");
-  kernel<<<grid, kWarps * 32, lay.total, stream>>>(p);
+  kernel<<<scan_grid(p, kEt), kWarps * 32, lay.total, stream>>>(p);
   LR_CUDA_CHECK_LAUNCH("scan_kernel");
 }
 

@@ -389,10 +389,7 @@ void launch(ScanParams p, cudaStream_t stream) {
   auto* kernel = &scan_kernel<T, kEt, kMaxKt, kOut>;
   LR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                      static_cast<int>(Lay::total)));
-  const int num_slices = (p.dv + kEt - 1) / kEt;
-  const dim3 grid(num_slices * p.num_segs, static_cast<unsigned>(p.batch * p.heads));
-  LR_CHECK(grid.y <= 65535u, "CUDA scan: batch*heads must be <= 65535 (got ", grid.y, ")");
-  kernel<<<grid, warps<kOut, kMaxKt>() * 32, Lay::total, stream>>>(p);
+  kernel<<<scan_detail::scan_grid(p, kEt), warps<kOut, kMaxKt>() * 32, Lay::total, stream>>>(p);
   LR_CUDA_CHECK_LAUNCH("scan_kernel v6");
 }
 

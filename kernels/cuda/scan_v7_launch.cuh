@@ -14,19 +14,16 @@ void launch(const ScanParams& p, cudaStream_t stream) {
   auto* kernel = &scan_kernel<T, kDk, kEt, kMode>;
   LR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                      static_cast<int>(Lay::total)));
-  const int num_slices = (p.dv + kEt - 1) / kEt;
-  const int64_t lanes = p.batch * p.heads * num_slices;
   if constexpr (kMode == Mode::kFused) {
     // One CTA per (segment, b·h, slice), which it takes by ticket; the ticket and the lanes'
     // published counts start at 0.
+    const int64_t lanes = p.batch * p.heads * ((p.dv + kEt - 1) / kEt);
     const int64_t ctas = lanes * p.num_segs;
     LR_CHECK(ctas < (int64_t{1} << 31), "CUDA fused scan: too many segments (", ctas, " CTAs)");
     LR_CUDA_CHECK(cudaMemsetAsync(p.chain.counter, 0, (1 + lanes) * sizeof(int), stream));
     kernel<<<static_cast<unsigned>(ctas), warpgroups<kDk, kEt>() * 128, Lay::total, stream>>>(p);
   } else {
-    const dim3 grid(num_slices * p.num_segs, static_cast<unsigned>(p.batch * p.heads));
-    LR_CHECK(grid.y <= 65535u, "CUDA scan: batch*heads must be <= 65535 (got ", grid.y, ")");
-    kernel<<<grid, warpgroups<kDk, kEt>() * 128, Lay::total, stream>>>(p);
+    kernel<<<scan_detail::scan_grid(p, kEt), warpgroups<kDk, kEt>() * 128, Lay::total, stream>>>(p);
   }
   LR_CUDA_CHECK_LAUNCH("scan_kernel v7");
 }
