@@ -9,6 +9,7 @@
 #include <sstream>
 #include <thread>
 
+#include "comm/ipc_transport.h"
 #include "kernels/cuda/check.h"
 #include "kernels/error.h"
 
@@ -110,7 +111,11 @@ NcclCommunicator::NcclCommunicator(ncclComm_t comm, int rank, int size, int devi
 void NcclCommunicator::create_stream_and_events() {
   cudaStream_t s;
   cudaEvent_t a, b;
-  LR_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  // The highest priority: the IPC transport's wait kernels (one thread each)
+  // then take the first free SM slot ahead of the compute stream's blocks.
+  int least = 0, greatest = 0;
+  LR_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+  LR_CUDA_CHECK(cudaStreamCreateWithPriority(&s, cudaStreamNonBlocking, greatest));
   LR_CUDA_CHECK(cudaEventCreateWithFlags(&a, cudaEventDisableTiming));
   LR_CUDA_CHECK(cudaEventCreateWithFlags(&b, cudaEventDisableTiming));
   stream_ = s;
@@ -120,6 +125,16 @@ void NcclCommunicator::create_stream_and_events() {
 
 NcclCommunicator::~NcclCommunicator() {
   cudaSetDevice(device_);
+  if (ipc_ && !aborted_ && host_) {
+    // close() is collective: every rank drains its stream, then a barrier; a
+    // stream that does not drain (or a barrier that fails) leaves the buffers
+    // allocated rather than freeing what a peer may still write.
+    try {
+      wait_stream("shutdown");
+      ipc_->close(*host_);
+    } catch (const Error&) {
+    }
+  }
   if (comm_ && !aborted_) {
     // Flush issued work (finalize is non-blocking here), bounded by the
     // deadline; a communicator that does not drain is aborted instead.
@@ -146,8 +161,23 @@ void NcclCommunicator::check_usable(const char* op) const {
 void NcclCommunicator::abort() {
   if (aborted_) return;
   aborted_ = true;
+  // First the IPC waits: they return at once and the own stream (and the
+  // compute stream behind it) drains. ncclCommAbort frees device memory, which
+  // waits for the device: a wait kernel still polling would hang it.
+  if (ipc_) ipc_->release();
   if (comm_) ncclCommAbort(comm_);
   comm_ = nullptr;
+}
+
+bool NcclCommunicator::over_ipc(int peer) const {
+  return ipc_ && ipc_->usable(peer);
+}
+
+std::string NcclCommunicator::transport_summary() const {
+  if (!ipc_) return "nccl";
+  const int n = ipc_->usable_peers();
+  return "cuda-ipc (copy engines): " + std::to_string(n) + " of " + std::to_string(size_ - 1) +
+         " peers; nccl: " + std::to_string(size_ - 1 - n);
 }
 
 void NcclCommunicator::fail(const char* what, const char* reason) {
@@ -176,7 +206,7 @@ void NcclCommunicator::wait_stream(const char* what) {
   const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s_);
   for (;;) {
     ncclResult_t st = ncclSuccess;
-    ncclCommGetAsyncError(comm_, &st);
+    if (comm_) ncclCommGetAsyncError(comm_, &st);
     if (st != ncclSuccess && st != ncclInProgress) fail(what, ncclGetErrorString(st));
     const cudaError_t q = cudaStreamQuery(cs(stream_));
     if (q == cudaSuccess) {
@@ -234,27 +264,67 @@ double NcclCommunicator::take_op_time_ms() {
 void NcclCommunicator::send_recv(const std::vector<SendOp>& sends, const std::vector<RecvOp>& recvs,
                                  void* stream) {
   check_usable("send_recv");
-  begin(stream);
-  LR_NCCL_ENQUEUE(ncclGroupStart());
-  for (const SendOp& s : sends) {
+  for (const SendOp& s : sends)
     LR_CHECK(s.peer >= 0 && s.peer < size_, "send_recv: send peer ", s.peer,
              " is not a rank of this group of ", size_);
-    pending_peers_.push_back(s.peer);
-    LR_NCCL_ENQUEUE(ncclSend(s.data, s.count, ncclFloat32, s.peer, comm_, cs(stream_)));
-  }
-  for (const RecvOp& r : recvs) {
+  for (const RecvOp& r : recvs)
     LR_CHECK(r.peer >= 0 && r.peer < size_, "send_recv: receive peer ", r.peer,
              " is not a rank of this group of ", size_);
-    pending_peers_.push_back(r.peer);
-    LR_NCCL_ENQUEUE(ncclRecv(r.data, r.count, ncclFloat32, r.peer, comm_, cs(stream_)));
+  begin(stream);
+  // NCCL's group first, then the same-host copies: every rank orders them so,
+  // and neither waits on the other kind of the same step (no cycle).
+  std::vector<IpcTransport::Message> ipc_sends, ipc_recvs;
+  bool any_nccl = false;
+  for (const SendOp& s : sends) {
+    pending_peers_.push_back(s.peer);
+    if (over_ipc(s.peer))
+      ipc_sends.push_back({s.peer, const_cast<float*>(s.data), s.count * sizeof(float)});
+    else
+      any_nccl = true;
   }
-  LR_NCCL_ENQUEUE(ncclGroupEnd());
-  wait_ready("send/recv enqueue");
+  for (const RecvOp& r : recvs) {
+    pending_peers_.push_back(r.peer);
+    if (over_ipc(r.peer))
+      ipc_recvs.push_back({r.peer, r.data, r.count * sizeof(float)});
+    else
+      any_nccl = true;
+  }
+  if (any_nccl) {
+    LR_NCCL_ENQUEUE(ncclGroupStart());
+    for (const SendOp& s : sends)
+      if (!over_ipc(s.peer))
+        LR_NCCL_ENQUEUE(ncclSend(s.data, s.count, ncclFloat32, s.peer, comm_, cs(stream_)));
+    for (const RecvOp& r : recvs)
+      if (!over_ipc(r.peer))
+        LR_NCCL_ENQUEUE(ncclRecv(r.data, r.count, ncclFloat32, r.peer, comm_, cs(stream_)));
+    LR_NCCL_ENQUEUE(ncclGroupEnd());
+    wait_ready("send/recv enqueue");
+  }
+  if (!ipc_sends.empty() || !ipc_recvs.empty()) ipc_->send_recv(ipc_sends, ipc_recvs, stream_);
   end(stream);
 }
 
 void NcclCommunicator::all_gather(const float* send, float* recv, size_t count, void* stream) {
   check_usable("all_gather");
+  bool all_ipc = ipc_ != nullptr;
+  for (int g = 0; g < size_; ++g)
+    if (g != rank_) all_ipc = all_ipc && over_ipc(g);
+  if (all_ipc) {
+    // Every peer on this host: P-1 copies each way, plus the own part.
+    std::vector<IpcTransport::Message> sends, recvs;
+    for (int g = 0; g < size_; ++g) {
+      if (g == rank_) continue;
+      pending_peers_.push_back(g);
+      sends.push_back({g, const_cast<float*>(send), count * sizeof(float)});
+      recvs.push_back({g, recv + static_cast<size_t>(g) * count, count * sizeof(float)});
+    }
+    begin(stream);
+    LR_CUDA_CHECK(cudaMemcpyAsync(recv + static_cast<size_t>(rank_) * count, send,
+                                  count * sizeof(float), cudaMemcpyDeviceToDevice, cs(stream_)));
+    ipc_->send_recv(sends, recvs, stream_);
+    end(stream);
+    return;
+  }
   begin(stream);
   for (int g = 0; g < size_; ++g)
     if (g != rank_) pending_peers_.push_back(g);
@@ -269,7 +339,21 @@ void NcclCommunicator::set_host_channel(std::unique_ptr<Communicator> host) {
            "(rank ",
            rank_, " of ", size_, "; got rank ", host ? host->rank() : -1, " of ",
            host ? host->size() : -1, ")");
+  LR_CHECK(!host_, "NcclCommunicator::set_host_channel: the host channel is already set");
   host_ = std::move(host);
+  if (!host_) return;
+  // A malformed LIGHTRING_COMM_IPC still takes part in the set-up (as "off",
+  // which turns the transport off on every rank) before it throws.
+  bool enabled = false;
+  std::string bad_env;
+  try {
+    enabled = kernels::cuda::env_switch("LIGHTRING_COMM_IPC");
+  } catch (const Error& e) {
+    bad_env = e.what();
+  }
+  LR_CUDA_CHECK(cudaSetDevice(device_));
+  ipc_ = IpcTransport::create(*host_, rank_, size_, device_, enabled);
+  LR_CHECK(bad_env.empty(), bad_env);
 }
 
 void NcclCommunicator::all_gather_host(const int64_t* send, int64_t* recv, size_t count) {

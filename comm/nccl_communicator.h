@@ -28,11 +28,22 @@
 // comm/communicator.h). Process-wide NCCL knobs (NCCL_BUFFSIZE,
 // NCCL_LL128_BUFFSIZE, NCCL_LL_BUFFSIZE) are left to the launcher: they would
 // also change any other NCCL communicator in the process (torch's).
+//
+// Same-host peers (CUDA IPC, comm/ipc_transport.h): with a host channel
+// (set_host_channel; nccl_from_mpi sets one) send_recv and all_gather move the
+// messages between GPUs of one host with the copy engines instead of NCCL's
+// kernels, unless LIGHTRING_COMM_IPC=0 on any rank. No NCCL kernel then runs
+// on such a group: NCCL's buffers are never connected and the driver never
+// grows the per-thread stack reservation for NCCL's kernels (0.26 GB on an
+// H200), and a 2 MB hop is a copy, not NCCL's channel-capped protocol. Peers
+// on other hosts (or without peer access) still go through NCCL;
+// transport_summary() says which is which.
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "comm/communicator.h"
@@ -54,6 +65,7 @@ NcclUniqueId nccl_unique_id();
 NcclUniqueId nccl_unique_id_from_bytes(const void* bytes, size_t num_bytes);
 
 class MpiCommunicator;
+class IpcTransport;
 
 class NcclCommunicator final : public Communicator {
  public:
@@ -80,13 +92,16 @@ class NcclCommunicator final : public Communicator {
 
   int device() const { return device_; }
   void* comm_stream() const { return stream_; }
+  // "cuda-ipc: k of n peers; nccl: the rest" or "nccl": how messages travel.
+  std::string transport_summary() const;
 
   // Host-side collectives (all_gather_host, barrier: the shape agreement of every SP pass) go
   // through `host`, a communicator of the same ranks in the same order, instead of an NCCL
   // all-gather drained with a stream synchronisation: that all-gather waits for SMs held by the
   // kernels already queued (phase 1 of the pass) and the host then enqueues the rest of the
   // pass on an idle GPU. nccl_from_mpi sets an MPI duplicate unless
-  // LIGHTRING_NCCL_HOST_AGREE=nccl. split() splits it alongside.
+  // LIGHTRING_NCCL_HOST_AGREE=nccl. split() splits it alongside. Collective
+  // (it sets up the CUDA IPC transport over the new channel); at most once.
   void set_host_channel(std::unique_ptr<Communicator> host);
 
  private:
@@ -102,6 +117,7 @@ class NcclCommunicator final : public Communicator {
   [[noreturn]] void fail(const char* what, const char* reason);
   void begin(void* compute_stream);  // own stream waits for the compute stream
   void end(void* compute_stream);    // compute stream waits for the own stream
+  bool over_ipc(int peer) const;     // messages to and from `peer` use ipc_
 
   ncclComm_t comm_ = nullptr;
   int rank_ = 0, size_ = 1, device_ = 0;
@@ -113,6 +129,7 @@ class NcclCommunicator final : public Communicator {
   CUevent_st* done_ = nullptr;          // recorded on the own stream
   std::vector<int> pending_peers_;      // peers of the operations not yet synchronised
   std::unique_ptr<Communicator> host_;  // host-side collectives (set_host_channel), or null
+  std::unique_ptr<IpcTransport> ipc_;   // same-host peers over CUDA IPC, or null
   // Op timing (set_op_timing): a pool of event pairs recorded on the own stream
   // around each data operation; the first timed_used_ pairs hold unread times.
   std::vector<CUevent_st*> timing_events_;  // [2·i] start, [2·i+1] end of operation i

@@ -120,6 +120,7 @@ void print_header(const BenchOptions& o, const RunInfo& info) {
   std::printf("# warmup %d  iters %d (median)  check %s  commit %s\n", o.warmup, o.iters,
               o.check ? "on" : "off", info.commit.c_str());
   std::printf("# versions: %s\n", info.versions.c_str());
+  if (!info.transport.empty()) std::printf("# exchange transport: %s\n", info.transport.c_str());
   std::printf(
       "# cost model of auto: alpha %.3g us, beta %.3g GB/s, gamma %.3g GB/s, ranks/node %d, "
       "inter alpha %.3g us, beta %.3g GB/s\n",
@@ -230,7 +231,9 @@ void write_json(const std::string& path, const BenchOptions& o, const RunInfo& i
     << "  \"device\": " << quote(info.device) << ",\n  \"date\": " << quote(info.date) << ",\n"
     << "  \"world_size\": " << info.world_size << ",\n  \"backend\": \""
     << kernels::device_name(o.backend) << "\",\n  \"mode\": \"" << mode_name(o.mode) << "\",\n"
-    << "  \"versions\": " << quote(info.versions) << ",\n  \"ceilings\": {";
+    << "  \"versions\": " << quote(info.versions) << ",\n";
+  if (!info.transport.empty()) f << "  \"exchange_transport\": " << quote(info.transport) << ",\n";
+  f << "  \"ceilings\": {";
   if (info.copy_GBps > 0) f << "\"copy_TBps\": " << info.copy_GBps / 1e3;
   f << "},\n";
   if (!info.startup_bytes.empty()) {

@@ -89,6 +89,7 @@ std::unique_ptr<comm::Communicator> make_comm(const BenchOptions& o, comm::MpiCo
   info->startup_bytes.emplace_back("context", max_in_use(world, o.backend));
   auto nccl = comm::nccl_from_mpi(world, device, comm::CommOptions{o.timeout_s});
   info->startup_bytes.emplace_back("communicator", max_in_use(world, o.backend));
+  info->transport = nccl->transport_summary();
   return nccl;
 #else
   (void)env;

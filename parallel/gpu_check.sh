@@ -5,6 +5,8 @@
 #      Device::kCuda vs the float64 oracle for ring/allgather/scan, the deadline);
 #      the GPU cases cover ring/allgather/scan x bf16/fp32 x decay on/off x equal/unequal
 #      shards, and the NCCL deadline (a peer that never sends -> an error, not a hang);
+#      same-host messages go over CUDA IPC (copy engines), so the suite runs a second
+#      time with LIGHTRING_COMM_IPC=0 (NCCL's kernels move them);
 #   2. lightring-bench --backend cuda --check for every schedule on 2 ranks (odd lengths,
 #      global states, bf16; fp32 with decay off).
 # Usage: parallel/gpu_check.sh [BUILD_DIR]   (default build-gpu; configured here if absent)
@@ -41,7 +43,7 @@ ROOT_FLAGS=()
 [ "$(id -u)" = 0 ] && ROOT_FLAGS=(--allow-run-as-root)
 PASS=()
 for v in NCCL_NVLS_ENABLE TORCH_SYMM_MEM_DISABLE_MULTICAST NVSHMEM_DISABLE_NVLS OMP_NUM_THREADS \
-         LD_LIBRARY_PATH NCCL_DEBUG; do
+         LD_LIBRARY_PATH NCCL_DEBUG LIGHTRING_COMM_IPC; do
   [ -n "${!v+x}" ] && PASS+=(-x "$v")
 done
 run() { mpirun "${ROOT_FLAGS[@]}" --oversubscribe --bind-to none -np "$1" "${PASS[@]}" "${@:2}"; }
@@ -51,6 +53,10 @@ for np in ${CHECK_NPS:-1 $NP}; do
   echo "== MPI/NCCL test suite on $np rank(s)"
   run "$np" "$BUILD/tests/cpp/parallel/lightring_parallel_tests" || status=1
 done
+# Same-host messages go over CUDA IPC by default; the suite again with NCCL moving them.
+echo "== MPI/NCCL test suite on $NP ranks with LIGHTRING_COMM_IPC=0 (NCCL's kernels)"
+LIGHTRING_COMM_IPC=0 mpirun "${ROOT_FLAGS[@]}" --oversubscribe --bind-to none -np "$NP" \
+  "${PASS[@]}" -x LIGHTRING_COMM_IPC "$BUILD/tests/cpp/parallel/lightring_parallel_tests" || status=1
 if [ -x "$BUILD/launch/lightring-bench" ]; then
   # bf16 with decay and global states, odd lengths (unequal shards), every schedule;
   # then fp32 with decay off. --check compares with the unsharded CPU result on rank 0.

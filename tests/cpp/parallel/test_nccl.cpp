@@ -7,10 +7,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
 
+#include "comm/ipc_transport.h"
 #include "comm/mpi_communicator.h"
 #include "comm/nccl_communicator.h"
 #include "kernels/error.h"
@@ -85,6 +87,68 @@ TEST_F(NcclTest, AllGatherAndRingFromMpiBootstrap) {
   nccl->synchronize(nullptr);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   EXPECT_EQ(from_prev.to_host()[0], 10.0f * prev);
+}
+
+// Same-host peers move messages over CUDA IPC with the copy engines by default
+// (comm/ipc_transport.h): messages longer than an inbox slot (chunks), two
+// messages to one peer in one step (posting order), both directions at once,
+// three rounds (slot reuse), the all-gather; and no NCCL kernel runs, so the
+// driver's per-thread stack limit stays where it was.
+TEST_F(NcclTest, SameHostMessagesGoOverIpc) {
+  if (world_size_ < 2) GTEST_SKIP() << "needs 2 or more ranks";
+  auto nccl = comm::nccl_from_mpi(*mpi_, device_, comm::CommOptions{60.0});
+  const char* env = std::getenv("LIGHTRING_COMM_IPC");
+  if (env && std::string(env) == "0") {
+    EXPECT_EQ(nccl->transport_summary(), "nccl");
+    GTEST_SKIP() << "LIGHTRING_COMM_IPC=0: every message goes through NCCL";
+  }
+  const int P = nccl->size(), r = nccl->rank();
+  const std::string all_ipc = "cuda-ipc (copy engines): " + std::to_string(P - 1) + " of " +
+                              std::to_string(P - 1) + " peers; nccl: 0";
+  ASSERT_EQ(nccl->transport_summary(), all_ipc) << "ranks of one host should reach each other";
+  size_t stack_before = 0, stack_after = 0;
+  ASSERT_EQ(cudaDeviceGetLimit(&stack_before, cudaLimitStackSize), cudaSuccess);
+
+  const size_t count = (comm::IpcTransport::kSlotBytes * 5 / 2) / sizeof(float) + 7;  // 3 chunks
+  const int next = (r + 1) % P, prev = (r - 1 + P) % P;
+  auto value = [](int rank, int msg, int rep, size_t i) {
+    return static_cast<float>(((rank * 7 + msg * 3 + rep) * 1000003 + i) % 16777213);
+  };
+  for (int rep = 0; rep < 3; ++rep) {
+    std::vector<float> h1(count), h2(count);
+    for (size_t i = 0; i < count; ++i) {
+      h1[i] = value(r, 1, rep, i);
+      h2[i] = value(r, 2, rep, i);
+    }
+    DeviceArray<float> a1(h1), a2(h2), b1(count), b2(count);
+    // a1 to the next rank, a2 to the previous; from the previous rank its a1,
+    // from the next its a2 (with P = 2 both go to the one peer, in this order).
+    nccl->send_recv({{next, a1.get(), count}, {prev, a2.get(), count}},
+                    {{prev, b1.get(), count}, {next, b2.get(), count}}, nullptr);
+    nccl->synchronize(nullptr);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    const auto got1 = b1.to_host(), got2 = b2.to_host();
+    size_t bad = 0;
+    for (size_t i = 0; i < count; ++i)
+      bad += (got1[i] != value(prev, 1, rep, i)) + (got2[i] != value(next, 2, rep, i));
+    EXPECT_EQ(bad, 0u) << "round " << rep;
+  }
+
+  const size_t per_rank = comm::IpcTransport::kSlotBytes * 3 / 2 / sizeof(float);  // 2 chunks
+  std::vector<float> mine(per_rank);
+  for (size_t i = 0; i < per_rank; ++i) mine[i] = value(r, 5, 0, i);
+  DeviceArray<float> send(mine), gathered(per_rank * P);
+  nccl->all_gather(send.get(), gathered.get(), per_rank, nullptr);
+  nccl->synchronize(nullptr);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  const auto all = gathered.to_host();
+  size_t bad = 0;
+  for (int g = 0; g < P; ++g)
+    for (size_t i = 0; i < per_rank; ++i) bad += all[g * per_rank + i] != value(g, 5, 0, i);
+  EXPECT_EQ(bad, 0u);
+
+  ASSERT_EQ(cudaDeviceGetLimit(&stack_after, cudaLimitStackSize), cudaSuccess);
+  EXPECT_EQ(stack_after, stack_before) << "an NCCL kernel ran (it grows the stack limit)";
 }
 
 TEST_F(NcclTest, BootstrapFromRawBytesAndSplit) {
@@ -217,7 +281,9 @@ INSTANTIATE_TEST_SUITE_P(
     case_name);
 
 // The last rank never posts its send: the receiver's synchronize must throw
-// within the deadline (NCCL abort releases the stuck receive).
+// within the deadline (NCCL abort, or the IPC transport's release, lets the
+// stuck receive pass). Both transports: gpu_check.sh also runs the suite with
+// LIGHTRING_COMM_IPC=0.
 TEST_F(NcclTest, MissingPeerTimesOut) {
   if (world_size_ < 2) GTEST_SKIP() << "needs 2 or more ranks";
   auto nccl = comm::nccl_from_mpi(*mpi_, device_, comm::CommOptions{3.0});
