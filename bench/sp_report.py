@@ -288,6 +288,7 @@ def main():
         merged = {"tool": "sp_report", "device": (pn or p1 or xchg or {}).get("device"),
                   "commit": (pn or p1 or xchg or {}).get("commit"), "date": (pn or p1 or xchg or {}).get("date"),
                   "world_size": (pn or {}).get("world_size"),
+                  "exchange_transport": (pn or xchg or {}).get("exchange_transport", "nccl"),
                   "ceilings": (pn or p1 or {}).get("ceilings", {}), "summary": summary, "rows": []}
         for name, doc in (("weak-p1", p1), ("weak-p", pn), ("exchange", xchg), ("find-max", fmax), ("lasp", lasp)):
             for r in (doc or {}).get("rows", []):
