@@ -37,7 +37,12 @@
 // grows the per-thread stack reservation for NCCL's kernels (0.26 GB on an
 // H200), and a 2 MB hop is a copy, not NCCL's channel-capped protocol. Peers
 // on other hosts (or without peer access) still go through NCCL;
-// transport_summary() says which is which.
+// transport_summary() says which is which. With the transport set up,
+// destroying a communicator is collective (its buffers are freed after a
+// barrier over the host channel, bounded by the deadline), as NCCL's finalize
+// is; an aborted communicator skips it. The own stream has the highest
+// priority, so that the transport's one-thread wait kernels get the first
+// free SM slot.
 #pragma once
 
 #include <array>
