@@ -6,10 +6,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstring>
 #include <functional>
-#include <thread>
 
 #include "comm/communicator.h"
 #include "comm/ipc_wait.h"
@@ -153,12 +151,7 @@ std::unique_ptr<IpcTransport> IpcTransport::create(Communicator& host, int rank,
   for (int g = 0; g < size; ++g) {
     Peer& p = t->peers_[g];
     p.usable = opened[g] && matrix[static_cast<size_t>(g) * size + rank];
-    if (opened[g] && !p.usable) {
-      cudaIpcCloseMemHandle(p.remote_words);
-      cudaIpcCloseMemHandle(p.remote_inbox);
-      p.remote_words = nullptr;
-      p.remote_inbox = nullptr;
-    }
+    if (!p.usable) unmap(p);
   }
   if (t->usable_peers() > 0) write_value32();  // resolve it now: fail at set-up, not mid-step
   return t;
@@ -170,10 +163,14 @@ IpcTransport::~IpcTransport() {
   // exported words and inbox, so they stay allocated; the mappings of the
   // peers' buffers are dropped.
   cudaSetDevice(device_);
-  for (Peer& p : peers_) {
-    if (p.remote_words) cudaIpcCloseMemHandle(p.remote_words);
-    if (p.remote_inbox) cudaIpcCloseMemHandle(p.remote_inbox);
-  }
+  for (Peer& p : peers_) unmap(p);
+}
+
+void IpcTransport::unmap(Peer& p) {
+  if (p.remote_words) cudaIpcCloseMemHandle(p.remote_words);
+  if (p.remote_inbox) cudaIpcCloseMemHandle(p.remote_inbox);
+  p.remote_words = nullptr;
+  p.remote_inbox = nullptr;
 }
 
 int IpcTransport::usable_peers() const {
@@ -185,12 +182,7 @@ void IpcTransport::close(Communicator& host) {
   if (closed_) return;
   host.barrier();  // every rank drained its streams: nobody writes here any more
   cudaSetDevice(device_);
-  for (Peer& p : peers_) {
-    if (p.remote_words) cudaIpcCloseMemHandle(p.remote_words);
-    if (p.remote_inbox) cudaIpcCloseMemHandle(p.remote_inbox);
-    p.remote_words = nullptr;
-    p.remote_inbox = nullptr;
-  }
+  for (Peer& p : peers_) unmap(p);
   if (words_) cudaFree(words_);
   if (inbox_) cudaFree(inbox_);
   if (abort_) cudaFreeHost(abort_);

@@ -99,6 +99,7 @@ class IpcTransport {
     uint32_t sent = 0, received = 0;   // chunks so far, this rank -> peer and peer -> this rank
   };
 
+  static void unmap(Peer& p);  // closes the peer's opened handles, if any
   void send_chunk(int peer, const char* src, size_t bytes, CUstream_st* stream);
   void recv_chunk(int peer, char* dst, size_t bytes, CUstream_st* stream);
   // *remote = value, after the work already on `stream`.

@@ -310,19 +310,19 @@ void NcclCommunicator::all_gather(const float* send, float* recv, size_t count, 
   for (int g = 0; g < size_; ++g)
     if (g != rank_) all_ipc = all_ipc && over_ipc(g);
   if (all_ipc) {
-    // Every peer on this host: P-1 copies each way, plus the own part.
-    std::vector<IpcTransport::Message> sends, recvs;
+    // Every peer on this host: the own part on the compute stream, then P-1
+    // messages each way through send_recv (which orders them on the own stream).
+    LR_CUDA_CHECK(cudaSetDevice(device_));
+    LR_CUDA_CHECK(cudaMemcpyAsync(recv + static_cast<size_t>(rank_) * count, send,
+                                  count * sizeof(float), cudaMemcpyDeviceToDevice, cs(stream)));
+    std::vector<SendOp> sends;
+    std::vector<RecvOp> recvs;
     for (int g = 0; g < size_; ++g) {
       if (g == rank_) continue;
-      pending_peers_.push_back(g);
-      sends.push_back({g, const_cast<float*>(send), count * sizeof(float)});
-      recvs.push_back({g, recv + static_cast<size_t>(g) * count, count * sizeof(float)});
+      sends.push_back({g, send, count});
+      recvs.push_back({g, recv + static_cast<size_t>(g) * count, count});
     }
-    begin(stream);
-    LR_CUDA_CHECK(cudaMemcpyAsync(recv + static_cast<size_t>(rank_) * count, send,
-                                  count * sizeof(float), cudaMemcpyDeviceToDevice, cs(stream_)));
-    ipc_->send_recv(sends, recvs, stream_);
-    end(stream);
+    send_recv(sends, recvs, stream);
     return;
   }
   begin(stream);
