@@ -1,6 +1,9 @@
 // Shared helpers of the Communicator implementations.
 #include "comm/communicator.h"
 
+#include <atomic>
+#include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <string>
 
@@ -8,12 +11,37 @@
 
 namespace lightring::comm {
 
+double timeout_from_environment(double fallback) {
+  const char* s = std::getenv("LIGHTRING_COMM_TIMEOUT_S");
+  if (!s) return fallback;
+  char* end = nullptr;
+  errno = 0;
+  const double t = std::strtod(s, &end);
+  LR_CHECK(*s != '\0' && end && *end == '\0' && errno == 0 && std::isfinite(t) && t > 0,
+           "LIGHTRING_COMM_TIMEOUT_S must be a positive number of seconds, e.g. 60 or 0.5 (got '",
+           s, "'); unset it for the default of ", kDefaultTimeoutS, " s");
+  return t;
+}
+
 double resolve_timeout(const CommOptions& options) {
-  if (const char* s = std::getenv("LIGHTRING_COMM_TIMEOUT_S")) {
-    const double t = std::atof(s);
-    if (t > 0) return t;
-  }
-  return options.timeout_s;
+  LR_CHECK(std::isfinite(options.timeout_s) && options.timeout_s >= 0,
+           "the communication deadline (timeout_s) must be a positive number of seconds, or 0 "
+           "for LIGHTRING_COMM_TIMEOUT_S / the default (got ",
+           options.timeout_s, ")");
+  if (options.timeout_s > 0) return options.timeout_s;
+  return timeout_from_environment(kDefaultTimeoutS);
+}
+
+namespace {
+std::atomic<PeerFailureProbe> g_probe{nullptr};
+}
+
+void set_peer_failure_probe(PeerFailureProbe probe) {
+  g_probe.store(probe);
+}
+
+void check_peer_failures() {
+  if (PeerFailureProbe probe = g_probe.load()) probe();
 }
 
 int resolve_nccl_max_ctas(const CommOptions& options) {

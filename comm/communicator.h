@@ -12,9 +12,13 @@
 // (the "no-op stream", nullptr) and returns when the data has arrived.
 //
 // Failure: a peer that never answers must not hang the others forever. Every
-// implementation has a deadline (CommOptions::timeout_s); when it passes, the
-// operation throws lightring::Error naming the peer(s) it was waiting for, and
-// the communicator is aborted (unusable afterwards; destroy it).
+// blocking wait of every implementation is bounded by one deadline
+// (resolve_timeout()); when it passes, the operation throws lightring::CommError
+// naming the peer(s) it was waiting for and what it was doing, and the
+// communicator is aborted (unusable afterwards; destroy it). While they poll,
+// the waits also call check_peer_failures(), so a rank learns at once that
+// another rank gave up (MpiEnvironment::end_after_failure) instead of waiting
+// for its own deadline.
 //
 // Communicators are RAII (the destructor frees the underlying handle) and
 // non-copyable. Member functions are not thread-safe.
@@ -41,11 +45,13 @@ enum class MemorySpace { kHost, kDevice };
 // 1.005 against 1.061 / 1.017 / 1.004 (docs/scaling.md).
 constexpr int kNcclLeanMaxCtas = 4;
 
+// The deadline when neither the caller nor LIGHTRING_COMM_TIMEOUT_S sets one.
+constexpr double kDefaultTimeoutS = 300.0;
+
 struct CommOptions {
-  // Seconds a blocking wait (or the NCCL watchdog) waits for a peer before it
-  // throws. Overridden by the environment variable LIGHTRING_COMM_TIMEOUT_S
-  // when that is set (see resolve_timeout()).
-  double timeout_s = 300.0;
+  // Seconds a blocking wait waits for a peer before it throws; 0 means "not
+  // set by the caller" (see resolve_timeout()).
+  double timeout_s = 0.0;
   // NcclCommunicator only: the most channels (CTAs) NCCL may use per operation,
   // ncclConfig_t.maxCTAs. It bounds the channels NCCL connects, hence its own
   // device memory, which otherwise grows to ~0.8 GB per GPU at P = 2 on NVLink
@@ -54,8 +60,25 @@ struct CommOptions {
   int nccl_max_ctas = kNcclLeanMaxCtas;
 };
 
-// timeout_s, or LIGHTRING_COMM_TIMEOUT_S when set to a positive number.
+// The deadline of every wait, in this order: options.timeout_s when the caller
+// set it (> 0: an explicit flag such as lightring-bench --timeout wins), else
+// the environment variable LIGHTRING_COMM_TIMEOUT_S, else kDefaultTimeoutS.
+// Throws lightring::Error when options.timeout_s is negative or not finite, or
+// when the variable is not a positive finite number of seconds ("5abc", "0",
+// "-1", "nan" and "" are rejected, never ignored).
 double resolve_timeout(const CommOptions& options);
+// LIGHTRING_COMM_TIMEOUT_S parsed as above; `fallback` when it is unset.
+double timeout_from_environment(double fallback);
+
+// Peer failure notices. A probe installed by the process (MpiEnvironment
+// installs one over MPI) throws lightring::CommError when another rank
+// reported its own failure; every blocking wait calls check_peer_failures()
+// while it polls (a no-op while no probe is installed). The probe is called on
+// the thread that waits; it must be cheap (it is called about once per
+// millisecond of waiting).
+using PeerFailureProbe = void (*)();
+void set_peer_failure_probe(PeerFailureProbe probe);
+void check_peer_failures();
 
 // The maxCTAs an NcclCommunicator sets (0: leave NCCL's default), in order:
 //   0 when LIGHTRING_NCCL_LEAN=0, or when the user tuned NCCL's channels

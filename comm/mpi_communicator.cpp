@@ -2,6 +2,7 @@
 #include "comm/mpi_communicator.h"
 
 #include <chrono>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
@@ -18,6 +19,8 @@ namespace {
 constexpr int kTagSendRecv = 101;
 constexpr int kTagAllGather = 102;
 constexpr int kTagAllGatherHost = 103;
+constexpr int kTagAllGatherDouble = 104;
+constexpr int kTagBytes = 105;
 
 #define LR_MPI_CHECK(call)                                       \
   do {                                                           \
@@ -36,40 +39,14 @@ bool mpi_finalized() {
   return finalized != 0;
 }
 
-int env_int(const char* name, int fallback) {
-  const char* s = std::getenv(name);
-  return s ? std::atoi(s) : fallback;
+// Posts MPI_Comm_idup, so that the duplicate is bounded by the deadline like every operation.
+MPI_Request post_idup(MPI_Comm comm, MPI_Comm* out) {
+  MPI_Request req = MPI_REQUEST_NULL;
+  LR_MPI_CHECK(MPI_Comm_idup(comm, out, &req));
+  return req;
 }
 
 }  // namespace
-
-// --- MpiEnvironment ------------------------------------------------------------
-
-MpiEnvironment::MpiEnvironment(int* argc, char*** argv) {
-  int initialized = 0;
-  MPI_Initialized(&initialized);
-  if (!initialized) {
-    int provided = 0;
-    LR_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
-    owns_ = true;
-  }
-  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank_);
-  MPI_Comm_size(MPI_COMM_WORLD, &world_size_);
-  const int env_local = env_int("OMPI_COMM_WORLD_LOCAL_RANK", -1);
-  if (env_local >= 0) {
-    local_rank_ = env_local;
-  } else {
-    MPI_Comm node;
-    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, world_rank_, MPI_INFO_NULL, &node);
-    MPI_Comm_rank(node, &local_rank_);
-    MPI_Comm_free(&node);
-  }
-  set_error_rank(world_rank_);
-}
-
-MpiEnvironment::~MpiEnvironment() {
-  if (owns_ && !mpi_finalized()) MPI_Finalize();
-}
 
 // --- MpiCommunicator -----------------------------------------------------------
 
@@ -78,10 +55,15 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm, const CommOptions& options)
   int initialized = 0;
   MPI_Initialized(&initialized);
   LR_CHECK(initialized, "MpiCommunicator: MPI is not initialised (create an MpiEnvironment first)");
-  LR_CHECK(timeout_s_ > 0, "MpiCommunicator: timeout_s must be > 0 (got ", timeout_s_, ")");
-  LR_MPI_CHECK(MPI_Comm_dup(comm, &comm_));
-  MPI_Comm_rank(comm_, &rank_);
-  MPI_Comm_size(comm_, &size_);
+  // The duplicate is collective: a rank that never arrives must not hang the others.
+  MPI_Comm_rank(comm, &rank_);
+  MPI_Comm_size(comm, &size_);
+  comm_ = comm;  // describe_rank() names peers through it until the duplicate exists
+  MPI_Comm dup = MPI_COMM_NULL;
+  std::vector<MPI_Request> reqs{post_idup(comm, &dup)};
+  std::vector<int> peers{-1};
+  wait_all(reqs, peers, "communicator set-up (MPI_Comm_idup)", /*collective=*/true);
+  comm_ = dup;
 }
 
 MpiCommunicator::MpiCommunicator(MPI_Comm owned, double timeout_s, Adopt)
@@ -122,11 +104,12 @@ std::string MpiCommunicator::describe_rank(int group_rank) const {
 }
 
 void MpiCommunicator::wait_all(std::vector<MPI_Request>& requests, const std::vector<int>& peers,
-                               const std::string& what) {
+                               const std::string& what, bool collective) {
   using clock = std::chrono::steady_clock;
   const auto start = clock::now();
   const auto deadline = start + std::chrono::duration<double>(timeout_s_);
   size_t spins = 0;
+  std::string reason;
   for (;;) {
     bool all_done = true;
     for (auto& r : requests) {
@@ -138,23 +121,41 @@ void MpiCommunicator::wait_all(std::vector<MPI_Request>& requests, const std::ve
     if (all_done) return;
     if (clock::now() > deadline) break;
     // Spin briefly for latency, then yield: ranks may share cores (--oversubscribe).
-    if (++spins > 1000) std::this_thread::yield();
+    if (++spins > 1000) {
+      std::this_thread::yield();
+      if (spins % 64 == 0) {
+        try {
+          check_peer_failures();
+        } catch (const CommError& e) {
+          reason = e.what();
+          break;
+        }
+      }
+    }
   }
-  // Deadline passed: name the peers, cancel what is pending, give up on this communicator.
+  // Deadline passed or a peer gave up: name the peers, cancel what is pending, give up on this
+  // communicator (see the destructor: it is not freed).
   std::ostringstream who;
   int num_pending = 0;
   for (size_t i = 0; i < requests.size(); ++i) {
     if (requests[i] == MPI_REQUEST_NULL) continue;
     if (num_pending++ > 0) who << ", ";
-    who << describe_rank(peers[i]);
+    who << (peers[i] >= 0 ? describe_rank(peers[i]) : "the other ranks of the group");
+    // A pending nonblocking collective cannot be cancelled or freed: it is left to MPI.
+    if (collective) continue;
     MPI_Cancel(&requests[i]);
     MPI_Request_free(&requests[i]);
   }
   aborted_ = true;
-  LR_THROW("MPI ", what, " timed out after ", timeout_s_, " s waiting for ", who.str(),
-           " (this is rank ", rank_, " of ", size_,
-           "); that peer never posted the matching operation: it failed, hung, or skipped this "
-           "step. Set LIGHTRING_COMM_TIMEOUT_S to change the deadline");
+  if (!reason.empty()) {
+    LR_THROW_COMM("MPI ", what, " on rank ", rank_, " of ", size_, " stopped while waiting for ",
+                  who.str(), ": ", reason);
+  }
+  LR_THROW_COMM("MPI ", what, " timed out after ", timeout_s_, " s waiting for ", who.str(),
+                " (this is rank ", rank_, " of ", size_,
+                "); that peer never posted the matching operation: it failed, hung (e.g. a "
+                "stopped process), or skipped this step. Set LIGHTRING_COMM_TIMEOUT_S to change "
+                "the deadline");
 }
 
 namespace {
@@ -239,12 +240,52 @@ void MpiCommunicator::all_gather(const float* send, float* recv, size_t count, v
 }
 
 void MpiCommunicator::all_gather_host(const int64_t* send, int64_t* recv, size_t count) {
+  all_gather_int64(send, recv, count, "all-gather of host values");
+}
+
+void MpiCommunicator::all_gather_int64(const int64_t* send, int64_t* recv, size_t count,
+                                       const char* what) {
   check_usable("all_gather_host");
   std::vector<MPI_Request> reqs;
   std::vector<int> peers;
   post_all_gather(comm_, rank_, size_, send, recv, count, MPI_INT64_T, kTagAllGatherHost, reqs,
                   peers);
-  wait_all(reqs, peers, "all-gather (shape check)");
+  wait_all(reqs, peers, what);
+}
+
+void MpiCommunicator::all_gather_host(const double* send, double* recv, size_t count) {
+  check_usable("all_gather_host");
+  std::vector<MPI_Request> reqs;
+  std::vector<int> peers;
+  post_all_gather(comm_, rank_, size_, send, recv, count, MPI_DOUBLE, kTagAllGatherDouble, reqs,
+                  peers);
+  wait_all(reqs, peers, "all-gather (host values)");
+}
+
+void MpiCommunicator::send_bytes(const void* data, size_t bytes, int peer) {
+  check_usable("send_bytes");
+  LR_CHECK(peer >= 0 && peer < size_ && peer != rank_, "send_bytes: peer ", peer,
+           " is not another rank of this group of ", size_);
+  LR_CHECK(bytes <= static_cast<size_t>(INT_MAX), "send_bytes: a message of ", bytes,
+           " bytes is over MPI's count limit (", INT_MAX, ")");
+  std::vector<MPI_Request> reqs(1);
+  std::vector<int> peers{peer};
+  LR_MPI_CHECK(
+      MPI_Isend(data, static_cast<int>(bytes), MPI_BYTE, peer, kTagBytes, comm_, &reqs[0]));
+  wait_all(reqs, peers, "send");
+}
+
+void MpiCommunicator::recv_bytes(void* data, size_t bytes, int peer) {
+  check_usable("recv_bytes");
+  LR_CHECK(peer >= 0 && peer < size_ && peer != rank_, "recv_bytes: peer ", peer,
+           " is not another rank of this group of ", size_);
+  LR_CHECK(bytes <= static_cast<size_t>(INT_MAX), "recv_bytes: a message of ", bytes,
+           " bytes is over MPI's count limit (", INT_MAX, ")");
+  std::vector<MPI_Request> reqs(1);
+  std::vector<int> peers{peer};
+  LR_MPI_CHECK(
+      MPI_Irecv(data, static_cast<int>(bytes), MPI_BYTE, peer, kTagBytes, comm_, &reqs[0]));
+  wait_all(reqs, peers, "receive");
 }
 
 void MpiCommunicator::barrier() {
@@ -252,7 +293,7 @@ void MpiCommunicator::barrier() {
   // A tiny all-gather rather than MPI_Ibarrier: it can name the missing rank.
   const int64_t mine = rank_;
   std::vector<int64_t> all(size_);
-  all_gather_host(&mine, all.data(), 1);
+  all_gather_int64(&mine, all.data(), 1, "barrier");
 }
 
 void MpiCommunicator::broadcast_bytes(void* data, size_t bytes, int root) {
@@ -260,11 +301,14 @@ void MpiCommunicator::broadcast_bytes(void* data, size_t bytes, int root) {
   std::vector<MPI_Request> reqs(1);
   std::vector<int> peers{root};
   LR_MPI_CHECK(MPI_Ibcast(data, static_cast<int>(bytes), MPI_BYTE, root, comm_, &reqs[0]));
-  wait_all(reqs, peers, "broadcast");
+  wait_all(reqs, peers, "broadcast", /*collective=*/true);
 }
 
 std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key) {
   check_usable("split");
+  // MPI_Comm_split has no nonblocking form: a bounded barrier first, so that a rank that
+  // never arrives fails the others here instead of hanging them in the split.
+  barrier();
   MPI_Comm sub = MPI_COMM_NULL;
   LR_MPI_CHECK(MPI_Comm_split(comm_, color, key, &sub));
   LR_CHECK(sub != MPI_COMM_NULL, "MpiCommunicator::split: color must be >= 0 (got ", color, ")");

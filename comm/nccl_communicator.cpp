@@ -183,10 +183,18 @@ std::string NcclCommunicator::transport_summary() const {
 void NcclCommunicator::fail(const char* what, const char* reason) {
   const std::string who = peers_str(pending_peers_);
   abort();
-  LR_THROW("NCCL ", what, " ", reason, " (this is rank ", rank_, " of ", size_, ", waiting for ",
-           who,
-           "); the communicator was aborted. A peer failed, hung, or "
-           "skipped this step. Set LIGHTRING_COMM_TIMEOUT_S to change the deadline");
+  LR_THROW_COMM("NCCL ", what, " ", reason, " (this is rank ", rank_, " of ", size_,
+                ", waiting for ", who,
+                "); the communicator was aborted. A peer failed, hung, or "
+                "skipped this step. Set LIGHTRING_COMM_TIMEOUT_S to change the deadline");
+}
+
+void NcclCommunicator::poll_peer_failures(const char* what) {
+  try {
+    check_peer_failures();
+  } catch (const CommError& e) {
+    fail(what, (std::string("stopped: ") + e.what()).c_str());
+  }
 }
 
 void NcclCommunicator::wait_ready(const char* what) {
@@ -198,6 +206,7 @@ void NcclCommunicator::wait_ready(const char* what) {
     if (st == ncclSuccess) return;
     if (st != ncclInProgress) fail(what, ncclGetErrorString(st));
     if (Clock::now() > deadline) fail(what, "timed out");
+    poll_peer_failures(what);
     std::this_thread::yield();
   }
 }
@@ -215,6 +224,7 @@ void NcclCommunicator::wait_stream(const char* what) {
     }
     if (q != cudaErrorNotReady) fail(what, cudaGetErrorString(q));
     if (Clock::now() > deadline) fail(what, "timed out");
+    poll_peer_failures(what);
     std::this_thread::yield();
   }
 }

@@ -117,6 +117,8 @@ class NcclCommunicator final : public Communicator {
   void check_usable(const char* op) const;
   // Polls the async error of the communicator until it is not "in progress".
   void wait_ready(const char* what);
+  // fail(what, ...) when another rank reported a failure (check_peer_failures()).
+  void poll_peer_failures(const char* what);
   // Polls the own stream until it drains (and the async error stays clean).
   void wait_stream(const char* what);
   [[noreturn]] void fail(const char* what, const char* reason);
@@ -126,7 +128,7 @@ class NcclCommunicator final : public Communicator {
 
   ncclComm_t comm_ = nullptr;
   int rank_ = 0, size_ = 1, device_ = 0;
-  double timeout_s_ = 300.0;
+  double timeout_s_ = kDefaultTimeoutS;
   int max_ctas_ = 0;  // ncclConfig_t.maxCTAs set at init and split (0: NCCL's default)
   bool aborted_ = false;
   CUstream_st* stream_ = nullptr;

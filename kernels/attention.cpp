@@ -2,6 +2,7 @@
 #include "kernels/attention.h"
 
 #include <cmath>
+#include <cstring>
 
 #include "kernels/backend.h"
 #include "kernels/error.h"
@@ -167,6 +168,38 @@ void BackwardPass::finish(const float* d_final_state, float* d_initial_state) {
   LR_CHECK(!finished_, "BackwardPass::finish may be called only once");
   finished_ = true;
   impl_->finish(d_final_state, d_initial_state);
+}
+
+DecayDigest digest_values(const float* values, int64_t heads) {
+  // Two independent 64-bit hashes of the bytes (FNV-1a over each 32-bit word with a
+  // splitmix64 finaliser per word, distinct seeds): equal digests mean equal bytes for any
+  // disagreement that is not constructed to collide.
+  auto mix = [](uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  };
+  DecayDigest d = {0xcbf29ce484222325ull ^ static_cast<uint64_t>(heads),
+                   0x84222325cbf29ce4ull + static_cast<uint64_t>(heads)};
+  for (int64_t h = 0; h < heads; ++h) {
+    uint32_t bits;
+    std::memcpy(&bits, values + h, sizeof bits);
+    d[0] = mix((d[0] ^ bits) * 0x100000001b3ull);
+    d[1] = mix(d[1] + (static_cast<uint64_t>(bits) << 17) + static_cast<uint64_t>(h) + 1);
+  }
+  return d;
+}
+
+DecayDigest decay_digest(const Problem& p) {
+  if (!p.decay) return {0, 0};
+  if (p.device == Device::kCuda) {
+#ifdef LIGHTRING_WITH_CUDA
+    return cuda::decay_digest(p);
+#else
+    LR_THROW("decay_digest: this build has no CUDA backend");
+#endif
+  }
+  return digest_values(p.decay, p.heads);
 }
 
 void segment_decay(const float* decay, int64_t heads, int64_t seqlen, float* out) {

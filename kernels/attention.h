@@ -15,6 +15,7 @@
 // States (initial, final and their gradients) are [B, H, D, E] fp32 contiguous.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -187,6 +188,16 @@ void slopes(int64_t heads, float* out);
 
 // Default block size of a backend for a problem.
 int default_block_size(Device device, int64_t qk_dim, int64_t v_dim);
+
+// A 128-bit digest of the H decay rates (their exact bytes; {0, 0} when decay is null), which the
+// ranks of a sequence-parallel group compare so that they agree on decay exactly. On CUDA the
+// values are read by the decay check of a pass (kernels/cuda/attention.cu): once per device,
+// pointer and H by default, every call with LIGHTRING_CHECK_DECAY=always; a decay array changed
+// in place between calls is seen only in that mode.
+using DecayDigest = std::array<uint64_t, 2>;
+DecayDigest decay_digest(const Problem& p);
+// The digest of H host values (the hash decay_digest applies).
+DecayDigest digest_values(const float* values, int64_t heads);
 
 // Whether this build includes the CUDA backend, and whether a GPU is visible.
 bool cuda_compiled();

@@ -48,6 +48,7 @@ std::unique_ptr<ForwardPass::Impl> forward_pass(const ForwardParams& p);
 std::unique_ptr<BackwardPass::Impl> backward_pass(const BackwardParams& p);
 int default_block_size(int64_t qk_dim, int64_t v_dim);
 bool available();
+DecayDigest decay_digest(const Problem& p);
 }  // namespace cuda
 
 }  // namespace lightring::kernels

@@ -15,13 +15,23 @@ int error_rank() {
   return g_error_rank.load();
 }
 
-void throw_error(const char* file, int line, const std::string& message) {
+namespace {
+std::string located(const char* file, int line, const std::string& message) {
   std::ostringstream os;
   os << "lightring error";
   const int rank = error_rank();
   if (rank >= 0) os << " [rank " << rank << "]";
   os << ": " << message << " (" << file << ":" << line << ")";
-  throw Error(os.str());
+  return os.str();
+}
+}  // namespace
+
+void throw_error(const char* file, int line, const std::string& message) {
+  throw Error(located(file, line, message));
+}
+
+void throw_comm_error(const char* file, int line, const std::string& message) {
+  throw CommError(located(file, line, message));
 }
 
 }  // namespace lightring

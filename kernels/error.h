@@ -16,11 +16,20 @@ class Error : public std::runtime_error {
   explicit Error(const std::string& what) : std::runtime_error(what) {}
 };
 
+// A failure of communication: a deadline passed while waiting for a peer, a
+// peer closed its connection, or another rank reported its own failure
+// (comm::check_peer_failures). The communicator that threw it is aborted.
+class CommError : public Error {
+ public:
+  using Error::Error;
+};
+
 // Rank shown in error messages of this process (-1: not distributed).
 void set_error_rank(int rank);
 int error_rank();
 
 [[noreturn]] void throw_error(const char* file, int line, const std::string& message);
+[[noreturn]] void throw_comm_error(const char* file, int line, const std::string& message);
 
 namespace detail {
 inline void append(std::ostringstream&) {}
@@ -49,3 +58,6 @@ std::string concat(const Args&... args) {
 
 #define LR_THROW(...) \
   ::lightring::throw_error(__FILE__, __LINE__, ::lightring::detail::concat(__VA_ARGS__))
+
+#define LR_THROW_COMM(...) \
+  ::lightring::throw_comm_error(__FILE__, __LINE__, ::lightring::detail::concat(__VA_ARGS__))

@@ -1,8 +1,6 @@
 // --check of lightring-bench: unsharded CPU reference on rank 0 vs every shard.
 #include "launch/bench_check.h"
 
-#include <mpi.h>
-
 #include <algorithm>
 #include <cmath>
 
@@ -113,16 +111,6 @@ double rms_of(const std::vector<float>& x) {
   return x.empty() ? 0.0 : std::sqrt(s / x.size());
 }
 
-void send_bytes(const void* p, size_t n, int to) {
-  LR_CHECK(n < (1ull << 31), "--check: message of ", n, " bytes is too large; use shorter lengths");
-  MPI_Send(p, static_cast<int>(n), MPI_BYTE, to, 7, MPI_COMM_WORLD);
-}
-std::vector<uint8_t> recv_bytes(size_t n, int from) {
-  std::vector<uint8_t> b(n);
-  MPI_Recv(b.data(), static_cast<int>(n), MPI_BYTE, from, 7, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-  return b;
-}
-
 }  // namespace
 
 void fill_shard_inputs(const BenchOptions& opt, int rank, int world_size, Shard& shard) {
@@ -150,11 +138,15 @@ void fill_shard_inputs(const BenchOptions& opt, int rank, int world_size, Shard&
   if (shard.use_g) shard.g.upload(global_state(opt, kG).data(), shard.state_bytes());
 }
 
-CheckResult check_against_unsharded(const BenchOptions& opt, const std::vector<int64_t>& lengths,
-                                    Shard& shard) {
-  int rank = 0, P = 1;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &P);
+CheckResult check_against_unsharded(comm::MpiCommunicator& world, const BenchOptions& opt,
+                                    const std::vector<int64_t>& lengths, Shard& shard) {
+  const int rank = world.rank(), P = world.size();
+  auto send_bytes = [&](const void* p, size_t n, int to) { world.send_bytes(p, n, to); };
+  auto recv_bytes = [&](size_t n, int from) {
+    std::vector<uint8_t> b(n);
+    world.recv_bytes(b.data(), n, from);
+    return b;
+  };
   const kernels::DType dt = opt.dtype;
   const std::vector<uint8_t> outs[4] = {shard.o.download(), shard.dq.download(),
                                         shard.dk.download(), shard.dv.download()};
@@ -232,7 +224,7 @@ CheckResult check_against_unsharded(const BenchOptions& opt, const std::vector<i
     }
     result[2] = (result[0] <= tol.rel && result[1] == 0) ? 1 : 0;
   }
-  MPI_Bcast(result, 3, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+  world.broadcast_bytes(result, sizeof result, 0);
   return {result[0], static_cast<int64_t>(result[1]), result[2] != 0};
 }
 

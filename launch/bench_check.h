@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "comm/mpi_communicator.h"
 #include "launch/bench_options.h"
 #include "launch/bench_shard.h"
 
@@ -29,8 +30,9 @@ struct CheckResult {
   bool pass = true;
 };
 
-// Collective over MPI_COMM_WORLD; the result is the same on every rank.
-CheckResult check_against_unsharded(const BenchOptions& opt, const std::vector<int64_t>& lengths,
-                                    Shard& shard);
+// Collective over world (rank r holds shard r; every message bounded by its
+// deadline); the result is the same on every rank.
+CheckResult check_against_unsharded(comm::MpiCommunicator& world, const BenchOptions& opt,
+                                    const std::vector<int64_t>& lengths, Shard& shard);
 
 }  // namespace lightring::launch

@@ -1,6 +1,4 @@
 // --exchange-only, --find-max and --model of lightring-bench.
-#include <mpi.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -41,19 +39,6 @@ int critical_steps(Schedule s, int P) {
 }
 double critical_bytes(Schedule s, int P, double m) {
   return s == Schedule::kAllGather ? (P - 1) * m : critical_steps(s, P) * m;
-}
-
-// Elementwise max over ranks of per-iteration times.
-std::vector<double> max_over_ranks(std::vector<double> x, MPI_Comm comm) {
-  std::vector<double> out(x.size());
-  MPI_Allreduce(x.data(), out.data(), static_cast<int>(x.size()), MPI_DOUBLE, MPI_MAX, comm);
-  return out;
-}
-
-bool all_ranks(bool ok, MPI_Comm comm) {
-  int mine = ok ? 1 : 0, all = 0;
-  MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, comm);
-  return all == 1;
 }
 
 void write_find_max(const BenchOptions& o, const RunInfo& info, const std::vector<JsonRow>& rows,
@@ -110,6 +95,8 @@ int run_exchange_only(BenchContext& ctx) {
     for (Schedule s : schedules) {
       EventPair ev(o.backend);
       std::vector<double> host, gpu;
+      set_activity(std::string("timing the ") + parallel::schedule_name(s) + " exchange of " +
+                   std::to_string(m) + "-byte messages");
       for (int it = 0; it < o.warmup + o.iters; ++it) {
         spec.reverse = it % 2 == 1;  // alternate directions, as forward and backward do
         ctx.world.barrier();
@@ -124,8 +111,8 @@ int run_exchange_only(BenchContext& ctx) {
         host.push_back(ms);
         gpu.push_back(cuda ? ev.elapsed_ms() : ms);
       }
-      const std::vector<double> h = max_over_ranks(host, ctx.world.handle());
-      const std::vector<double> g = max_over_ranks(gpu, ctx.world.handle());
+      const std::vector<double> h = max_over_ranks(ctx.world, host);
+      const std::vector<double> g = max_over_ranks(ctx.world, gpu);
       const double us = 1e3 * median(h), gpu_us = 1e3 * median(g);
       const double min_us = 1e3 * *std::min_element(h.begin(), h.end());
       const int steps = critical_steps(s, P);
@@ -189,6 +176,8 @@ int run_find_max(BenchContext& ctx) {
       one.check = false;
       BenchContext c1{one, ctx.world, ctx.sp, ctx.stream, ctx.info};
       row = run_row(c1, lengths, o.schedules.front());
+    } catch (const CommError&) {
+      throw;  // a peer is gone: the agreement below could not complete
     } catch (const Error& e) {
       ok = false;
       message = e.what();
@@ -196,7 +185,7 @@ int run_find_max(BenchContext& ctx) {
     // Every phase of run_row that can fail locally is followed by a collective
     // that all ranks reach (the pass agreements, MPI reductions); a rank that
     // threw reaches this one, so the decision is the same on every rank.
-    const bool all_ok = all_ranks(ok, ctx.world.handle());
+    const bool all_ok = all_ranks(ctx.world, ok);
     const std::string status = all_ok ? "ok" : (ok ? "peer-failed" : "failed");
     if (root || !ok)
       std::printf("  %11ld %10ld %8s %10.3f %8.2f  %s\n", static_cast<long>(N),

@@ -2,6 +2,8 @@
 #include "launch/bench_options.h"
 
 #include <boost/program_options.hpp>
+#include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <iostream>
 #include <sstream>
@@ -16,8 +18,11 @@ namespace {
 
 int64_t parse_int(const std::string& s, const char* flag) {
   char* end = nullptr;
+  errno = 0;
   const long long v = std::strtoll(s.c_str(), &end, 10);
   LR_CHECK(!s.empty() && end && *end == '\0', flag, ": '", s, "' is not an integer");
+  LR_CHECK(errno != ERANGE && v <= kMaxGlobalLen, flag, ": '", s, "' is out of range (at most ",
+           kMaxGlobalLen, ")");
   return v;
 }
 
@@ -77,9 +82,16 @@ std::vector<int64_t> parse_length_list(const std::string& text, double factor, c
 std::vector<int64_t> BenchOptions::lengths(int world_size) const {
   std::vector<int64_t> out;
   if (!local_lens.empty()) {
-    for (int64_t n : local_lens) out.push_back(n * world_size);
+    for (int64_t n : local_lens) {
+      LR_CHECK(n <= kMaxGlobalLen / world_size, "--local-len ", n, " x ", world_size,
+               " ranks is over the longest global length lightring-bench runs (", kMaxGlobalLen,
+               " tokens)");
+      out.push_back(n * world_size);
+    }
     return out;
   }
+  LR_CHECK(max_len <= kMaxGlobalLen, "-e ", max_len,
+           " is over the longest global length lightring-bench runs (", kMaxGlobalLen, " tokens)");
   for (double n = static_cast<double>(min_len); n <= static_cast<double>(max_len) * (1 + 1e-9);
        n *= factor) {
     out.push_back(static_cast<int64_t>(n + 0.5));
@@ -130,8 +142,8 @@ bool parse_bench_options(int argc, char** argv, bool print_help, BenchOptions* o
     ("json", po::value(&out->json_path), "write results as JSON (shared/docs/bench-json.md)")
     ("backend", po::value(&backend), "cpu | cuda (default: cuda when a GPU is visible)")
     ("seed", po::value(&out->seed)->default_value(1), "seed of the inputs")
-    ("timeout", po::value(&out->timeout_s)->default_value(300.0),
-     "seconds a rank waits for a peer before failing")
+    ("timeout", po::value(&out->timeout_s),
+     "seconds a rank waits for a peer before failing (default: $LIGHTRING_COMM_TIMEOUT_S, else 300)")
     ("exchange-only", po::bool_switch(&exchange_only),
      "time only the state exchange (every schedule of --schedule; auto: all three)")
     ("msg-bytes", po::value(&msg_bytes),
@@ -147,7 +159,12 @@ bool parse_bench_options(int argc, char** argv, bool print_help, BenchOptions* o
   // clang-format on
   po::variables_map vm;
   try {
-    po::store(po::parse_command_line(argc, argv, desc), vm);
+    // No positional arguments: a stray word is an error, not silently ignored.
+    po::store(po::command_line_parser(argc, argv)
+                  .options(desc)
+                  .positional(po::positional_options_description())
+                  .run(),
+              vm);
     po::notify(vm);
   } catch (const po::error& e) {
     LR_THROW("lightring-bench: ", e.what(), " (see --help)");
@@ -199,6 +216,12 @@ bool parse_bench_options(int argc, char** argv, bool print_help, BenchOptions* o
   LR_CHECK(out->refine >= 0 && out->max_seconds > 0, "--refine must be >= 0, --max-seconds > 0");
   LR_CHECK(out->batch >= 1 && out->heads >= 1 && out->dim >= 1 && out->vdim >= 1,
            "--batch, --heads, --dim, --vdim must be >= 1");
+  LR_CHECK(out->dim <= 256 && out->vdim <= 256, "--dim and --vdim must be <= 256 (got --dim ",
+           out->dim, ", --vdim ", out->vdim, ")");
+  LR_CHECK(out->batch <= (1 << 20) && out->heads <= (1 << 20),
+           "--batch and --heads must be <= 1048576 (got ", out->batch, " and ", out->heads, ")");
+  LR_CHECK(!vm.count("timeout") || (std::isfinite(out->timeout_s) && out->timeout_s > 0),
+           "--timeout must be a positive number of seconds (got ", out->timeout_s, ")");
   LR_CHECK(!(out->check && out->mode != BenchMode::kRun),
            "--check applies to the timed run only (not --exchange-only/--find-max/--model)");
   return true;

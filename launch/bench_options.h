@@ -17,6 +17,10 @@ enum class BenchMode {
   kModel,         // --model: print the cost model of the schedules (parallel::schedule_cost_us)
 };
 
+// The longest global length a row may have (2^40 tokens): far beyond any machine, and small
+// enough that B·H·N·D element counts of valid options stay far from int64 overflow.
+constexpr int64_t kMaxGlobalLen = int64_t{1} << 40;
+
 struct BenchOptions {
   BenchMode mode = BenchMode::kRun;
   int64_t min_len = 0, max_len = 0;  // -b / -e: global sequence lengths swept
@@ -35,7 +39,7 @@ struct BenchOptions {
   std::string json_path;
   kernels::Device backend = kernels::Device::kCpu;
   uint64_t seed = 1;
-  double timeout_s = 300.0;
+  double timeout_s = 0.0;  // --timeout; 0: not given (comm::resolve_timeout decides)
   // --exchange-only: state message sizes in bytes (empty: B·H·D·E·4).
   std::vector<int64_t> msg_bytes;
   // --find-max: the search starts at -b (global) and doubles; after the first

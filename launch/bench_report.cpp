@@ -121,6 +121,9 @@ void print_header(const BenchOptions& o, const RunInfo& info) {
               o.check ? "on" : "off", info.commit.c_str());
   std::printf("# versions: %s\n", info.versions.c_str());
   if (!info.transport.empty()) std::printf("# exchange transport: %s\n", info.transport.c_str());
+  if (info.timeout_s > 0)
+    std::printf("# deadline: %g s per wait for a peer (--timeout, LIGHTRING_COMM_TIMEOUT_S)\n",
+                info.timeout_s);
   std::printf(
       "# cost model of auto: alpha %.3g us, beta %.3g GB/s, gamma %.3g GB/s, ranks/node %d, "
       "inter alpha %.3g us, beta %.3g GB/s\n",

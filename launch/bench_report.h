@@ -38,6 +38,7 @@ struct RunInfo {
   int world_size = 1;
   std::string device, versions, commit, date;
   std::string transport;  // how state messages travel (NcclCommunicator::transport_summary), or ""
+  double timeout_s = 0;   // the deadline of every wait for a peer (comm::resolve_timeout)
   double copy_GBps = 0;  // measured copy ceiling (bytes read + written per second); 0: not measured
   // CUDA: device memory in use after each start-up stage, the most over the ranks (bytes; empty
   // on the CPU): "context" (the CUDA context), "communicator" (+ NCCL's init), "connected" (+ the

@@ -4,14 +4,13 @@
 // peak memory, and the optional --check.
 #include "launch/bench_run.h"
 
-#include <mpi.h>
-
 #include <algorithm>
 #include <chrono>
 #include <climits>
 #include <cstdio>
 #include <exception>
 #include <memory>
+#include <numeric>
 #include <string>
 
 #include "kernels/error.h"
@@ -54,22 +53,6 @@ struct LocalOnly {
 };
 
 }  // namespace
-
-void agreed(comm::MpiCommunicator& world, const char* what, const std::function<void()>& phase) {
-  std::string error;
-  try {
-    phase();
-  } catch (const std::exception& e) {
-    error = e.what();
-    if (error.empty()) error = "unknown error";
-  }
-  const int mine = error.empty() ? INT_MAX : world.rank();
-  int first = INT_MAX;
-  MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, world.handle());
-  if (first == INT_MAX) return;
-  if (!error.empty()) LR_THROW(what, " failed: ", error);
-  LR_THROW(what, " failed on rank ", first, " (see its message); stopping on every rank");
-}
 
 double since_ms(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
@@ -130,6 +113,7 @@ RowResult run_row(BenchContext& ctx, const std::vector<int64_t>& lengths,
   MemoryProbe probe(o.backend);
   probe.begin_row();
   std::unique_ptr<Shard> owned;
+  set_activity("allocating a shard of " + std::to_string(lengths[r]) + " tokens");
   agreed(ctx.world, "allocating the shard", [&] {
     owned = std::make_unique<Shard>(
         o.backend, ShardShape{o.batch, o.heads, lengths[r], o.dim, o.vdim, o.dtype});
@@ -149,7 +133,12 @@ RowResult run_row(BenchContext& ctx, const std::vector<int64_t>& lengths,
   std::vector<double> fwd, bwd, step, xf, xb, spf, spb;
   parallel::Report fr, br;
   sp.set_op_timing(true);
+  const std::string row_name =
+      "in the row N=" +
+      std::to_string(std::accumulate(lengths.begin(), lengths.end(), int64_t{0})) + " (" +
+      parallel::schedule_name(schedule) + ")";
   for (int it = 0; it < o.warmup + o.iters; ++it) {
+    set_activity(row_name + ", iteration " + std::to_string(it));
     ctx.world.barrier();
     Clock::time_point t0;
     double f_ms = 0, b_ms = 0, xf_ms = 0, xb_ms = 0;
@@ -183,9 +172,11 @@ RowResult run_row(BenchContext& ctx, const std::vector<int64_t>& lengths,
   // --check compares the outputs of the last timed iteration, before the
   // baseline below overwrites them (it runs backward with a zero dS_out).
   CheckResult check;
-  if (o.check) check = check_against_unsharded(o, lengths, shard);
+  set_activity(row_name + ", --check (gathering every shard's outputs on rank 0)");
+  if (o.check) check = check_against_unsharded(ctx.world, o, lengths, shard);
 
   std::vector<double> local;
+  set_activity(row_name + ", the local-only baseline");
   if (o.baseline) {
     LocalOnly lo(shard, r, P);
     for (int it = 0; it < o.warmup + o.iters; ++it) {
@@ -216,8 +207,7 @@ RowResult run_row(BenchContext& ctx, const std::vector<int64_t>& lengths,
                      probe.alloc_peak_bytes(),
                      static_cast<double>(fr.messages + br.messages),
                      0.0};
-  double worst[12];
-  MPI_Allreduce(mine, worst, 12, MPI_DOUBLE, MPI_MAX, ctx.world.handle());
+  const std::vector<double> worst = max_over_ranks(ctx.world, std::vector<double>(mine, mine + 12));
   RowResult row;
   for (int64_t n : lengths) row.N += n;
   row.n_local_max = *std::max_element(lengths.begin(), lengths.end());
@@ -256,6 +246,13 @@ int run_timed(BenchContext& ctx) {
           o.local_lens.empty() ? split_lengths(N, P) : std::vector<int64_t>(P, N / P);
       LR_CHECK(*std::min_element(lengths.begin(), lengths.end()) >= 1, "global length ", N,
                " is shorter than the number of ranks (", P, ")");
+      // Every buffer of a shard is far below 2^62 bytes, so no size computation overflows.
+      const double shard_bytes = static_cast<double>(o.batch) * o.heads *
+                                 static_cast<double>(lengths.back()) * std::max(o.dim, o.vdim) *
+                                 kernels::dtype_size(o.dtype);
+      LR_CHECK(shard_bytes < 0x1p62, "a shard of ", lengths.back(), " tokens at B = ", o.batch,
+               ", H = ", o.heads, " and D = ", std::max(o.dim, o.vdim), " would take ", shard_bytes,
+               " bytes per tensor; use shorter lengths");
       const RowResult row = run_row(ctx, lengths, s);
       all_pass = all_pass && row.pass;
       if (root) print_row(o, ctx.info, row);

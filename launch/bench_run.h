@@ -12,6 +12,7 @@
 
 #include "comm/communicator.h"
 #include "comm/mpi_communicator.h"
+#include "launch/bench_agree.h"
 #include "launch/bench_device.h"
 #include "launch/bench_options.h"
 #include "launch/bench_report.h"
@@ -25,12 +26,6 @@ struct BenchContext {
   ComputeStream& stream;         // the compute stream of this rank
   RunInfo info;
 };
-
-// Runs `phase`, then every rank of `world` learns whether all succeeded. A
-// failure anywhere throws lightring::Error on every rank (the failing rank its
-// own message, the others one naming the lowest failing rank), so no rank
-// enters the next collective alone and a local out-of-memory never hangs peers.
-void agreed(comm::MpiCommunicator& world, const char* what, const std::function<void()>& phase);
 
 // Milliseconds since t0 on the steady clock.
 double since_ms(std::chrono::steady_clock::time_point t0);

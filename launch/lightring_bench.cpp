@@ -10,8 +10,10 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <memory>
 #include <string>
@@ -26,6 +28,7 @@
 
 #include "comm/mpi_communicator.h"
 #include "kernels/error.h"
+#include "launch/bench_agree.h"
 #include "launch/bench_device.h"
 #include "launch/bench_options.h"
 #include "launch/bench_report.h"
@@ -135,17 +138,50 @@ void apply_memory_limit(int world_rank) {
   set_allocation_limit(static_cast<size_t>(bytes));
 }
 
+// The grace period of MpiEnvironment::end_after_failure: how long a failing rank waits for the
+// others to report theirs before it ends the job (the deadline, at most 10 s).
+double g_failure_grace_s = 10.0;
+
+// Rank 0 checks that the --json file can be written before any row runs (an unwritable path is
+// an error at start, not after the sweep). Leaves no file behind when there was none.
+void check_json_writable(const std::string& path) {
+  if (path.empty()) return;
+  std::FILE* existing = std::fopen(path.c_str(), "r");
+  if (existing) std::fclose(existing);
+  std::FILE* f = std::fopen(path.c_str(), "a");
+  LR_CHECK(f != nullptr, "--json: cannot write '", path, "': ", std::strerror(errno));
+  std::fclose(f);
+  if (!existing) std::remove(path.c_str());
+}
+
 int run(int argc, char** argv, const comm::MpiEnvironment& env) {
-  BenchOptions o;
-  if (!parse_bench_options(argc, argv, env.world_rank() == 0, &o)) return 0;
   const bool root = env.world_rank() == 0;
+  // A rejected command line is reported through the option agreement, so that every rank says
+  // why (not only the rank whose flags were wrong) and none waits for it.
+  BenchOptions o;
+  std::string parse_error;
+  bool help = false;
+  try {
+    help = !parse_bench_options(argc, argv, root, &o);
+    if (!help && root) check_json_writable(o.json_path);
+    comm::resolve_timeout(comm::CommOptions{o.timeout_s});  // a malformed environment variable
+  } catch (const Error& e) {
+    parse_error = e.what();
+  }
+  if (help) return 0;
+  set_activity("agreeing on the command line");
+  comm::MpiCommunicator world(MPI_COMM_WORLD, comm::CommOptions{o.timeout_s});
+  g_failure_grace_s = std::min(world.timeout_s(), 10.0);
+  agree_on_options(world, canonical_options(o), parse_error);
+
   RunInfo info = run_info(o, env.world_size());
+  info.timeout_s = world.timeout_s();
   if (o.mode == BenchMode::kModel) {
     if (root) print_header(o, info);
     return print_model(o, info, root);
   }
   apply_memory_limit(env.world_rank());
-  comm::MpiCommunicator world(MPI_COMM_WORLD, comm::CommOptions{o.timeout_s});
+  set_activity("setting up the communicators");
   std::unique_ptr<comm::Communicator> sp = make_comm(o, world, env, &info);
   ComputeStream stream(o.backend);
   // The copy ceiling: 1 GiB on a GPU (well beyond L2), 64 MiB on the host.
@@ -153,6 +189,7 @@ int run(int argc, char** argv, const comm::MpiEnvironment& env) {
     info.copy_GBps = copy_bandwidth_GBps(
         o.backend, o.backend == kernels::Device::kCuda ? (size_t{1} << 30) : (size_t{1} << 26));
   BenchContext ctx{o, world, *sp, stream, info};
+  set_activity("connecting peers (one warm-up exchange per schedule)");
   connect_peers(ctx);
   if (o.backend == kernels::Device::kCuda)
     ctx.info.startup_bytes.emplace_back("connected", max_in_use(world, o.backend));
@@ -175,10 +212,11 @@ int main(int argc, char** argv) {
   lightring::comm::MpiEnvironment env(&argc, &argv);
   try {
     return lightring::launch::run(argc, argv, env);
-  } catch (const lightring::Error& e) {
-    std::fprintf(stderr, "%s\n", e.what());
-    // A failed rank must not leave its peers waiting: end the whole job.
-    MPI_Abort(MPI_COMM_WORLD, 2);
-    return 2;
+  } catch (const std::exception& e) {
+    // Every rank that fails says why; the others stop waiting for it at their next poll, and a
+    // rank that cannot (stopped, dead) is ended with the job.
+    const std::string message =
+        std::string(e.what()) + "\n  (this rank was " + lightring::launch::activity() + ")";
+    return env.end_after_failure(message, 2, lightring::launch::g_failure_grace_s);
   }
 }

@@ -1,17 +1,20 @@
-// Shape agreement across the ranks of an SP group (see agreement.h).
+// The agreement across the ranks of an SP group (see agreement.h).
 #include "parallel/agreement.h"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <sstream>
 
 #include "kernels/error.h"
+#include "parallel/sequence_parallel.h"
 
 namespace lightring::parallel {
 
 namespace {
 
 enum Field {
+  kCall,
   kBatch,
   kHeads,
   kQkDim,
@@ -19,7 +22,10 @@ enum Field {
   kDType,
   kDevice,
   kHasDecay,
+  kDecayDigest0,
+  kDecayDigest1,
   kScaleBits,
+  kSchedule,
   kNumShared,
   kSeqlen = kNumShared,
   kLocalOk,
@@ -28,17 +34,32 @@ enum Field {
   kNumFields
 };
 
-const char* const kSharedNames[kNumShared] = {"batch (B)", "heads (H)", "qk_dim (D)",  "v_dim (E)",
-                                              "dtype",     "device",    "decay given", "scale"};
+const char* const kSharedNames[kNumShared] = {
+    "call",   "batch (B)",   "heads (H)",    "qk_dim (D)",   "v_dim (E)", "dtype",
+    "device", "decay given", "decay values", "decay values", "scale",     "schedule"};
+
+const char* call_name(int64_t v) {
+  return v == static_cast<int64_t>(Call::kForward) ? "forward" : "backward";
+}
 
 std::string value_str(int field, int64_t v) {
   switch (field) {
+    case kCall:
+      return call_name(v);
     case kDType:
       return kernels::dtype_name(static_cast<kernels::DType>(v));
     case kDevice:
       return kernels::device_name(static_cast<kernels::Device>(v));
     case kHasDecay:
       return v ? "yes" : "no";
+    case kSchedule:
+      return schedule_name(static_cast<Schedule>(v));
+    case kDecayDigest0:
+    case kDecayDigest1: {
+      std::ostringstream os;
+      os << "digest " << std::hex << static_cast<uint64_t>(v);
+      return os.str();
+    }
     case kScaleBits: {
       float f;
       const int32_t bits = static_cast<int32_t>(v);
@@ -52,22 +73,50 @@ std::string value_str(int field, int64_t v) {
   }
 }
 
+// Every rank's string, in rank order, over the host all-gather (lengths, then padded words).
+std::vector<std::string> all_gather_strings(comm::Communicator& comm, const std::string& mine) {
+  const int P = comm.size();
+  const int64_t len = static_cast<int64_t>(mine.size());
+  std::vector<int64_t> lens(P);
+  comm.all_gather_host(&len, lens.data(), 1);
+  const size_t words = static_cast<size_t>((*std::max_element(lens.begin(), lens.end()) + 7) / 8);
+  std::vector<int64_t> send(std::max<size_t>(words, 1), 0), recv(send.size() * P);
+  std::memcpy(send.data(), mine.data(), mine.size());
+  comm.all_gather_host(send.data(), recv.data(), send.size());
+  std::vector<std::string> out(P);
+  for (int g = 0; g < P; ++g)
+    out[g].assign(reinterpret_cast<const char*>(recv.data() + g * send.size()), lens[g]);
+  return out;
+}
+
 }  // namespace
 
-std::vector<int64_t> agree_on_shapes(comm::Communicator& comm, const LocalInput& in,
-                                     const char* what) {
+std::vector<int64_t> agree_on_shapes(comm::Communicator& comm, const LocalInput& in, Call call) {
   const kernels::Problem& p = *in.problem;
-  const bool ok = in.error.empty();
+  std::string error = in.error;
+  kernels::DecayDigest digest = {0, 0};
+  if (error.empty()) {
+    try {
+      digest = kernels::decay_digest(p);
+    } catch (const Error& e) {
+      error = e.what();
+    }
+  }
+  const bool ok = error.empty();
   int32_t scale_bits;
   std::memcpy(&scale_bits, &p.scale, sizeof scale_bits);
-  std::array<int64_t, kNumFields> mine = {p.batch,
+  std::array<int64_t, kNumFields> mine = {static_cast<int64_t>(call),
+                                          p.batch,
                                           p.heads,
                                           p.qk_dim,
                                           p.v_dim,
                                           static_cast<int64_t>(p.dtype),
                                           static_cast<int64_t>(p.device),
                                           p.decay != nullptr,
+                                          static_cast<int64_t>(digest[0]),
+                                          static_cast<int64_t>(digest[1]),
                                           scale_bits,
+                                          in.schedule,
                                           p.seqlen,
                                           ok,
                                           in.has_head_state,
@@ -76,37 +125,51 @@ std::vector<int64_t> agree_on_shapes(comm::Communicator& comm, const LocalInput&
   std::vector<int64_t> all(static_cast<size_t>(P) * kNumFields);
   comm.all_gather_host(mine.data(), all.data(), kNumFields);
   auto at = [&](int g, int f) { return all[static_cast<size_t>(g) * kNumFields + f]; };
+  const char* what = call_name(static_cast<int64_t>(call));
 
-  std::ostringstream err;
-  // 1. Ranks whose own input was rejected.
+  // 1. A rank in the other call of the pair: messages of the two would meet.
   for (int g = 0; g < P; ++g) {
-    if (at(g, kLocalOk)) continue;
-    err << "\n  rank " << g << " rejected its local input"
-        << (g == me ? ": " + in.error : " (see the error on that rank)");
+    if (at(g, kCall) == at(me, kCall)) continue;
+    LR_THROW("sequence-parallel ", what, " over ", P, " ranks (", comm.backend_name(), "): rank ",
+             g, " is in its ", call_name(at(g, kCall)), " while rank ", me, " is in its ", what,
+             ": every rank must run forward and then backward for every call (a rank skipped a "
+             "backward, or ran one more forward)");
   }
-  // 2. Fields every shard must share (only meaningful between valid ranks).
-  if (err.tellp() == 0) {
-    for (int f = 0; f < kNumShared; ++f) {
-      bool same = true;
-      for (int g = 1; g < P; ++g) same = same && at(g, f) == at(0, f);
-      if (same) continue;
-      err << "\n  " << kSharedNames[f] << " differs:";
-      for (int g = 0; g < P; ++g) err << " rank " << g << " has " << value_str(f, at(g, f)) << ";";
-    }
-    // 3. Where the global states may be given.
-    for (int g = 1; g < P; ++g)
-      if (at(g, kHeadState))
-        err << "\n  rank " << g << " passed an initial state: the global S0 is read on SP rank 0 "
-            << "only; pass nullptr on the other ranks";
-    for (int g = 0; g + 1 < P; ++g)
-      if (at(g, kTailState))
-        err << "\n  rank " << g << " passed d_final_state: the global G is read on the last SP "
-            << "rank (" << P - 1 << ") only; pass nullptr on the other ranks";
+  // 2. Ranks whose own input was rejected: every rank reports every message.
+  bool all_ok = true;
+  for (int g = 0; g < P; ++g) all_ok = all_ok && at(g, kLocalOk);
+  if (!all_ok) {
+    const std::vector<std::string> messages = all_gather_strings(comm, error);
+    std::ostringstream err;
+    for (int g = 0; g < P; ++g)
+      if (!at(g, kLocalOk)) err << "\n  rank " << g << " rejected its input: " << messages[g];
+    LR_THROW("sequence-parallel ", what, " over ", P, " ranks (", comm.backend_name(),
+             "): nothing was run:", err.str());
   }
+  // 3. Fields every shard must share.
+  std::ostringstream err;
+  for (int f = 0; f < kNumShared; ++f) {
+    if (f == kDecayDigest1 && err.str().find("decay values") != std::string::npos) continue;
+    bool same = true;
+    for (int g = 1; g < P; ++g) same = same && at(g, f) == at(0, f);
+    if (same) continue;
+    err << "\n  " << kSharedNames[f] << " differ"
+        << (f == kDecayDigest0 || f == kDecayDigest1 ? "" : "s") << ":";
+    for (int g = 0; g < P; ++g) err << " rank " << g << " has " << value_str(f, at(g, f)) << ";";
+  }
+  // 4. Where the global states may be given.
+  for (int g = 1; g < P; ++g)
+    if (at(g, kHeadState))
+      err << "\n  rank " << g << " passed an initial state: the global S0 is read on SP rank 0 "
+          << "only; pass nullptr on the other ranks";
+  for (int g = 0; g + 1 < P; ++g)
+    if (at(g, kTailState))
+      err << "\n  rank " << g << " passed d_final_state: the global G is read on the last SP "
+          << "rank (" << P - 1 << ") only; pass nullptr on the other ranks";
   if (err.tellp() != 0) {
     LR_THROW("sequence-parallel ", what, " over ", P, " ranks (", comm.backend_name(),
-             "): the ranks' inputs do not agree (B, H, D, E, dtype, device, decay and scale must "
-             "match; sequence lengths may differ):",
+             "): the ranks' inputs do not agree (B, H, D, E, dtype, device, decay values, scale "
+             "and schedule must match; sequence lengths may differ):",
              err.str());
   }
   std::vector<int64_t> lengths(P);

@@ -57,6 +57,13 @@ const float* pair_to_send(Pass& pass, bool consumed, const float* fold, const ke
   return x->data();
 }
 
+// The schedule this rank will run (auto resolved by the cost model), which every rank must share.
+int resolved_schedule(const comm::Communicator& comm, const kernels::Problem& p,
+                      const Options& options) {
+  const size_t bytes = kernels::state_count(p) * sizeof(float);
+  return static_cast<int>(choose_schedule(options.schedule, comm.size(), bytes, options.link));
+}
+
 // Step 2: the exclusive scan of the pairs into `out`, between the caller's exchange events.
 Report exchange(comm::Communicator& comm, const Options& options, const ScanSpec& spec,
                 const kernels::Problem& p, const float* pair, float* out) {
@@ -89,7 +96,7 @@ Report forward(comm::Communicator& comm, const kernels::ForwardParams& p, float*
   //    backends that compute it on demand, no pass over K and V runs for it).
   const bool pair_consumed = r != P - 1;
   const float* fold = first ? p.initial_state : nullptr;
-  LocalInput in{&p, "", p.initial_state != nullptr, false};
+  LocalInput in{&p, "", p.initial_state != nullptr, false, resolved_schedule(comm, p, options)};
   std::optional<kernels::ForwardPass> pass;
   StateBuffer x;  // the pair sent, when it is not A_r itself
   const float* pair = nullptr;
@@ -101,7 +108,7 @@ Report forward(comm::Communicator& comm, const kernels::ForwardParams& p, float*
   } catch (const Error& e) {
     in.error = e.what();
   }
-  const ScanSpec spec = make_spec(p, agree_on_shapes(comm, in, "forward"), /*reverse=*/false);
+  const ScanSpec spec = make_spec(p, agree_on_shapes(comm, in, Call::kForward), /*reverse=*/false);
 
   // Fold the global S0 into rank 0's pair: X_0 = a_0·S0 + A_0.
   if (fold && pair_consumed)
@@ -131,7 +138,7 @@ Report backward(comm::Communicator& comm, const kernels::BackwardParams& p,
   //    0's own phase 2), so rank 0 contributes zeros and never asks for C.
   const bool pair_consumed = r != 0;
   const float* fold = last ? p.d_final_state : nullptr;
-  LocalInput in{&p, "", false, p.d_final_state != nullptr};
+  LocalInput in{&p, "", false, p.d_final_state != nullptr, resolved_schedule(comm, p, options)};
   std::optional<kernels::BackwardPass> pass;
   StateBuffer x;  // the pair sent, when it is not C_r itself
   const float* pair = nullptr;
@@ -142,7 +149,7 @@ Report backward(comm::Communicator& comm, const kernels::BackwardParams& p,
   } catch (const Error& e) {
     in.error = e.what();
   }
-  const ScanSpec spec = make_spec(p, agree_on_shapes(comm, in, "backward"), /*reverse=*/true);
+  const ScanSpec spec = make_spec(p, agree_on_shapes(comm, in, Call::kBackward), /*reverse=*/true);
 
   // Fold the global G into the last rank's pair: X_{P-1} = a_{P-1}·G + C_{P-1}.
   if (fold && pair_consumed)

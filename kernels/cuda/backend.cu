@@ -124,7 +124,8 @@ namespace {
 // Decay arrays (device, pointer, H) whose values passed check_decay, under
 // LIGHTRING_CHECK_DECAY=once (the default). Bounded: cleared when full.
 std::mutex g_checked_mu;
-std::vector<std::tuple<int, const float*, int64_t>> g_checked;
+using DecayKey = std::tuple<int, const float*, int64_t>;
+std::vector<std::pair<DecayKey, DecayDigest>> g_checked;  // with the digest of the values read
 
 bool check_decay_every_call() {
   static const bool always = [] {
@@ -191,18 +192,21 @@ void forget_checked_decay() {
   g_checked.clear();
 }
 
-void check_decay(const Problem& p, cudaStream_t stream) {
-  if (!p.decay) return;
+namespace {
+// Reads, checks and digests the decay values (see check_decay); digest {0, 0} while capturing.
+DecayDigest read_decay(const Problem& p, cudaStream_t stream) {
+  if (!p.decay) return {0, 0};
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
   LR_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
-  if (capture != cudaStreamCaptureStatusNone) return;
+  if (capture != cudaStreamCaptureStatusNone) return {0, 0};
   const bool always = check_decay_every_call();
   int device = 0;
   LR_CUDA_CHECK(cudaGetDevice(&device));
-  const auto key = std::make_tuple(device, p.decay, p.heads);
+  const DecayKey key = std::make_tuple(device, p.decay, p.heads);
   if (!always) {
     std::lock_guard<std::mutex> lock(g_checked_mu);
-    if (std::find(g_checked.begin(), g_checked.end(), key) != g_checked.end()) return;
+    for (const auto& [k, digest] : g_checked)
+      if (k == key) return digest;
   }
   std::vector<float> s(p.heads);
   LR_CUDA_CHECK(
@@ -212,11 +216,22 @@ void check_decay(const Problem& p, cudaStream_t stream) {
     LR_CHECK(std::isfinite(s[h]) && s[h] >= 0.0f, "decay[", h, "] must be finite and >= 0 (got ",
              s[h], "); decay has one rate per head, shape [H], on the GPU");
   }
+  const DecayDigest digest = digest_values(s.data(), p.heads);
   if (!always) {
     std::lock_guard<std::mutex> lock(g_checked_mu);
     if (g_checked.size() >= 256) g_checked.clear();
-    g_checked.push_back(key);
+    g_checked.emplace_back(key, digest);
   }
+  return digest;
+}
+}  // namespace
+
+void check_decay(const Problem& p, cudaStream_t stream) {
+  read_decay(p, stream);
+}
+
+DecayDigest decay_digest(const Problem& p) {
+  return read_decay(p, static_cast<cudaStream_t>(p.stream));
 }
 
 ScanParams base_params(const Problem& p, const SegmentPlan& plan) {

@@ -140,7 +140,11 @@ enum class Bad {
   kDecayPresence,
   kInitialStateOffRoot,
   kGradientOffTail,
-  kInvalidLocal
+  kInvalidLocal,
+  kDecayValues,      // same sum and index-weighted sum, different values
+  kSchedule,         // another schedule on the culprit
+  kSkippedBackward,  // the culprit runs its next forward while the others run backward
+  kScale
 };
 
 class BadInputTest : public MpiTest, public ::testing::WithParamInterface<Bad> {};
@@ -163,7 +167,15 @@ TEST_P(BadInputTest, ReportedOnEveryRank) {
   HostTensor k = HostTensor::from_double(gp.k, DType::kFloat32);
   HostTensor v = HostTensor::from_double(gp.v, DType::kFloat32);
   HostTensor o(DType::kFloat32, gp.v.size());
-  const std::vector<float> decay = to_float(gp.decay);
+  std::vector<float> decay = to_float(gp.decay);
+  if (me && bad == Bad::kDecayValues) {
+    // +e on head 0, -2e on head 1, +e on head 2: Σ s_h and Σ (h+1)·s_h are unchanged.
+    ASSERT_GE(shape.H, 2);
+    const float e = 1.0f / 1024;
+    decay[0] += e;
+    decay[1] -= 2 * e;
+    if (shape.H > 2) decay[2] += e;
+  }
   std::vector<float> s_in(s0.size());
 
   kernels::ForwardParams fp;
@@ -181,26 +193,31 @@ TEST_P(BadInputTest, ReportedOnEveryRank) {
   fp.q_stride = fp.k_stride = kernels::contiguous_bhnd(shape.H, shape.N, shape.D);
   fp.v_stride = fp.o_stride = kernels::contiguous_bhnd(shape.H, shape.N, shape.E);
   if (me && bad == Bad::kInitialStateOffRoot) fp.initial_state = s0.data();
+  if (me && bad == Bad::kScale) fp.scale = 0.5f;
+  parallel::Options options;
+  options.schedule = parallel::Schedule::kRing;
+  if (me && bad == Bad::kSchedule) options.schedule = parallel::Schedule::kScan;
 
   std::string message;
   try {
-    if (bad == Bad::kGradientOffTail) {
+    if (bad == Bad::kGradientOffTail || (bad == Bad::kSkippedBackward && !me)) {
       // Backward with G passed on rank 0 (only the last rank may pass it).
       HostTensor d_o = HostTensor::from_double(gp.dout, DType::kFloat32);
       HostTensor dq(DType::kFloat32, gp.q.size()), dk(DType::kFloat32, gp.k.size()),
           dv(DType::kFloat32, gp.v.size());
       kernels::BackwardParams bp =
           kernels::backward_params(fp, d_o.data(), dq.data(), dk.data(), dv.data());
-      bp.d_final_state = comm.rank() == 0 ? s0.data() : nullptr;
-      parallel::backward(comm, bp);
+      if (bad == Bad::kGradientOffTail) bp.d_final_state = comm.rank() == 0 ? s0.data() : nullptr;
+      parallel::backward(comm, bp, options);
     } else {
-      parallel::forward(comm, fp, s_in.data());
+      parallel::forward(comm, fp, s_in.data(), options);
     }
   } catch (const Error& e) {
     message = e.what();
   }
   ASSERT_FALSE(message.empty()) << "rank " << comm.rank() << " did not report the bad input";
-  EXPECT_NE(message.find("do not agree"), std::string::npos) << message;
+  const bool disagreement = bad != Bad::kInvalidLocal && bad != Bad::kSkippedBackward;
+  if (disagreement) EXPECT_NE(message.find("do not agree"), std::string::npos) << message;
   const char* expected = "";
   switch (bad) {
     case Bad::kHeads:
@@ -219,19 +236,34 @@ TEST_P(BadInputTest, ReportedOnEveryRank) {
       expected = "passed an initial state";
       break;
     case Bad::kInvalidLocal:
-      expected = "rejected its local input";
+      // Every rank, not only the culprit, reports the culprit's own reason.
+      expected = "rank 1 rejected its input: lightring error [rank 1]: k must not be null";
+      if (comm.size() == 1) expected = "k must not be null";
+      break;
+    case Bad::kDecayValues:
+      expected = "decay values differ";
+      break;
+    case Bad::kSchedule:
+      expected = "schedule differs: rank 0 has ring; rank 1 has scan;";
+      break;
+    case Bad::kSkippedBackward:
+      expected = "every rank must run forward and then backward";
+      break;
+    case Bad::kScale:
+      expected = "scale differs";
+      break;
+    default:
       break;
   }
   EXPECT_NE(message.find(expected), std::string::npos) << message;
-  if (bad == Bad::kInvalidLocal && me)  // the culprit also sees its own reason
-    EXPECT_NE(message.find("k must not be null"), std::string::npos) << message;
 }
 
 INSTANTIATE_TEST_SUITE_P(Mismatches, BadInputTest,
                          ::testing::Values(Bad::kBatch, Bad::kHeads, Bad::kQkDim, Bad::kVDim,
                                            Bad::kDType, Bad::kDecayPresence,
                                            Bad::kInitialStateOffRoot, Bad::kGradientOffTail,
-                                           Bad::kInvalidLocal));
+                                           Bad::kInvalidLocal, Bad::kDecayValues, Bad::kSchedule,
+                                           Bad::kSkippedBackward, Bad::kScale));
 
 }  // namespace
 }  // namespace lightring::test
