@@ -70,7 +70,8 @@ void probe_failures() {
   std::string text;
   const int from = receive_notice(&text);
   if (from < 0) return;
-  LR_THROW_COMM("world rank ", from, " gave up and told every rank: ", text);
+  // Its first line is its error; the rest (what it was doing) stays on that rank's output.
+  LR_THROW_COMM("world rank ", from, " gave up: ", text.substr(0, text.find('\n')));
 }
 
 // Calls _exit(code) unless disarmed within `seconds`: bounds MPI_Finalize after a failure.

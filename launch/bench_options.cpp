@@ -211,6 +211,8 @@ bool parse_bench_options(int argc, char** argv, bool print_help, BenchOptions* o
   out->model_ranks = parse_length_list(ranks, out->factor, "--model-ranks");
   LR_CHECK(out->min_len >= 1 && out->max_len >= out->min_len, "need 1 <= -b <= -e (got ",
            out->min_len, " and ", out->max_len, ")");
+  LR_CHECK(out->max_len <= kMaxGlobalLen, "-e ", out->max_len,
+           " is over the longest global length lightring-bench runs (", kMaxGlobalLen, " tokens)");
   LR_CHECK(out->factor >= 1.0, "-f must be >= 1 (got ", out->factor, ")");
   LR_CHECK(out->iters >= 1 && out->warmup >= 0, "-n must be >= 1 and -w >= 0");
   LR_CHECK(out->refine >= 0 && out->max_seconds > 0, "--refine must be >= 0, --max-seconds > 0");

@@ -170,7 +170,9 @@ int run(int argc, char** argv, const comm::MpiEnvironment& env) {
   }
   if (help) return 0;
   set_activity("agreeing on the command line");
-  comm::MpiCommunicator world(MPI_COMM_WORLD, comm::CommOptions{o.timeout_s});
+  // A rejected command line may hold a bad --timeout: the agreement then runs on the default.
+  comm::MpiCommunicator world(MPI_COMM_WORLD,
+                              comm::CommOptions{parse_error.empty() ? o.timeout_s : 0.0});
   g_failure_grace_s = std::min(world.timeout_s(), 10.0);
   agree_on_options(world, canonical_options(o), parse_error);
 

@@ -32,6 +32,8 @@ def cuda_available():
 
 
 from .functional import SCHEDULES, lightning_attention  # noqa: E402
-from . import distributed, nn  # noqa: E402
+from . import collectives, distributed, nn  # noqa: E402
+from .collectives import CommError  # noqa: E402
 
-__all__ = ["lightning_attention", "slopes", "cuda_available", "distributed", "nn", "SCHEDULES"]
+__all__ = ["lightning_attention", "slopes", "cuda_available", "collectives", "distributed", "nn",
+           "SCHEDULES", "CommError"]

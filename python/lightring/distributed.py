@@ -7,11 +7,14 @@ data-parallel x sequence-parallel groups, and sequence sharding helpers.
 """
 import atexit
 import collections
+import datetime
 import os
 import socket
 
 import torch
 import torch.distributed as dist
+
+from . import collectives
 
 Context = collections.namedtuple("Context", "rank world_size local_rank device backend")
 
@@ -63,6 +66,10 @@ def _rendezvous(rank, world_size, single_node):
 def init(backend=None, device=None, timeout=None):
     """Initialises torch.distributed from torchrun, mpirun (Open MPI, MPICH/PMI) or Slurm.
 
+    timeout (seconds or a timedelta) is the deadline of every wait for a peer, lightring's
+    own (lightring.collectives) and the process group's; default $LIGHTRING_COMM_TIMEOUT_S,
+    else 300 s. When it passes, every waiting rank raises an error naming the peers.
+
     Maps the launcher's variables to RANK / WORLD_SIZE / LOCAL_RANK, sets
     MASTER_ADDR / MASTER_PORT from rank 0 (via mpi4py) when the launcher did
     not, picks the device (cuda:LOCAL_RANK when CUDA is available, else cpu)
@@ -107,9 +114,13 @@ def init(backend=None, device=None, timeout=None):
                 host, port = _rendezvous(rank, world_size, single_node)
             os.environ.setdefault("MASTER_ADDR", host)
             os.environ.setdefault("MASTER_PORT", str(port))
-        kwargs = {} if timeout is None else {"timeout": timeout}
+        # One deadline for lightring's waits and for the group's own (its collectives, the
+        # rendezvous): timeout=, else $LIGHTRING_COMM_TIMEOUT_S, else 300 s.
+        if timeout is not None:
+            collectives.set_timeout(timeout)
+        deadline = datetime.timedelta(seconds=collectives.timeout_s())
         dist.init_process_group(backend, rank=rank, world_size=world_size, init_method="env://",
-                                **kwargs)
+                                timeout=deadline)
         atexit.register(_destroy_at_exit)
     else:
         rank, world_size = dist.get_rank(), dist.get_world_size()
@@ -195,9 +206,11 @@ def gather(x, group=None, dim=2):
     """Inverse of shard: the concatenation of every rank's piece along dim, on every
     rank. Pieces may differ in length along dim; other dims must match."""
     size, _ = _group_size_rank(group)
+    from .sequence_parallel import group_ranks
+    peers = collectives.Peers(group, group_ranks(group))
+    what = "lightring.distributed.gather"
     lengths = torch.tensor([x.shape[dim]], dtype=torch.int64, device=x.device)
-    all_lengths = [torch.empty_like(lengths) for _ in range(size)]
-    dist.all_gather(all_lengths, lengths, group=group)
+    all_lengths = collectives.all_gather(peers, lengths, collectives.TAG_GATHER, what)
     all_lengths = [int(n.item()) for n in all_lengths]
     longest = max(all_lengths)
     padded = x
@@ -205,6 +218,5 @@ def gather(x, group=None, dim=2):
         pad_shape = list(x.shape)
         pad_shape[dim] = longest - x.shape[dim]
         padded = torch.cat([x, x.new_zeros(pad_shape)], dim=dim)
-    parts = [torch.empty_like(padded.contiguous()) for _ in range(size)]
-    dist.all_gather(parts, padded.contiguous(), group=group)
+    parts = collectives.all_gather(peers, padded.contiguous(), collectives.TAG_GATHER, what)
     return torch.cat([p.narrow(dim, 0, n) for p, n in zip(parts, all_lengths)], dim=dim)

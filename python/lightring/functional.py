@@ -6,10 +6,13 @@ Per batch element and head (docs/algorithm.md §1), with λ = exp(-decay[h]):
     o_t = scale · q_t S_t
 
 Autograd covers q, k, v and initial_state, and accepts a gradient on the final
-state. Inputs are checked here, with messages that name the argument, before
+state; it is first order only (a second derivative through lightring raises at the
+point of use), and decay is a constant (decay.requires_grad raises). Inputs are checked here, with messages that name the argument, before
 anything runs (and, with a group, before any rank waits on another).
 """
 import math
+
+import functools
 
 import torch
 
@@ -88,6 +91,11 @@ def check_inputs(q, k, v, decay, initial_state, layout, scale, block_size):
         if decay.device != q.device:
             raise ValueError(f"decay must be on the device of q (got {decay.device} and "
                              f"{q.device})")
+        if decay.requires_grad and torch.is_grad_enabled():
+            raise ValueError("decay requires grad, but lightring does not differentiate with "
+                             "respect to the decay rates (they are constants, as in "
+                             "TransNormerLLM and Lightning Attention-2): pass decay.detach(), or "
+                             "register it as a buffer rather than a parameter")
         # Values are checked on the cpu in eager mode only (the CUDA backend checks its own;
         # reading them would synchronise, or break a torch.compile graph).
         if decay.device.type == "cpu" and not _compiling() and \
@@ -115,6 +123,41 @@ def check_state(s, name, shape, device):
         raise TypeError(f"{name} must be float32 whatever the input dtype (got {s.dtype})")
     if s.device != device:
         raise ValueError(f"{name} must be on the device of q (got {s.device} and {device})")
+
+
+def first_order_only(backward):
+    """Marks an autograd.Function's backward as first order only.
+
+    With create_graph=True the gradients it returns would otherwise be constants to autograd
+    (they are computed by opaque ops from saved tensors), so a second derivative through them,
+    e.g. a gradient penalty, would silently miss its lightring term. Here every gradient gets
+    a node that raises when it is differentiated: the error comes at the point of use, and
+    first-order uses of create_graph=True keep working.
+    """
+    @functools.wraps(backward)
+    def wrapper(ctx, *grads):
+        with torch.no_grad():
+            outputs = backward(ctx, *grads)
+        if not torch.is_grad_enabled():
+            return outputs
+        single = not isinstance(outputs, tuple)
+        outputs = (outputs,) if single else outputs
+        err_fn = torch._C._functions.DelayedError(
+            b"lightring: a second derivative through lightning_attention was requested "
+            b"(create_graph=True, then a backward through the gradients it returned); lightring "
+            b"computes first-order gradients only", len(outputs))
+
+        def alias(t):
+            if not isinstance(t, torch.Tensor):
+                return t
+            t = t.detach()
+            t.requires_grad = True
+            return t
+
+        wrapped = err_fn(*[alias(t) for t in outputs])
+        wrapped = wrapped if isinstance(wrapped, tuple) else (wrapped,)
+        return wrapped[0] if single else wrapped
+    return wrapper
 
 
 def rows(t):
@@ -146,6 +189,7 @@ class _LocalAttention(torch.autograd.Function):
         return o, final
 
     @staticmethod
+    @first_order_only
     def backward(ctx, d_o, d_final):
         q, k, v, decay, s0 = ctx.saved_tensors
         want_ds0 = s0 is not None and ctx.needs_input_grad[4]
@@ -222,8 +266,8 @@ def lightning_attention(q, k, v, decay=None, *, scale=1.0, initial_state=None,
             nccl_exchange.check_available(ex.group)
             if error is None:
                 error = nccl_exchange.check_device(q, ex.device)
-        ex.check_consistent(error, q, k, v, decay, initial_state, layout, scale, bs,
-                            output_final_state)
+        ex.agree("forward", error, q, v, decay, initial_state is not None, layout, scale, bs,
+                 output_final_state, "lightring" if lightring_exchange else "torch")
         if layout == "bnhd":
             q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         if lightring_exchange:

@@ -31,13 +31,12 @@ import os
 import torch
 import torch.distributed as dist
 
-from . import _ext, functional
+
+from . import _ext, collectives, functional
 
 EXCHANGES = ("auto", "torch", "lightring")
 ENV = "LIGHTRING_EXCHANGE"
 _ID_BYTES = 128
-_TIMEOUT_ENV = "LIGHTRING_COMM_TIMEOUT_S"  # read by the C++ communicator itself
-_DEFAULT_TIMEOUT_S = 300.0
 
 _CACHE = {}  # (id(process group), device index) -> (process group, communicator)
 
@@ -141,14 +140,16 @@ def _bootstrap(group, device):
         except RuntimeError as e:
             error = e
     message = message.to(device)
-    dist.broadcast(message, src=group_ranks(group)[0], group=group)
+    peers = collectives.Peers(group, group_ranks(group))
+    collectives.broadcast(peers, message, 0, collectives.TAG_NCCL_ID,
+                          "the broadcast of the NCCL unique id")
     message = message.cpu()
     if error is not None:
         raise error
     if int(message[0]) != 1:
         raise RuntimeError("lightring: group rank 0 could not create an NCCL unique id "
                            "(see its error)")
-    timeout = _DEFAULT_TIMEOUT_S  # $LIGHTRING_COMM_TIMEOUT_S overrides it in C++
+    timeout = collectives.timeout_s()
     comm = torch.classes.lightring.NcclCommunicator(message[1:].clone(), rank, size,
                                                     device.index, timeout)
     if (comm.rank(), comm.size()) != (rank, size):
@@ -208,7 +209,8 @@ class _NcclShardedAttention(torch.autograd.Function):
             # The global final state is on the last rank; every rank returns it.
             if not last:
                 final = _zero_state(q, v)
-            dist.broadcast(final, src=ex.ranks[-1], group=ex.group)
+            collectives.broadcast(ex.peers, final, ex.size - 1, collectives.TAG_FINAL,
+                                  "the broadcast of the final state")
         ctx.save_for_backward(q, k, v, decay, s_in)
         ctx.scale, ctx.block_size, ctx.ex, ctx.schedule, ctx.comm = (scale, block_size, ex,
                                                                      schedule, comm)
@@ -218,6 +220,7 @@ class _NcclShardedAttention(torch.autograd.Function):
         return o, final
 
     @staticmethod
+    @functional.first_order_only
     def backward(ctx, d_o, d_final):
         q, k, v, decay, s_in = ctx.saved_tensors
         ex = ctx.ex
@@ -227,9 +230,8 @@ class _NcclShardedAttention(torch.autograd.Function):
         if ctx.output_final_state:
             # The final state is returned on every rank: the loss sees it P times.
             g = (functional.state(d_final) if d_final is not None else _zero_state(q, v)).clone()
-            dist.reduce(g, dst=ex.ranks[-1], op=dist.ReduceOp.SUM, group=ex.group)
-            if not last:
-                g = None
+            g = collectives.reduce_sum(ex.peers, g, ex.size - 1, collectives.TAG_FINAL_GRAD,
+                                       "the sum of the final-state gradients")
         want_ds0 = first and ctx.has_s0 and ctx.needs_input_grad[4]
         dq, dk, dv, ds0 = _sp_backward(q, k, v, d_o, decay, ctx.scale, s_in, g, want_ds0,
                                        ctx.block_size, ctx.comm, ctx.schedule)

@@ -23,15 +23,38 @@ Schedules, all producing the same states:
 These run over torch.distributed point-to-point and collectives, so they work
 on gloo (CPU tensors) and NCCL (CUDA tensors) groups alike.
 """
+import hashlib
+import struct
+
 import torch
 import torch.distributed as dist
 
-from . import functional
+from . import collectives, functional
+from .collectives import TAG_AGREE, TAG_AGREE_TEXT
 
-_DTYPE_CODE = {torch.float32: 1, torch.bfloat16: 2, torch.float16: 3}
-_FIELDS = ("ok", "batch size B", "number of heads H", "head dim D", "value dim E", "dtype",
-           "layout", "initial_state (given or None)", "output_final_state", "schedule", "scale",
-           "block_size", "decay (given or None)", "decay values", "decay values")
+_DTYPES = (None, torch.float32, torch.bfloat16, torch.float16)
+_CALLS = ("forward", "backward")
+_EXCHANGES = ("torch", "lightring")
+# The agreement record: (field, name in messages, how to print a value).
+_FIELDS = (
+    ("call", "call", lambda v: _CALLS[v]),
+    ("ok", "validity", str),
+    ("batch", "batch size B", str),
+    ("heads", "number of heads H", str),
+    ("d", "head dim D", str),
+    ("e", "value dim E", str),
+    ("dtype", "dtype", lambda v: str(_DTYPES[v]).replace("torch.", "")),
+    ("layout", "layout", lambda v: repr(functional._LAYOUTS[v])),
+    ("s0", "initial_state (given or None)", lambda v: "given" if v else "None"),
+    ("final", "output_final_state", lambda v: str(bool(v))),
+    ("schedule", "schedule", lambda v: repr(functional.SCHEDULES[v])),
+    ("scale", "scale", lambda v: f"{struct.unpack('<d', struct.pack('<q', v))[0]:g}"),
+    ("block_size", "block_size", str),
+    ("decay", "decay (given or None)", lambda v: "given" if v else "None"),
+    ("digest0", "decay values", lambda v: f"digest {v & (2**64 - 1):016x}"),
+    ("digest1", "decay values", lambda v: f"digest {v & (2**64 - 1):016x}"),
+    ("exchange", "exchange", lambda v: repr(_EXCHANGES[v])),
+)
 
 
 def group_ranks(group):
@@ -43,6 +66,14 @@ def group_ranks(group):
         return list(get(group))
     mapping = dist.distributed_c10d._pg_group_ranks[group]  # torch 1.13: global -> group rank
     return [g for g, _ in sorted(mapping.items(), key=lambda item: item[1])]
+
+
+def _digest(decay):
+    """Two int64 words of a 128-bit digest of the exact bytes of decay ((0, 0) for None)."""
+    if decay is None:
+        return 0, 0
+    data = decay.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
+    return struct.unpack("<qq", hashlib.blake2b(data, digest_size=16).digest())
 
 
 class Exchange:
@@ -61,60 +92,72 @@ class Exchange:
         self.ranks = group_ranks(group)
         if len(self.ranks) != self.size:
             raise ValueError(f"group has {self.size} ranks but lists {len(self.ranks)}")
+        collectives.check_usable(group)
+        self.requested = schedule
         if schedule == "auto":
             schedule = "allgather" if self.size <= 8 else "scan"
         self.schedule = schedule
+        self.peers = collectives.Peers(group, self.ranks)
         cuda = dist.get_backend(group) == "nccl"
         self.device = torch.device("cuda", torch.cuda.current_device()) if cuda \
             else torch.device("cpu")
 
-    # --- checks ------------------------------------------------------------------
+    # --- the agreement ------------------------------------------------------------
 
-    def check_consistent(self, error, q, k, v, decay, initial_state, layout, scale, block_size,
-                         output_final_state):
-        """Fails every rank, with a readable message, when any rank's inputs are invalid or
-        disagree with the others' (one small all_gather before any state exchange)."""
-        from . import functional as F
-        ok = error is None
-        meta = torch.zeros(len(_FIELDS), dtype=torch.float64)
-        if ok:
-            b, h, _, d, e = (q.shape[0], q.shape[1] if layout == "bhnd" else q.shape[2], 0,
-                             q.shape[3], v.shape[3])
-            meta[:13] = torch.tensor([
-                1, b, h, d, e, _DTYPE_CODE[q.dtype], F._LAYOUTS.index(layout),
-                initial_state is not None, bool(output_final_state),
-                F.SCHEDULES.index(self.schedule), float(scale), block_size, decay is not None],
-                dtype=torch.float64)
-        meta = meta.to(self.device)
-        if ok and decay is not None:
-            weights = torch.arange(1, decay.shape[0] + 1, dtype=torch.float64, device=decay.device)
-            meta[13] = decay.double().sum().to(self.device)
-            meta[14] = (decay.double() * weights).sum().to(self.device)
-        rows = [torch.empty_like(meta) for _ in range(self.size)]
-        dist.all_gather(rows, meta, group=self.group)
-        table = torch.stack(rows).cpu()
-        bad = [r for r in range(self.size) if table[r, 0] != 1]
-        if error is not None:
-            raise error
+    def agree(self, call, error, q=None, v=None, decay=None, has_s0=False, layout="bhnd",
+              scale=1.0, block_size=0, output_final_state=False, exchange="torch"):
+        """Fails every rank, with the same readable message, when any rank's inputs are invalid,
+        disagree with the others', or belong to another call (forward / backward): one small
+        bounded all-gather before any message whose size depends on them. `error` is this
+        rank's own validation error (None when its inputs are valid); it is raised on this
+        rank, and its text is reported on every other rank."""
+        record = dict.fromkeys((f for f, _, _ in _FIELDS), 0)
+        record.update(call=_CALLS.index(call), ok=int(error is None),
+                      exchange=_EXCHANGES.index(exchange))
+        if error is None:
+            h_dim = 1 if layout == "bhnd" else 2
+            digest = _digest(decay)
+            record.update(batch=q.shape[0], heads=q.shape[h_dim], d=q.shape[3], e=v.shape[3],
+                          dtype=_DTYPES.index(q.dtype), layout=functional._LAYOUTS.index(layout),
+                          s0=int(has_s0), final=int(bool(output_final_state)),
+                          schedule=functional.SCHEDULES.index(self.requested),
+                          scale=struct.unpack("<q", struct.pack("<d", float(scale)))[0],
+                          block_size=block_size, decay=int(decay is not None),
+                          digest0=digest[0], digest1=digest[1])
+        mine = torch.tensor([record[f] for f, _, _ in _FIELDS], dtype=torch.int64,
+                            device=self.device)
+        what = f"the agreement of a sequence-parallel {call}"
+        table = [r.cpu().tolist() for r in
+                 collectives.all_gather(self.peers, mine, TAG_AGREE, what)]
+        where = f"lightring: sequence-parallel {call} over {self.size} ranks"
+        for r, row in enumerate(table):
+            if row[0] != table[self.rank][0]:
+                raise RuntimeError(
+                    f"{where}: group rank {r} is in its {_CALLS[row[0]]} while group rank "
+                    f"{self.rank} is in its {call}: every rank must run forward and then "
+                    "backward for every call (a rank skipped a backward, or ran one more "
+                    "forward)")
+        bad = [r for r in range(self.size) if table[r][1] != 1]
         if bad:
-            raise ValueError(f"lightring: rank(s) {bad} of the sequence-parallel group passed "
-                             "invalid inputs to lightning_attention (see the error on those ranks)")
-        for col in range(1, len(_FIELDS)):
-            if not bool((table[:, col] == table[0, col]).all()):
-                r = next(r for r in range(self.size) if table[r, col] != table[0, col])
-                raise ValueError(
-                    f"every rank of the sequence-parallel group must pass the same {_FIELDS[col]} "
-                    f"to lightning_attention (group rank 0: {table[0, col].item():g}, group rank "
-                    f"{r}: {table[r, col].item():g})")
+            texts = collectives.all_gather_bytes(
+                self.peers, b"" if error is None else str(error).encode(), TAG_AGREE_TEXT, what)
+            if error is not None:
+                raise error
+            reasons = "".join(f"\n  group rank {r} rejected its inputs: {texts[r].decode()}"
+                              for r in bad)
+            raise ValueError(f"{where}: nothing was run:{reasons}")
+        for col, (_, name, show) in enumerate(_FIELDS):
+            column = [row[col] for row in table]
+            if all(c == column[0] for c in column):
+                continue
+            values = "; ".join(f"group rank {r}: {show(c)}" for r, c in enumerate(column))
+            raise ValueError(f"every rank of the sequence-parallel group must pass the same "
+                             f"{name} to lightning_attention ({values})")
 
     # --- positions -----------------------------------------------------------------
 
     def position(self, reverse):
         return self.size - 1 - self.rank if reverse else self.rank
-
-    def peer(self, position, reverse):
-        """Global rank of the member at a sequence position (reversed: from the end)."""
-        return self.ranks[self.size - 1 - position if reverse else position]
 
     # --- the exclusive prefix ------------------------------------------------------------
 
@@ -126,11 +169,20 @@ class Exchange:
         run = {"allgather": self._allgather, "ring": self._ring, "scan": self._scan}
         return run[self.schedule](a, x, reverse, need_total)
 
+    def _what(self, reverse):
+        return (f"the {'backward' if reverse else 'forward'} state exchange "
+                f"({self.schedule})"), (collectives.TAG_BACKWARD if reverse else
+                                        collectives.TAG_FORWARD)
+
+    def _to_group(self, position, reverse):
+        """Group rank of the member at a sequence position (reversed: from the end)."""
+        return self.size - 1 - position if reverse else position
+
     def _allgather(self, a, x, reverse, need_total):
         heads = a.shape[0]
         packed = torch.cat([a, x.reshape(-1)])
-        parts = [torch.empty_like(packed) for _ in range(self.size)]
-        dist.all_gather(parts, packed, group=self.group)
+        what, tag = self._what(reverse)
+        parts = collectives.all_gather(self.peers, packed, tag, what)
         if reverse:
             parts = parts[::-1]
         me = self.position(reverse)
@@ -149,39 +201,41 @@ class Exchange:
 
     def _ring(self, a, x, reverse, need_total):
         me = self.position(reverse)
+        what, tag = self._what(reverse)
         excl = None
         if me > 0:
             excl = torch.empty_like(x)
-            dist.recv(excl, src=self.peer(me - 1, reverse), group=self.group)
+            collectives.exchange(self.peers, [], [(self._to_group(me - 1, reverse), excl)], tag,
+                                 what)
             out = combine_x(excl, a, x)
         else:
             out = x
         if me < self.size - 1:
-            dist.send(out.contiguous(), dst=self.peer(me + 1, reverse), group=self.group)
+            collectives.exchange(self.peers, [(self._to_group(me + 1, reverse), out.contiguous())],
+                                 [], tag, what)
         total = None
         if need_total:
             total = out.clone() if me == self.size - 1 else torch.empty_like(x)
-            dist.broadcast(total, src=self.peer(self.size - 1, reverse), group=self.group)
+            collectives.broadcast(self.peers, total, self._to_group(self.size - 1, reverse),
+                                  collectives.TAG_FINAL, "the broadcast of the final state")
         return excl, total
 
     def _scan(self, a, x, reverse, need_total):
         me = self.position(reverse)
         heads = a.shape[0]
+        what, tag = self._what(reverse)
         incl_a, incl_x = a, x  # pairs of positions (me - d, me]
         excl_a = excl_x = None  # pairs of positions (me - d, me), None = identity
         d = 1
         while d < self.size:
-            requests, inbox = [], None
+            sends, recvs, inbox = [], [], None
             if me + d < self.size:
                 message = torch.cat([incl_a, incl_x.reshape(-1)])
-                requests.append(dist.isend(message, dst=self.peer(me + d, reverse),
-                                           group=self.group))
+                sends.append((self._to_group(me + d, reverse), message))
             if me - d >= 0:
                 inbox = torch.empty(heads + x.numel(), dtype=x.dtype, device=x.device)
-                requests.append(dist.irecv(inbox, src=self.peer(me - d, reverse),
-                                           group=self.group))
-            for request in requests:
-                request.wait()
+                recvs.append((self._to_group(me - d, reverse), inbox))
+            collectives.exchange(self.peers, sends, recvs, tag, f"{what}, round d={d}")
             if inbox is not None:
                 ra, rx = inbox[:heads], inbox[heads:].view_as(x)
                 if excl_x is None:
@@ -194,7 +248,8 @@ class Exchange:
         if need_total:
             last = self.size - 1
             total = incl_x.clone() if me == last else torch.empty_like(x)
-            dist.broadcast(total, src=self.peer(last, reverse), group=self.group)
+            collectives.broadcast(self.peers, total, self._to_group(last, reverse),
+                                  collectives.TAG_FINAL, "the broadcast of the final state")
         return excl_x, total
 
 
@@ -233,9 +288,12 @@ class _ShardedAttention(torch.autograd.Function):
         return o, final
 
     @staticmethod
+    @functional.first_order_only
     def backward(ctx, d_o, d_final):
         q, k, v, decay, s_in, a = ctx.saved_tensors
         ex = ctx.ex
+        ex.agree("backward", None, q, v, decay, ctx.has_s0, "bhnd", ctx.scale, ctx.block_size,
+                 ctx.output_final_state)
         d_o = functional.rows(torch.zeros_like(v) if d_o is None else d_o)
         x = torch.ops.lightring.local_state(q, d_o, decay, ctx.scale, True, ctx.block_size)  # C
         last = ex.position(True) == 0
@@ -244,7 +302,8 @@ class _ShardedAttention(torch.autograd.Function):
             # The final state is returned on every rank: the loss sees it P times.
             g = functional.state(d_final if d_final is not None else
                                  torch.zeros(x.shape, dtype=torch.float32, device=x.device)).clone()
-            dist.reduce(g, dst=ex.peer(0, True), op=dist.ReduceOp.SUM, group=ex.group)
+            g = collectives.reduce_sum(ex.peers, g, ex.size - 1, collectives.TAG_FINAL_GRAD,
+                                       "the sum of the final-state gradients")
             if last:
                 x = combine_x(g, a, x)
         excl, _ = ex.prefix(a, x, reverse=True)

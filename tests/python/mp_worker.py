@@ -184,9 +184,9 @@ def check_errors(ctx, args):
     qb = q.double() if rank == last else q
     if rank == last:
         expect_error(lambda: la(qb, qb, v, group=world), TypeError, "q must be float32")
-    else:
+    else:  # every rank reports the culprit's own reason
         expect_error(lambda: la(qb, qb, v, group=world), ValueError,
-                     f"rank(s) [{last}] of the sequence-parallel group passed invalid inputs")
+                     f"group rank {last} rejected its inputs: q must be float32")
     # The group is still usable afterwards.
     sharded_vs_unsharded(world, "auto", "bhnd", 11, dev, label="after errors")
     with_bad = lambda: lrd.new_groups(3, 5)  # noqa: E731

@@ -105,3 +105,54 @@ def test_op_device_mismatch():
         fwd(q.cuda(), k, v.cuda())
     with pytest.raises(ValueError, match="k must be on the device of q"):
         LA(q.cuda(), k, v.cuda())
+
+
+def test_double_backward_raises_at_point_of_use():
+    """create_graph=True gives first-order gradients; differentiating them raises (a gradient
+    penalty would otherwise silently miss lightring's second-order term)."""
+    q, k, v = (t.requires_grad_() for t in qkv())
+    o = LA(q, k, v, lightring.slopes(3))
+    (g,) = torch.autograd.grad(o.sum(), q, create_graph=True)
+    assert g.requires_grad
+    with pytest.raises(RuntimeError, match="second derivative through lightning_attention"):
+        (o.sum() + g.square().sum()).backward()
+    # First-order uses of create_graph=True still work, and match a plain backward.
+    q.grad = None
+    o = LA(q, k, v, lightring.slopes(3))
+    torch.autograd.grad(o.sum(), q, create_graph=True)
+    o2 = LA(q, k, v, lightring.slopes(3))
+    o2.sum().backward()
+    (ref,) = torch.autograd.grad(LA(q, k, v, lightring.slopes(3)).sum(), q)
+    assert torch.equal(q.grad, ref)
+
+
+def test_decay_requires_grad_raises():
+    q, k, v = qkv()
+    decay = lightring.slopes(3).requires_grad_()
+    with pytest.raises(ValueError, match="decay requires grad"):
+        LA(q, k, v, decay)
+    with torch.no_grad():  # no gradient is asked for: fine
+        LA(q, k, v, decay)
+    LA(q, k, v, decay.detach())
+
+
+@pytest.mark.parametrize("value", ["5abc", "0", "-1", "nan", "inf", "", "1e999"])
+def test_timeout_variable_is_checked(monkeypatch, value):
+    from lightring import collectives
+    monkeypatch.setenv("LIGHTRING_COMM_TIMEOUT_S", value)
+    with pytest.raises(ValueError, match="LIGHTRING_COMM_TIMEOUT_S must be a positive number"):
+        collectives.timeout_s()
+
+
+def test_timeout_precedence(monkeypatch):
+    from lightring import collectives
+    monkeypatch.delenv("LIGHTRING_COMM_TIMEOUT_S", raising=False)
+    assert collectives.timeout_s() == collectives.DEFAULT_TIMEOUT_S
+    monkeypatch.setenv("LIGHTRING_COMM_TIMEOUT_S", "12.5")
+    assert collectives.timeout_s() == 12.5
+    collectives.set_timeout(3)
+    try:
+        assert collectives.timeout_s() == 3.0
+    finally:
+        collectives.set_timeout(None)
+    assert collectives.timeout_s() == 12.5

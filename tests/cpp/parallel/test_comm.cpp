@@ -3,6 +3,7 @@
 
 #include <cstdlib>
 #include <numeric>
+#include <string>
 
 #include "comm/layout.h"
 #include "comm/mpi_communicator.h"
@@ -15,6 +16,36 @@ namespace lightring::test {
 namespace {
 
 class CommTest : public MpiTest {};
+
+// The one deadline: an explicit value wins, then LIGHTRING_COMM_TIMEOUT_S (strictly parsed),
+// then the default.
+TEST(Deadline, ExplicitThenEnvironmentThenDefault) {
+  const char* saved = std::getenv("LIGHTRING_COMM_TIMEOUT_S");
+  const std::string restore = saved ? saved : "";
+  unsetenv("LIGHTRING_COMM_TIMEOUT_S");
+  EXPECT_EQ(comm::resolve_timeout({}), comm::kDefaultTimeoutS);
+  EXPECT_EQ(comm::resolve_timeout(comm::CommOptions{7.0}), 7.0);
+  setenv("LIGHTRING_COMM_TIMEOUT_S", "12.5", 1);
+  EXPECT_EQ(comm::resolve_timeout({}), 12.5);
+  EXPECT_EQ(comm::resolve_timeout(comm::CommOptions{7.0}), 7.0);
+  for (const char* bad : {"5abc", "0", "-1", "nan", "inf", "", " ", "1e999"}) {
+    setenv("LIGHTRING_COMM_TIMEOUT_S", bad, 1);
+    try {
+      comm::resolve_timeout({});
+      ADD_FAILURE() << "LIGHTRING_COMM_TIMEOUT_S='" << bad << "' was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("LIGHTRING_COMM_TIMEOUT_S must be a positive"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  EXPECT_THROW(comm::resolve_timeout(comm::CommOptions{-1.0}), Error);
+  if (saved) {
+    setenv("LIGHTRING_COMM_TIMEOUT_S", restore.c_str(), 1);
+  } else {
+    unsetenv("LIGHTRING_COMM_TIMEOUT_S");
+  }
+}
 
 TEST_F(CommTest, AllGatherPlacesEveryRankBlock) {
   comm::MpiCommunicator comm;
