@@ -157,10 +157,10 @@ def main():
     parser.add_argument("--victim", type=int, default=1)
     args = parser.parse_args()
     if args.scenario == "bad_timeout":
-        expect(lambda: lrd.init(), ValueError, "LIGHTRING_COMM_TIMEOUT_S must be a positive")
+        expect(lambda: lrd.init(device="cpu"), ValueError, "LIGHTRING_COMM_TIMEOUT_S must be a positive")
         print(f"PASS bad_timeout rank {os.environ['RANK']}", flush=True)
         return
-    ctx = lrd.init()
+    ctx = lrd.init(device="cpu")  # gloo on CPU tensors, also on a GPU machine
     world = dist.group.WORLD
     extra = {"victim": args.victim} if args.scenario in ("skip_backward", "exit") else {}
     globals()[f"scenario_{args.scenario}"](ctx.rank, ctx.world_size, world, **extra)
