@@ -18,8 +18,8 @@ BUILD=${1:-$ROOT/build-gpu}
 NP=${NP:-2}
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
-# The deadline tests set their own short timeouts; LIGHTRING_COMM_TIMEOUT_S would
-# override them (it wins over CommOptions), so it must not reach the test suite.
+# The deadline tests set their own short timeouts (an explicit CommOptions::timeout_s wins);
+# the variable is unset so that the other cases keep the default.
 unset LIGHTRING_COMM_TIMEOUT_S
 
 if [ "${SKIP_BUILD:-0}" = 1 ]; then
