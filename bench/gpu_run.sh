@@ -5,23 +5,20 @@
 #
 #   STEPS=build,sass,test,bench,variants,envs,sanitize,peers bash bench/gpu_run.sh   (run in this order)
 #
-# VARIANTS (default "v6 v3"): the other kernels (kernels/cuda/variant.h), each run by the
-# test, sanitize and variants steps next to the default (LIGHTRING_CUDA_VARIANT=<name>);
-# TEST_VARIANTS / SAN_VARIANTS (default "default $VARIANTS") narrow the test and sanitize steps.
+# The test binary covers every kernel family itself (kernels::KernelTuning, set per test);
+# the variants step times the mma family next to the default (kernel_bench --family mma) and
+# the sanitize step checks both 16-bit families and tf32.
 # BUILD: a build folder; without the build step, one carried from the development machine
 # (bench/kernel_bench and tests/cpp/cuda/test_kernels_cuda, built with -DCMAKE_CUDA_ARCHITECTURES=90a).
 #
 # Logs and JSON rows go to $OUT (at most 8 files, which the device tool brings
 # back); peers need their packages under .anchors/ (git-ignored, carried with
 # the call). Then: python3 bench/merge_results.py --run <files> --commit <sha>
-#   --variant lightring-waves16.jsonl:waves16 --variant lightring-v3.jsonl:v3
+#   --variant lightring-waves16.jsonl:waves16 --variant lightring-mma.jsonl:mma
 set -uo pipefail
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/lightring-gpu-run}
 STEPS=${STEPS:-build,sass,test,bench,variants,sanitize,peers}
-VARIANTS=${VARIANTS:-v6 v3}
-TEST_VARIANTS=${TEST_VARIANTS:-default $VARIANTS}
-SAN_VARIANTS=${SAN_VARIANTS:-default $VARIANTS}
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 BUILD=${BUILD:-build-gpu}
 mkdir -p "$OUT"
@@ -51,25 +48,22 @@ if has sass; then
   {
     echo "== cuobjdump --dump-resource-usage"
     cuobjdump --dump-resource-usage "$LIB" | grep -E "Function|REG" | paste - - | grep -E "scan_kernel|output_kernel" |
-      sed -E 's/_ZN9lightring7kernels4cuda11scan_detail11scan_kernelI//'
+      sed -E 's/_ZN9lightring7kernels4cuda9scan_tf3211scan_kernelI//'
     echo "== SASS counts per kernel: HMMA HGMMA LDSM LDGSTS.128 STL LDL WARPGROUP.DEPBAR"
     cuobjdump --dump-sass "$LIB" | awk '
       /Function : .*(scan_kernel|output_kernel)/ { if (f) print f, h, w, l, g, st, ld, d; f = $3; h = w = l = g = st = ld = d = 0 }
       /HMMA/ { h++ } /HGMMA/ { w++ } /LDSM/ { l++ } /LDGSTS.*128/ { g++ } /STL/ { st++ } /LDL/ { ld++ } /WARPGROUP.DEPBAR/ { d++ }
       END { if (f) print f, h, w, l, g, st, ld, d }' |
-      sed -E 's/_ZN9lightring7kernels4cuda11scan_detail11scan_kernelI//'
+      sed -E 's/_ZN9lightring7kernels4cuda9scan_tf3211scan_kernelI//'
   } >>"$OUT/build.log" 2>&1
-  grep -A60 "== cuobjdump" "$OUT/build.log" | grep -E "Li128|v7|==" | head -30
+  grep -A60 "== cuobjdump" "$OUT/build.log" | grep -E "Li128|wgmma|==" | head -30
 fi
 
 TEST="$BUILD/tests/cpp/cuda/test_kernels_cuda"
 if has test; then
-  for v in $TEST_VARIANTS; do
-    t0=$(date +%s)
-    echo "==== LIGHTRING_CUDA_VARIANT=$v" >>"$OUT/test.log"
-    LIGHTRING_CUDA_VARIANT=$v "$TEST" --gtest_brief=1 >>"$OUT/test.log" 2>&1
-    echo "tests ($v): rc=$? in $(($(date +%s) - t0)) s"
-  done
+  t0=$(date +%s)
+  "$TEST" --gtest_brief=1 >>"$OUT/test.log" 2>&1
+  echo "tests: rc=$? in $(($(date +%s) - t0)) s"
   grep -E "^====|^\[  (PASSED|FAILED|SKIPPED) |FAILED|info|Failure|rel_err|Expected|Which is" "$OUT/test.log" | head -80
 fi
 
@@ -78,30 +72,27 @@ if has bench; then
   "$BUILD/bench/kernel_bench" --check -w 3 -n 10 --out "$OUT/lightring.jsonl" $SHAPES
 fi
 
-# The same build under environment switches (bench/NOTES.md): more, shorter segments (wave
-# quantisation) and each variant under test (--check: its small shape also checked against
-# float64). Files: build, test, sanitize logs + lightring, waves16, v3, peers, ncu = 8.
+# The same build under other tunings (bench/NOTES.md): more, shorter segments (wave
+# quantisation) and the mma family (--check: its small shape also checked against float64).
 VARIANT_SHAPES=${VARIANT_SHAPES:-"1,32,16384,128 1,32,65536,128 1,32,262144,128 8,16,2048,128 1,32,65536,256"}
 if has variants; then
   # shellcheck disable=SC2086
-  [ "${WAVES16:-1}" = 1 ] && LIGHTRING_CUDA_WAVES=16 "$BUILD/bench/kernel_bench" -w 3 -n 10 --out "$OUT/lightring-waves16.jsonl" $VARIANT_SHAPES
-  for v in $VARIANTS; do
-    # shellcheck disable=SC2086
-    LIGHTRING_CUDA_VARIANT=$v "$BUILD/bench/kernel_bench" --check -w 3 -n 10 \
-      --out "$OUT/lightring-$v.jsonl" 1,4,2048,128 $VARIANT_SHAPES
-  done
+  [ "${WAVES16:-1}" = 1 ] && "$BUILD/bench/kernel_bench" --waves 16 -w 3 -n 10 --out "$OUT/lightring-waves16.jsonl" $VARIANT_SHAPES
+  # shellcheck disable=SC2086
+  "$BUILD/bench/kernel_bench" --family mma --check -w 3 -n 10 \
+    --out "$OUT/lightring-mma.jsonl" 1,4,2048,128 $VARIANT_SHAPES
 fi
 
-# ENV_RUNS: more configurations of the same build, "tag:VAR=VALUE[,VAR=VALUE...]" each, timed at
-# ENV_SHAPES; their rows, tagged "variant": tag, go to lightring-envs.jsonl (e.g.
-# ENV_RUNS="twopass:LIGHTRING_CUDA_FUSED=0 seg512:LIGHTRING_CUDA_SEG_LEN=512").
+# ENV_RUNS: more configurations of the same build, "tag:FLAG[,FLAG...]" each (kernel_bench's
+# tuning flags), timed at ENV_SHAPES; their rows, tagged "variant": tag, go to
+# lightring-envs.jsonl (e.g. ENV_RUNS="twopass:--no-fused seg512:--seg-len,512").
 ENV_SHAPES=${ENV_SHAPES:-"1,32,16384,128 1,32,65536,128 1,32,262144,128"}
 if has envs; then
   for run in ${ENV_RUNS:-}; do
     tag=${run%%:*}
     echo "==== $run" >>"$OUT/envs.log"
     # shellcheck disable=SC2086,SC2046
-    env $(echo "${run#*:}" | tr , ' ') "$BUILD/bench/kernel_bench" -w 3 -n 10 \
+    "$BUILD/bench/kernel_bench" $(echo "${run#*:}" | tr , ' ') -w 3 -n 10 \
       --out "$OUT/env-rows.tmp" $ENV_SHAPES >>"$OUT/envs.log" 2>&1
     echo "$tag: rc=$?"
     grep -E '^\{"(impl|device)' "$OUT/env-rows.tmp" | grep -v ceiling |
@@ -114,17 +105,17 @@ fi
 # SAN_TIMEOUT seconds (rc 124 then).
 if has sanitize; then
   t0=$(date +%s)
-  F='CudaLayout.V7ShapesMatchFloat64:Short/CudaOracle.MatchesFloat64/N130_D128E128_decay_states_bf16:Short/CudaOracle.MatchesFloat64/N130_D48E80_decay_states_bf16:Short/CudaOracle.MatchesFloat64/N37_D16E16_decay_states_fp32:Short/CudaOracle.MatchesFloat64/N130_D16E16_nodecay_nostates_fp16:CudaLayout.BnhdStridesMatchFloat64'
-  # The variants' kernels at every dk block they instantiate (D = 48, 128, 192) and a partial slice.
-  FV="$F:Short/CudaOracle.MatchesFloat64/N130_D192E192_decay_states_bf16:CudaLayout.WideOddValueDimMatchesFloat64"
-  for v in $SAN_VARIANTS; do
-    [ "$v" = default ] && filter=$F || filter=$FV
-    for tool in memcheck racecheck; do
-      echo "==== $tool LIGHTRING_CUDA_VARIANT=$v" >>"$OUT/sanitize.log"
-      LIGHTRING_CUDA_VARIANT=$v timeout "${SAN_TIMEOUT:-120}" compute-sanitizer --tool $tool \
-        --error-exitcode 17 "$TEST" --gtest_filter="$filter" --gtest_brief=1 >>"$OUT/sanitize.log" 2>&1
-      echo "compute-sanitizer $tool ($v): rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitize.log" | tail -1)"
-    done
+  # Both 16-bit families (auto: wgmma on an H100/H200; mma) at every dk block they instantiate
+  # (D = 16, 48, 128, 192, 256), tf32 (fp32), partial slices, both layouts.
+  F='CudaLayout.EveryFamilyShapeMatchesFloat64:CudaLayout.BnhdStridesMatchFloat64:CudaLayout.WideOddValueDimMatchesFloat64'
+  F="$F:Short/CudaOracle.MatchesFloat64/N130_D128E128_decay_states_bf16_*:Short/CudaOracle.MatchesFloat64/N130_D48E80_decay_states_bf16_*"
+  F="$F:Short/CudaOracle.MatchesFloat64/N37_D16E16_decay_states_fp32_auto:Short/CudaOracle.MatchesFloat64/N130_D16E16_nodecay_nostates_fp16_*"
+  F="$F:Short/CudaOracle.MatchesFloat64/N130_D192E192_decay_states_bf16_*"
+  for tool in memcheck racecheck; do
+    echo "==== $tool" >>"$OUT/sanitize.log"
+    timeout "${SAN_TIMEOUT:-240}" compute-sanitizer --tool $tool \
+      --error-exitcode 17 "$TEST" --gtest_filter="$F" --gtest_brief=1 >>"$OUT/sanitize.log" 2>&1
+    echo "compute-sanitizer $tool: rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitize.log" | tail -1)"
   done
   echo "sanitize: $(($(date +%s) - t0)) s"
 fi
@@ -135,11 +126,12 @@ if has peers; then
     --out "$OUT/peers.jsonl" ${PEER_SHAPES:-$SHAPES}
 fi
 
-# Stall reasons of the output-pass scan kernel (NCU_KERNEL, default the v7 one) under NCU_VARIANT at one shape.
+# Stall reasons of the output-pass scan kernel (NCU_KERNEL, default the wgmma one) at one shape
+# (NCU_FAMILY: kernel_bench --family).
 if has ncu; then
-  LIGHTRING_CUDA_VARIANT=${NCU_VARIANT:-default} ncu --clock-control none --kernel-name-base mangled -k "regex:${NCU_KERNEL:-v711scan_kernel.*Lb1}" \
+  ncu --clock-control none --kernel-name-base mangled -k "regex:${NCU_KERNEL:-scan_wgmma11scan_kernel.*Lb1}" \
     -c 1 --section SpeedOfLight --section WarpStateStats --section SchedulerStats \
     --section ComputeWorkloadAnalysis --section Occupancy --section LaunchStats \
-    "$BUILD/bench/kernel_bench" -w 1 -n 1 ${NCU_SHAPE:-1,32,65536,128} >"$OUT/ncu.txt" 2>&1
+    "$BUILD/bench/kernel_bench" --family "${NCU_FAMILY:-auto}" -w 1 -n 1 ${NCU_SHAPE:-1,32,65536,128} >"$OUT/ncu.txt" 2>&1
   grep -E "Duration|Issue Slots Busy|Warp Cycles Per Issued|Stall|Executed Ipc|Registers|Achieved Occupancy" "$OUT/ncu.txt" | head -40
 fi

@@ -4,7 +4,11 @@
 // per line, merged with the peers' rows by bench/merge_results.py).
 //
 //   kernel_bench [-w WARMUP] [-n ITERS] [--dtype bf16] [--no-decay] [--check] [--out rows.jsonl]
-//                SHAPE...        SHAPE = B,H,N,D[,E]   e.g. 1,32,16384,128
+//                [--layout bhnd|bnhd] [--family auto|mma] [--no-fused] [--no-decay-window] [--waves
+//                W] [--seg-len L] SHAPE...        SHAPE = B,H,N,D[,E]   e.g. 1,32,16384,128
+//
+// --family and the switches after it set kernels::KernelTuning (A/B runs of one binary); each
+// row names the kernel family that ran it ("family": tf32, mma or wgmma).
 //
 // Metrics (defined once here): ms = median over ITERS of CUDA-event times;
 // tokens_per_s = B·N / s; achieved_TBps = the minimum bytes of
@@ -29,6 +33,7 @@
 
 #include "common/oracle.h"
 #include "kernels/attention.h"
+#include "kernels/cuda/family.h"
 #include "launch/bench_fill.h"
 
 namespace {
@@ -145,9 +150,34 @@ int main(int argc, char** argv) {
   bool decay_on = true, check_small = false;
   std::string out_path;
   std::vector<Shape> shapes;
+  lightring::kernels::KernelTuning tuning;
+  bool bnhd = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "-w" && i + 1 < argc)
+    if (a == "--layout" && i + 1 < argc) {
+      const std::string l = argv[++i];
+      if (l != "bhnd" && l != "bnhd") {
+        std::fprintf(stderr, "--layout must be bhnd or bnhd (got '%s')\n", l.c_str());
+        return 2;
+      }
+      bnhd = l == "bnhd";
+    } else if (a == "--family" && i + 1 < argc) {
+      const std::string f = argv[++i];
+      if (f != "auto" && f != "mma") {
+        std::fprintf(stderr, "--family must be auto or mma (got '%s')\n", f.c_str());
+        return 2;
+      }
+      tuning.family = f == "mma" ? lightring::kernels::KernelTuning::Family::kMma
+                                 : lightring::kernels::KernelTuning::Family::kAuto;
+    } else if (a == "--no-fused") {
+      tuning.fused = false;
+    } else if (a == "--no-decay-window") {
+      tuning.decay_window = false;
+    } else if (a == "--waves" && i + 1 < argc) {
+      tuning.segment_waves = std::atoi(argv[++i]);
+    } else if (a == "--seg-len" && i + 1 < argc) {
+      tuning.segment_len = std::atoll(argv[++i]);
+    } else if (a == "-w" && i + 1 < argc)
       warmup = std::atoi(argv[++i]);
     else if (a == "-n" && i + 1 < argc)
       iters = std::atoi(argv[++i]);
@@ -165,7 +195,9 @@ int main(int argc, char** argv) {
       if (got < 4) {
         std::fprintf(
             stderr,
-            "usage: %s [-w W] [-n N] [--dtype T] [--no-decay] [--check] [--out F] B,H,N,D[,E]...\n",
+            "usage: %s [-w W] [-n N] [--dtype T] [--no-decay] [--check] [--out F] [--family F] "
+            "[--no-fused] [--no-decay-window] [--waves W] [--seg-len L] [--layout L] "
+            "B,H,N,D[,E]...\n",
             argv[0]);
         return 2;
       }
@@ -177,9 +209,16 @@ int main(int argc, char** argv) {
   cudaDeviceProp prop;
   CHECK(cudaGetDeviceProperties(&prop, 0));
   const double copy = copy_tbps();
-  const char* variant = std::getenv("LIGHTRING_CUDA_VARIANT");  // kernels/cuda/variant.h
-  std::printf("# device %s, copy %.3f TB/s (read+write), LIGHTRING_CUDA_VARIANT=%s\n", prop.name,
-              copy, variant ? variant : "(unset)");
+  if (bnhd && check_small) {
+    std::fprintf(stderr, "--check compares bhnd buffers with the oracle: use --layout bhnd\n");
+    return 2;
+  }
+  lightring::kernels::set_kernel_tuning(tuning);
+  std::printf(
+      "# device %s, copy %.3f TB/s (read+write), family %s, fused %d, decay window %d, waves %d, "
+      "seg_len %ld\n",
+      prop.name, copy, lightring::kernels::family_name(tuning.family), tuning.fused,
+      tuning.decay_window, tuning.segment_waves, static_cast<long>(tuning.segment_len));
   if (out)
     std::fprintf(out, "{\"ceiling\": \"copy_TBps\", \"value\": %.4f, \"device\": \"%s\"}\n", copy,
                  prop.name);
@@ -229,8 +268,10 @@ int main(int argc, char** argv) {
     f.k = k;
     f.v = v;
     f.o = o;
-    f.q_stride = f.k_stride = lightring::kernels::contiguous_bhnd(s.H, s.N, s.D);
-    f.v_stride = f.o_stride = lightring::kernels::contiguous_bhnd(s.H, s.N, s.E);
+    const auto strides =
+        bnhd ? lightring::kernels::contiguous_bnhd : lightring::kernels::contiguous_bhnd;
+    f.q_stride = f.k_stride = strides(s.H, s.N, s.D);
+    f.v_stride = f.o_stride = strides(s.H, s.N, s.E);
     b.q = q;
     b.k = k;
     b.v = v;
@@ -279,9 +320,12 @@ int main(int argc, char** argv) {
             "{\"impl\": \"lightring\", \"B\": %ld, \"H\": %ld, \"N\": %ld, \"n_local\": %ld, "
             "\"D\": %ld, \"E\": %ld, \"dtype\": \"%s\", \"decay\": %s, \"pass\": \"%s\", "
             "\"ms\": %.5f, \"tokens_per_s\": %.6g, \"achieved_TBps\": %.4f, \"peak_GB\": %.3f, "
-            "\"rel_err\": %s}\n",
+            "\"rel_err\": %s, \"family\": \"%s\", \"layout\": \"%s\"}\n",
             s.B, s.H, s.N, s.N, s.D, s.E, lightring::kernels::dtype_name(dtype),
-            decay_on ? "true" : "false", r.pass, r.ms, tps, tbps, r.peak / 1e9, err_s);
+            decay_on ? "true" : "false", r.pass, r.ms, tps, tbps, r.peak / 1e9, err_s,
+            lightring::kernels::cuda::family_of(dtype, static_cast<int>(s.D),
+                                                static_cast<int>(s.E)),
+            bnhd ? "bnhd" : "bhnd");
       std::fflush(stdout);
     }
     for (void* p : {q, k, v, o, dout, dq, dk, dv}) CHECK(cudaFree(p));

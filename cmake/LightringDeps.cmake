@@ -9,9 +9,12 @@ if(LIGHTRING_CUDA)
   include(CheckLanguage)
   check_language(CUDA)
   if(CMAKE_CUDA_COMPILER)
-    # Default to Hopper (sm_90a: wgmma, TMA) unless the user chose architectures.
+    # Default: a binary for the GPUs people have, unless the user chose architectures: sm_80
+    # code (A100; L40 and other sm_8x run it) for the tf32 and mma families, sm_90a code for
+    # H100 / H200 (the wgmma family). The runtime picks the family by compute capability
+    # (kernels/cuda/family.h).
     if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES OR CMAKE_CUDA_ARCHITECTURES STREQUAL "")
-      set(CMAKE_CUDA_ARCHITECTURES 90a)
+      set(CMAKE_CUDA_ARCHITECTURES "80;90a")
     endif()
     enable_language(CUDA)
     set(CMAKE_CUDA_STANDARD 17)

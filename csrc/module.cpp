@@ -87,7 +87,15 @@ PyObject* py_nccl_unique_id(PyObject*, PyObject*) {
 #endif
 }
 
+PyObject* py_kernel_families(PyObject*, PyObject*) {
+  return guarded([]() -> PyObject* {
+    return PyUnicode_FromString(lightring::kernels::kernel_families().c_str());
+  });
+}
+
 PyMethodDef kMethods[] = {
+    {"kernel_families", py_kernel_families, METH_NOARGS,
+     "kernel_families() -> str: the CUDA kernel families this device runs."},
     {"slopes", py_slopes, METH_VARARGS,
      "slopes(num_heads) -> list[float]: TransNormerLLM per-head decay rates (algorithm.md §1)."},
     {"default_block_size", py_default_block_size, METH_VARARGS,

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <mutex>
 
 #include "kernels/backend.h"
 #include "kernels/error.h"
@@ -168,6 +169,42 @@ void BackwardPass::finish(const float* d_final_state, float* d_initial_state) {
   LR_CHECK(!finished_, "BackwardPass::finish may be called only once");
   finished_ = true;
   impl_->finish(d_final_state, d_initial_state);
+}
+
+namespace {
+std::mutex g_tuning_mu;
+KernelTuning g_tuning;
+}  // namespace
+
+void set_kernel_tuning(const KernelTuning& tuning) {
+  LR_CHECK(tuning.segment_waves >= 0 && tuning.segment_len >= 0,
+           "KernelTuning: segment_waves and segment_len must be >= 0 (0: the cost model)");
+  LR_CHECK(tuning.tf32_stages >= 0 && tuning.tf32_stages <= 2,
+           "KernelTuning: tf32_stages must be 0 (by occupancy), 1 or 2 (got ", tuning.tf32_stages,
+           ")");
+  std::lock_guard<std::mutex> lock(g_tuning_mu);
+  g_tuning = tuning;
+}
+
+KernelTuning kernel_tuning() {
+  std::lock_guard<std::mutex> lock(g_tuning_mu);
+  return g_tuning;
+}
+
+const char* family_name(KernelTuning::Family family) {
+  return family == KernelTuning::Family::kMma ? "mma" : "auto";
+}
+
+std::string kernel_families() {
+#ifdef LIGHTRING_WITH_CUDA
+  if (!cuda_available()) return "no GPU visible";
+  return std::string("bf16/fp16: ") + cuda::family_of(DType::kBFloat16, 128, 128) +
+         (std::string(cuda::family_of(DType::kBFloat16, 128, 128)) == "wgmma" ? " (sm_90a)"
+                                                                              : " (mma.sync)") +
+         ", fp32: tf32";
+#else
+  return "no CUDA backend in this build";
+#endif
 }
 
 DecayDigest digest_values(const float* values, int64_t heads) {

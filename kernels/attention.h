@@ -19,6 +19,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "kernels/dtype.h"
 
@@ -189,11 +190,36 @@ void slopes(int64_t heads, float* out);
 // Default block size of a backend for a problem.
 int default_block_size(Device device, int64_t qk_dim, int64_t v_dim);
 
+// Tuning of the CUDA backend that tests and A/B benchmarks set; every setting gives the same
+// function up to fp32 rounding, and the defaults are what users run. Set per process
+// (set_kernel_tuning) and read by every call that follows; not thread-safe against calls in
+// flight.
+struct KernelTuning {
+  // Which kernel family runs 16-bit inputs: kAuto picks the fastest the GPU has (wgmma on
+  // sm_90a builds running on compute capability 9.0, mma.sync elsewhere); kMma forces the
+  // mma.sync family (the sm_80 path) on every GPU. fp32 inputs always run the TF32 family.
+  enum class Family { kAuto, kMma };
+  Family family = Family::kAuto;
+  bool fused = true;         // wgmma: the fused single-pass forward and dQ (else three passes)
+  bool decay_window = true;  // skip chunks whose terms all enter a state below 2^-64
+  int segment_waves = 0;     // > 0: segment count ceil(w·resident CTAs / (B·H·slices))
+  int64_t segment_len = 0;   // > 0: segment length (rounded up to 64 rows); wins over waves
+  bool check_decay_every_call = false;  // read and check decay every call (else once per array)
+  bool pool_release = false;  // let the stream-ordered pool return memory at each synchronisation
+  int tf32_stages = 0;        // TF32 family: cp.async stages, 1 or 2 (0: by occupancy)
+};
+void set_kernel_tuning(const KernelTuning& tuning);
+KernelTuning kernel_tuning();
+const char* family_name(KernelTuning::Family family);
+// The kernel families the CUDA backend runs on the current device with the current tuning, e.g.
+// "bf16/fp16: wgmma (sm_90a), fp32: tf32"; "no CUDA backend" or "no GPU visible" otherwise.
+std::string kernel_families();
+
 // A 128-bit digest of the H decay rates (their exact bytes; {0, 0} when decay is null), which the
 // ranks of a sequence-parallel group compare so that they agree on decay exactly. On CUDA the
 // values are read by the decay check of a pass (kernels/cuda/attention.cu): once per device,
-// pointer and H by default, every call with LIGHTRING_CHECK_DECAY=always; a decay array changed
-// in place between calls is seen only in that mode.
+// pointer and H by default, every call with KernelTuning::check_decay_every_call; a decay array
+// changed in place between calls is seen only in that mode.
 using DecayDigest = std::array<uint64_t, 2>;
 DecayDigest decay_digest(const Problem& p);
 // The digest of H host values (the hash decay_digest applies).

@@ -120,6 +120,8 @@ void print_header(const BenchOptions& o, const RunInfo& info) {
   std::printf("# warmup %d  iters %d (median)  check %s  commit %s\n", o.warmup, o.iters,
               o.check ? "on" : "off", info.commit.c_str());
   std::printf("# versions: %s\n", info.versions.c_str());
+  if (o.backend == kernels::Device::kCuda)
+    std::printf("# kernel families: %s\n", kernels::kernel_families().c_str());
   if (!info.transport.empty()) std::printf("# exchange transport: %s\n", info.transport.c_str());
   if (info.timeout_s > 0)
     std::printf("# deadline: %g s per wait for a peer (--timeout, LIGHTRING_COMM_TIMEOUT_S)\n",

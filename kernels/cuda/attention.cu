@@ -11,10 +11,10 @@
 // B·H·slices alone fills the GPU (G = 1) steps 1–2 are skipped and the main
 // pass reads the initial state and writes the final state itself.
 //
-// Fused (the one-shot forward and dQ, where the v7 kernels run; scan.h:
+// Fused (the one-shot forward and dQ, where the wgmma family runs; scan.h:
 // fused_runs): steps 1–3 are one kernel, each segment's CTA computing its local
 // pair, taking the entering state from its predecessor through a chain and
-// publishing its own, then running the main pass (scan_v7.cuh, Mode::kFused).
+// publishing its own, then running the main pass (scan_wgmma.cuh, Mode::kFused).
 // dV and dK keep steps 1–3: they share one dS prefix.
 //
 // Two phases (sequence parallel): steps 1–2 run from init = 0 before the
@@ -32,9 +32,9 @@
 // Decay: `decay` is a device pointer here; its values are copied to the host
 // and checked (finite, >= 0) before any launch, except while the stream is
 // being captured into a CUDA graph (then the check is skipped). A pass checks
-// once, in phase 1. The copy synchronises the stream, so by default
-// (LIGHTRING_CHECK_DECAY=once) a decay array is checked the first time its
-// pointer is seen on a device only (segments.h: check_decay).
+// once, in phase 1. The copy synchronises the stream, so by default a decay
+// array is checked the first time its pointer is seen on a device only
+// (segments.h: check_decay; KernelTuning::check_decay_every_call).
 #include <cuda_runtime.h>
 
 #include <algorithm>

@@ -16,22 +16,23 @@
 
 #include "kernels/backend.h"
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/family.h"
 #include "kernels/cuda/scan.h"
 #include "kernels/cuda/segments.h"
-#include "kernels/cuda/variant.h"
 #include "kernels/error.h"
 
 namespace lightring::kernels::cuda {
 
 namespace {
 
-// The segment count G of a v6/v7 scan: B·H·slices·G = base·G CTAs run in ceil(base·G / slots)
-// waves (slots = CTAs resident at once). G = 1 is the output pass alone; G > 1 adds the state
-// pass (or the fused scan's state phase) over K and V, ~1.5x the work per row (bench/NOTES.md,
-// session 4: state phase + output phase). The G in [1, min(max_segs, 4·ceil(slots / base))] of
-// least waves(G)·cost(G) / G wins, the smallest on ties: B=1 H=32 gives G = 4 (one wave of 128
-// CTAs on 132 SMs), B=4 H=32 gives G = 1 (measured on an H200, session 4: fused forward at 16K
-// 0.273 ms with G = 4 vs 0.291 with G = 8; B=4 H=32 N=4096 0.211 with G = 1 vs 0.410 with G = 2).
+// The segment count G of an mma / wgmma scan: B·H·slices·G = base·G CTAs run in ceil(base·G /
+// slots) waves (slots = CTAs resident at once). G = 1 is the output pass alone; G > 1 adds the
+// state pass (or the fused scan's state phase) over K and V, ~1.5x the work per row
+// (bench/NOTES.md, session 4: state phase + output phase). The G in [1, min(max_segs, 4·ceil(slots
+// / base))] of least waves(G)·cost(G) / G wins, the smallest on ties: B=1 H=32 gives G = 4 (one
+// wave of 128 CTAs on 132 SMs), B=4 H=32 gives G = 1 (measured on an H200, session 4: fused forward
+// at 16K 0.273 ms with G = 4 vs 0.291 with G = 8; B=4 H=32 N=4096 0.211 with G = 1 vs 0.410 with G
+// = 2).
 int64_t best_segment_count(int64_t base, int64_t slots, int64_t max_segs) {
   const int64_t g_hi = std::min(max_segs, 4 * ((slots + base - 1) / base));
   int64_t best = 1;
@@ -47,13 +48,10 @@ int64_t best_segment_count(int64_t base, int64_t slots, int64_t max_segs) {
   return best;
 }
 
-// seg_len (or LIGHTRING_CUDA_SEG_LEN) rounded up to whole chunks, and the segment count.
+// seg_len (or KernelTuning::segment_len) rounded up to whole chunks, and the segment count.
 SegmentPlan finish_plan(const Problem& p, int64_t seg_len) {
-  if (const char* env = std::getenv("LIGHTRING_CUDA_SEG_LEN")) {
-    const long long forced = std::atoll(env);
-    LR_CHECK(forced >= 1, "LIGHTRING_CUDA_SEG_LEN must be a positive integer (got '", env, "')");
-    seg_len = forced;
-  }
+  const int64_t forced = kernel_tuning().segment_len;
+  if (forced > 0) seg_len = forced;
   seg_len = (seg_len + kChunk - 1) / kChunk * kChunk;
   SegmentPlan plan;
   plan.seg_len = seg_len;
@@ -69,10 +67,8 @@ void retain_pool_memory() {
   // Bit d: device d's pool is set. Setting it twice (two threads racing) is harmless, so the
   // fast path of every workspace is one relaxed load; devices >= 64 set it every time.
   static std::atomic<uint64_t> done{0};
-  static const bool release = [] {
-    const char* env = std::getenv("LIGHTRING_CUDA_POOL_RELEASE");
-    return env && std::string(env) == "1";
-  }();
+  // Read at a device's first workspace: the pool keeps its threshold afterwards.
+  const bool release = kernel_tuning().pool_release;
   int device = 0;
   LR_CUDA_CHECK(cudaGetDevice(&device));
   const uint64_t bit = device < 64 ? uint64_t{1} << device : 0;
@@ -84,35 +80,30 @@ void retain_pool_memory() {
   done.fetch_or(bit, std::memory_order_relaxed);
 }
 
-// G segments of seg_len rows (a multiple of 64, >= kMinSegment unless N is shorter). The v3
-// kernels (2 CTAs per SM) take G with B·H·slices·G close to 4 CTAs per SM; the v6/v7 kernels
-// take best_segment_count (one CTA per SM, two for v7 with 64-column slices). Before session 4
-// the v6/v7 plan took whole waves from ceil(SMs / (B·H·slices)) segments up (bench/NOTES.md,
-// v6: 1 wave instead of 4 made B=1 H=32 D=128 forward+backward 1.77x faster at 16K).
-// LIGHTRING_CUDA_WAVES=w forces G = ceil(w·slots / (B·H·slices)) for both;
-// LIGHTRING_CUDA_SEG_LEN overrides seg_len (rounded up to 64; tests use it to cover many
-// segments at small N).
+// G segments of seg_len rows (a multiple of 64, >= kMinSegment unless N is shorter). The tf32
+// family (2 CTAs per SM) takes G with B·H·slices·G close to 4 CTAs per SM; the mma and wgmma
+// families take best_segment_count (one CTA per SM, two for wgmma with 64-column slices at
+// dk <= 64). KernelTuning::segment_waves = w forces G = ceil(w·slots / (B·H·slices));
+// KernelTuning::segment_len overrides seg_len (rounded up to 64; tests use it to cover many
+// segments at small N). The measurements behind the plan are in bench/NOTES.md.
 SegmentPlan plan_segments(const Problem& p, int max_dv) {
   constexpr int64_t kMinSegment = 256;
-  static const int64_t forced_waves = [] {
-    const char* env = std::getenv("LIGHTRING_CUDA_WAVES");
-    const long long w = env ? std::atoll(env) : 0;
-    return w >= 1 ? static_cast<int64_t>(w) : int64_t{0};
-  }();
+  const int64_t forced_waves = kernel_tuning().segment_waves;
   int device = 0, sms = 0;
   LR_CUDA_CHECK(cudaGetDevice(&device));
   LR_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   const int dk = static_cast<int>(p.qk_dim);
-  const bool v6 = v6_covers(p.dtype, dk, max_dv);
-  const int width = v6 ? v6_width(dk, max_dv) : slice_width(p.dtype);
+  const bool mma = mma_covers(p.dtype, dk);
+  const int width = mma ? mma_width(dk, max_dv) : slice_width(p.dtype);
   const int64_t base = p.batch * p.heads * ((max_dv + width - 1) / width);
-  // v3: 2 CTAs per SM; v6, v7 with 128 columns and v7 at dk > 128: 1; v7 with 64 at dk <= 64: 2.
-  const int64_t per_sm = !v6 || (width == 64 && dk <= 64 && v7_covers(p.dtype, dk, max_dv)) ? 2 : 1;
+  // tf32: 2 CTAs per SM; mma, wgmma with 128 columns or dk > 128: 1; wgmma with 64 at dk <= 64: 2.
+  const int64_t per_sm =
+      !mma || (width == 64 && dk <= 64 && wgmma_covers(p.dtype, dk, max_dv)) ? 2 : 1;
   const int64_t slots = per_sm * sms;
   const int64_t max_segs = std::max<int64_t>(1, p.seqlen / kMinSegment);
-  // Forced waves, or v3's 2 waves of 2 CTAs per SM: G = ceil(waves·slots / base).
+  // Forced waves, or tf32's 2 waves of 2 CTAs per SM: G = ceil(waves·slots / base).
   const int64_t waves = forced_waves ? forced_waves : 2;
-  const int64_t segs = v6 && !forced_waves
+  const int64_t segs = mma && !forced_waves
                            ? best_segment_count(base, slots, max_segs)
                            : std::max<int64_t>(1, (waves * slots + base - 1) / base);
   const int64_t g = std::min(max_segs, segs);
@@ -121,22 +112,11 @@ SegmentPlan plan_segments(const Problem& p, int max_dv) {
 
 namespace {
 
-// Decay arrays (device, pointer, H) whose values passed check_decay, under
-// LIGHTRING_CHECK_DECAY=once (the default). Bounded: cleared when full.
+// Decay arrays (device, pointer, H) whose values passed check_decay, unless
+// KernelTuning::check_decay_every_call. Bounded: cleared when full.
 std::mutex g_checked_mu;
 using DecayKey = std::tuple<int, const float*, int64_t>;
 std::vector<std::pair<DecayKey, DecayDigest>> g_checked;  // with the digest of the values read
-
-bool check_decay_every_call() {
-  static const bool always = [] {
-    const char* env = std::getenv("LIGHTRING_CHECK_DECAY");
-    if (!env || !*env || std::strcmp(env, "once") == 0) return false;
-    LR_CHECK(std::strcmp(env, "always") == 0,
-             "LIGHTRING_CHECK_DECAY must be unset, 'once' or 'always' (got '", env, "')");
-    return true;
-  }();
-  return always;
-}
 
 }  // namespace
 
@@ -199,7 +179,7 @@ DecayDigest read_decay(const Problem& p, cudaStream_t stream) {
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
   LR_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
   if (capture != cudaStreamCaptureStatusNone) return {0, 0};
-  const bool always = check_decay_every_call();
+  const bool always = kernel_tuning().check_decay_every_call;
   int device = 0;
   LR_CUDA_CHECK(cudaGetDevice(&device));
   const DecayKey key = std::make_tuple(device, p.decay, p.heads);
@@ -235,8 +215,8 @@ DecayDigest decay_digest(const Problem& p) {
 }
 
 ScanParams base_params(const Problem& p, const SegmentPlan& plan) {
-  // ScanParams::window: 64·ln 2 (weights below 2^-64) unless LIGHTRING_CUDA_DECAY_WINDOW=0.
-  static const float window = env_switch("LIGHTRING_CUDA_DECAY_WINDOW") ? 64.0f * 0.6931472f : 0.0f;
+  // ScanParams::window: 64·ln 2 (weights below 2^-64) unless KernelTuning::decay_window is off.
+  const float window = kernel_tuning().decay_window ? 64.0f * 0.6931472f : 0.0f;
   ScanParams sp;
   sp.window = window;
   sp.dtype = p.dtype;

@@ -1,25 +1,22 @@
-// scan(): dispatch of the chunked scan (scan.h) on the element type, and to
-// the v6 kernels for the shapes they cover, and to the v7 kernels where they run (variant.h).
+// scan(): dispatch of the chunked scan (scan.h) to its kernel family (family.h): tf32 for
+// fp32 inputs; wgmma for 16-bit inputs where it runs, mma elsewhere.
 #include <cuda_runtime.h>
 
-#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/family.h"
 #include "kernels/cuda/scan.h"
-#include "kernels/cuda/variant.h"
 #include "kernels/error.h"
 
 namespace lightring::kernels::cuda {
 
-void scan_bf16(const ScanParams& p, cudaStream_t stream);
-void scan_fp16(const ScanParams& p, cudaStream_t stream);
 void scan_fp32(const ScanParams& p, cudaStream_t stream);
-void scan_v6_bf16(const ScanParams& p, cudaStream_t stream);
-void scan_v6_fp16(const ScanParams& p, cudaStream_t stream);
-bool scan_v7_bf16(const ScanParams& p, cudaStream_t stream);
-bool scan_v7_fp16(const ScanParams& p, cudaStream_t stream);
+void scan_mma_bf16(const ScanParams& p, cudaStream_t stream);
+void scan_mma_fp16(const ScanParams& p, cudaStream_t stream);
+bool scan_wgmma_bf16(const ScanParams& p, cudaStream_t stream);
+bool scan_wgmma_fp16(const ScanParams& p, cudaStream_t stream);
 
 namespace {
 
@@ -31,18 +28,13 @@ bool aligned16(const Operand& x) {
   return (bits & 15) == 0;
 }
 
-std::atomic<bool>& fused_switch() {
-  static std::atomic<bool> on{env_switch("LIGHTRING_CUDA_FUSED")};
-  return on;
-}
-
 // Floats of one lane's state in the fused scan (the kernel's dk block times its slice width).
 int64_t fused_state_floats(const ScanParams& p) {
-  return (p.dk <= 64 ? 64 : p.dk <= 128 ? 128 : 256) * v6_width(p.dk, p.dv);
+  return (p.dk <= 64 ? 64 : p.dk <= 128 ? 128 : 256) * mma_width(p.dk, p.dv);
 }
 
 int64_t fused_lanes(const ScanParams& p) {
-  const int width = v6_width(p.dk, p.dv);
+  const int width = mma_width(p.dk, p.dv);
   return p.batch * p.heads * ((p.dv + width - 1) / width);
 }
 
@@ -54,17 +46,18 @@ int64_t fused_counters(const ScanParams& p) {
 
 }  // namespace
 
-bool v7_runs(const ScanParams& p) {
-  return v6_covers(p.dtype, p.dk, p.dv) && v7_covers(p.dtype, p.dk, p.dv) &&
-         (!p.o || aligned16(p.q)) && aligned16(p.k) && aligned16(p.v);
+bool wgmma_runs(const ScanParams& p) {
+  return wgmma_covers(p.dtype, p.dk, p.dv) && (!p.o || aligned16(p.q)) && aligned16(p.k) &&
+         aligned16(p.v);
 }
 
 bool fused_runs(const ScanParams& p) {
-  return p.o && fused_switch().load(std::memory_order_relaxed) && v7_runs(p);
+  return p.o && kernel_tuning().fused && wgmma_runs(p);
 }
 
-void set_fused_scan(bool on) {
-  fused_switch().store(on, std::memory_order_relaxed);
+const char* family_of(DType dtype, int dk, int dv) {
+  if (!mma_covers(dtype, dk)) return "tf32";
+  return wgmma_covers(dtype, dk, dv) ? "wgmma" : "mma";
 }
 
 size_t fused_workspace_floats(const ScanParams& p) {
@@ -78,22 +71,14 @@ Chain fused_chain(float* ws, const ScanParams& p) {
 void scan(const ScanParams& p, void* stream_ptr) {
   const auto stream = static_cast<cudaStream_t>(stream_ptr);
   LR_CHECK(p.seg_len % kChunk == 0, "CUDA scan: seg_len must be a multiple of ", kChunk);
-  LR_CHECK(!p.chain.counter || v7_runs(p), "CUDA scan: the fused scan needs the v7 kernels");
-  if (v6_covers(p.dtype, p.dk, p.dv)) {
-    if (p.dtype == DType::kBFloat16) {
-      if (!scan_v7_bf16(p, stream)) scan_v6_bf16(p, stream);
-      return;
-    }
-    if (p.dtype == DType::kFloat16) {
-      if (!scan_v7_fp16(p, stream)) scan_v6_fp16(p, stream);
-      return;
-    }
-  }
+  LR_CHECK(!p.chain.counter || wgmma_runs(p), "CUDA scan: the fused scan needs the wgmma family");
   switch (p.dtype) {
     case DType::kBFloat16:
-      return scan_bf16(p, stream);
+      if (!scan_wgmma_bf16(p, stream)) scan_mma_bf16(p, stream);
+      return;
     case DType::kFloat16:
-      return scan_fp16(p, stream);
+      if (!scan_wgmma_fp16(p, stream)) scan_mma_fp16(p, stream);
+      return;
     case DType::kFloat32:
       return scan_fp32(p, stream);
   }

@@ -47,7 +47,7 @@ struct StateRef {
   int64_t sbh = 0, sg = 0, si = 0, sj = 0;
 };
 
-// The fused scan's chain (scan_v7.cuh, Mode::kFused): counter[0] is the CTA ticket and
+// The fused scan's chain (scan_wgmma.cuh, Mode::kFused): counter[0] is the CTA ticket and
 // counter[1 + lane] the count of segments lane (b·h, dv slice) has published (the launcher zeroes
 // them); ring holds two fp32 states per lane (fused_workspace_floats).
 struct Chain {
@@ -65,18 +65,18 @@ struct ScanParams {
   const float* decay = nullptr;  // [H] device, s_h; nullptr means 0
   float c_intra = 1.0f, c_inter = 1.0f, c_state = 1.0f;
   int shift = 0;  // σ
-  // The decay window of state passes (v7): a state pass (or the fused scan's state phase) skips
+  // The decay window of state passes (wgmma): a state pass (or the fused scan's state phase) skips
   // the chunks whose rows all enter the segment's state with weight λ^d < e^-window (d: rows
   // after the row in the segment), i.e. s·d >= window; 0 keeps every chunk. base_params sets
   // 64·ln 2 (weights below 2^-64, far under fp32 rounding of the kept terms;
-  // LIGHTRING_CUDA_DECAY_WINDOW=0 turns it off).
+  // KernelTuning::decay_window = false turns it off).
   float window = 0.0f;
   int64_t seg_len = 0;  // multiple of kChunk
   int num_segs = 1;
   StateRef state_in;   // entering state per segment; ptr nullptr means 0
   StateRef state_out;  // final state of each segment's scan; ptr nullptr to skip
-  int stages = 1;      // v3 kernels: set by their launcher, cp.async stages of the tiles (1 or 2)
-  // Set: the fused single-pass output scan (v7 only; fused_runs): state_in / state_out are the
+  int stages = 1;      // tf32 family: set by its launcher, cp.async stages of the tiles (1 or 2)
+  // Set: the fused single-pass output scan (wgmma only; fused_runs): state_in / state_out are the
   // view's initial and final states (sg = 0) instead of per-segment ones.
   Chain chain;
 };
@@ -84,17 +84,14 @@ struct ScanParams {
 // Launches the scan. Throws lightring::Error on a CUDA error.
 void scan(const ScanParams& p, void* stream);
 
-// Whether the v7 kernels run p (variant.h: v7_covers, and 16-byte aligned rows of k, v and,
+// Whether the wgmma family runs p (family.h: wgmma_covers, and 16-byte aligned rows of k, v and,
 // for an output pass, q).
-bool v7_runs(const ScanParams& p);
+bool wgmma_runs(const ScanParams& p);
 
-// Whether the fused single-pass scan runs the output scan p (v7_runs, and not switched off:
-// set_fused_scan / LIGHTRING_CUDA_FUSED=0).
+// Whether the fused single-pass scan runs the output scan p (wgmma_runs, and
+// KernelTuning::fused, which tests and benchmarks switch off to compare it with the state pass
+// + combine + output pass it replaces).
 bool fused_runs(const ScanParams& p);
-
-// Switches the fused scan on or off for the process (tests and benchmarks compare it with the
-// state pass + combine + output pass it replaces). Initially on unless LIGHTRING_CUDA_FUSED=0.
-void set_fused_scan(bool on);
 
 // fp32 workspace of the fused scan p: the counters, then two states per lane.
 size_t fused_workspace_floats(const ScanParams& p);

@@ -19,11 +19,10 @@ namespace lightring::kernels::cuda {
 
 // Lets the memory pool that cudaMallocAsync draws from on the current device keep what is freed
 // (release threshold = max). With the default threshold (0) every synchronisation returns the
-// workspaces' memory to the driver and the next call maps it again (measured on an H200,
-// bench/NOTES.md, v6: forward at B=1 H=32 N=16K 0.905 -> 0.821 ms, at B=1 H=4 N=2048
-// 0.104 -> 0.062 ms). The pool then holds the largest workspace set of the process
+// workspaces' memory to the driver and the next call maps it again (measured in
+// bench/NOTES.md). The pool then holds the largest workspace set of the process
 // (B·H·G·D·E·4 bytes per workspace).
-// Once per device; LIGHTRING_CUDA_POOL_RELEASE=1 leaves the threshold as it is.
+// Once per device; KernelTuning::pool_release leaves the threshold as it is.
 void retain_pool_memory();
 
 // Stream-ordered fp32 scratch (cudaMallocAsync), freed on the same stream.
@@ -78,9 +77,9 @@ struct SegmentPlan {
 SegmentPlan plan_segments(const Problem& p, int max_dv);
 
 // Copies the decay rates to the host and checks them (finite, >= 0), which synchronises
-// `stream`; skipped while `stream` is being captured. LIGHTRING_CHECK_DECAY=once (default):
-// only the first time a (device, pointer, H) is seen, so that steady-state calls never wait for
-// the GPU (a decay array changed in place later is not re-read); "always": every call.
+// `stream`; skipped while `stream` is being captured. By default only the first time a (device,
+// pointer, H) is seen, so that steady-state calls never wait for the GPU (a decay array changed
+// in place later is not re-read); KernelTuning::check_decay_every_call: every call.
 void check_decay(const Problem& p, cudaStream_t stream);
 
 // Non-blocking streams per device (created once, never destroyed) for work that a pass runs

@@ -31,9 +31,20 @@ def cuda_available():
     return bool(_C.cuda_compiled() and _C.cuda_available() and _C.torch_cuda)
 
 
+def info():
+    """What this lightring runs on: versions, the backends of the build, the CUDA kernel
+    families of the current device (tf32 / mma / wgmma), the NCCL exchange and the deadline."""
+    from . import collectives
+    return {"version": __version__, "torch": torch.__version__,
+            "built_against_torch": _C.torch_version, "cuda_compiled": bool(_C.cuda_compiled()),
+            "cuda_available": cuda_available(), "kernel_families": _C.kernel_families(),
+            "nccl_exchange": bool(getattr(_C, "nccl_exchange", False)),
+            "comm_timeout_s": collectives.timeout_s()}
+
+
 from .functional import SCHEDULES, lightning_attention  # noqa: E402
 from . import collectives, distributed, nn  # noqa: E402
 from .collectives import CommError  # noqa: E402
 
-__all__ = ["lightning_attention", "slopes", "cuda_available", "collectives", "distributed", "nn",
+__all__ = ["lightning_attention", "slopes", "cuda_available", "info", "collectives", "distributed", "nn",
            "SCHEDULES", "CommError"]

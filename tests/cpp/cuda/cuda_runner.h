@@ -145,13 +145,46 @@ inline CudaResults download_results(const Problem& pr, bool bnhd, const DeviceBu
           to_double(hsb)};
 }
 
-// Sets LIGHTRING_CUDA_SEG_LEN for one scope (forces many segments at small N).
+// Sets kernels::KernelTuning for one scope and restores the previous one.
+class ScopedTuning {
+ public:
+  explicit ScopedTuning(const kernels::KernelTuning& t) : saved_(kernels::kernel_tuning()) {
+    kernels::set_kernel_tuning(t);
+  }
+  ~ScopedTuning() { kernels::set_kernel_tuning(saved_); }
+  ScopedTuning(const ScopedTuning&) = delete;
+  ScopedTuning& operator=(const ScopedTuning&) = delete;
+
+ private:
+  kernels::KernelTuning saved_;
+};
+
+// Forces the segment length for one scope (many segments at small N); 0 keeps the plan.
 class ScopedSegLen {
  public:
-  explicit ScopedSegLen(int64_t seg_len) {
-    if (seg_len > 0) setenv("LIGHTRING_CUDA_SEG_LEN", std::to_string(seg_len).c_str(), 1);
+  explicit ScopedSegLen(int64_t seg_len) : tuning_(with_seg_len(seg_len)) {}
+
+ private:
+  static kernels::KernelTuning with_seg_len(int64_t seg_len) {
+    kernels::KernelTuning t = kernels::kernel_tuning();
+    t.segment_len = seg_len;
+    return t;
   }
-  ~ScopedSegLen() { unsetenv("LIGHTRING_CUDA_SEG_LEN"); }
+  ScopedTuning tuning_;
+};
+
+// Runs the 16-bit scans on one family for one scope (kAuto: the fastest the GPU has).
+class ScopedFamily {
+ public:
+  explicit ScopedFamily(kernels::KernelTuning::Family f) : tuning_(with_family(f)) {}
+
+ private:
+  static kernels::KernelTuning with_family(kernels::KernelTuning::Family f) {
+    kernels::KernelTuning t = kernels::kernel_tuning();
+    t.family = f;
+    return t;
+  }
+  ScopedTuning tuning_;
 };
 
 // How run_cuda drives the backend: the one-shot forward / backward / local_state

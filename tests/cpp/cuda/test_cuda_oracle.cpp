@@ -1,24 +1,26 @@
 // CUDA backend vs the float64 closed-form oracle (docs/algorithm.md §1):
 // forward, final state, dQ, dK, dV, dS0 and both local states (§3), over odd
 // lengths (N < 64 included), the (D, E) pairs of issue 4, decay on/off,
-// states on/off, fp32 / bf16 / fp16, both layouts, one and many segments.
+// states on/off, fp32 / bf16 / fp16, both layouts, one and many segments, and every kernel
+// family (kernels/cuda/family.h): tf32 for fp32; for 16-bit inputs the families of
+// KernelTuning::family, auto (wgmma on an H100/H200 sm_90a build) and mma (the sm_80 path).
 // Every output is NaN-poisoned before the run; inputs are fresh per case.
 #include <gtest/gtest.h>
 
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <tuple>
 
 #include "cuda/cuda_runner.h"
+#include "kernels/cuda/family.h"
 #include "kernels/cuda/segments.h"
-#include "kernels/cuda/variant.h"
 
 namespace lightring::test {
 namespace {
 
 using Dims = std::pair<int64_t, int64_t>;
-using Param = std::tuple<int64_t /*N*/, Dims, bool /*decay*/, bool /*states*/, DType>;
+using Family = kernels::KernelTuning::Family;
+using Param = std::tuple<int64_t /*N*/, Dims, bool /*decay*/, bool /*states*/, DType, Family>;
 
 void check_case(const Shape& s, DType dtype, bool decay_on, bool states, bool bnhd, int64_t seg_len,
                 uint64_t seed) {
@@ -40,7 +42,10 @@ class CudaOracle : public ::testing::TestWithParam<Param> {
 };
 
 TEST_P(CudaOracle, MatchesFloat64) {
-  const auto [N, de, decay_on, states, dtype] = GetParam();
+  const auto [N, de, decay_on, states, dtype, family] = GetParam();
+  if (dtype == DType::kFloat32 && family != Family::kAuto)
+    GTEST_SKIP() << "fp32 inputs run the tf32 family only";
+  ScopedFamily use(family);
   const Shape s =
       N >= 97 ? Shape{1, 2, N, de.first, de.second} : Shape{2, 3, N, de.first, de.second};
   const uint64_t seed = 7000 + N * 13 + de.first * 3 + de.second + decay_on * 5 + states * 11;
@@ -53,26 +58,29 @@ TEST_P(CudaOracle, MatchesFloat64) {
 }
 
 std::string param_name(const ::testing::TestParamInfo<Param>& info) {
-  const auto [N, de, decay_on, states, dtype] = info.param;
+  const auto [N, de, decay_on, states, dtype, family] = info.param;
   return "N" + std::to_string(N) + "_D" + std::to_string(de.first) + "E" +
          std::to_string(de.second) + (decay_on ? "_decay" : "_nodecay") +
-         (states ? "_states" : "_nostates") + "_" + kernels::dtype_name(dtype);
+         (states ? "_states" : "_nostates") + "_" + kernels::dtype_name(dtype) + "_" +
+         kernels::family_name(family);
 }
 
 const auto kDims = ::testing::Values(Dims{16, 16}, Dims{48, 80}, Dims{64, 64}, Dims{128, 128},
                                      Dims{192, 192}, Dims{256, 128});
 const auto kDtypes = ::testing::Values(DType::kFloat32, DType::kBFloat16, DType::kFloat16);
+const auto kFamilies = ::testing::Values(Family::kAuto, Family::kMma);
 
 INSTANTIATE_TEST_SUITE_P(Short, CudaOracle,
                          ::testing::Combine(::testing::Values<int64_t>(1, 37, 130), kDims,
-                                            ::testing::Bool(), ::testing::Bool(), kDtypes),
+                                            ::testing::Bool(), ::testing::Bool(), kDtypes,
+                                            kFamilies),
                          param_name);
 
 // Several natural segments (B·H = 2 gives G = N / 256 segments).
 INSTANTIATE_TEST_SUITE_P(Long, CudaOracle,
                          ::testing::Combine(::testing::Values<int64_t>(1000), kDims,
                                             ::testing::Values(true), ::testing::Values(true),
-                                            kDtypes),
+                                            kDtypes, kFamilies),
                          param_name);
 
 class CudaLayout : public CudaOracle {};
@@ -86,69 +94,68 @@ TEST_F(CudaLayout, BnhdStridesMatchFloat64) {
   }
 }
 
-// LIGHTRING_CUDA_VARIANT selects the kernels of 16-bit scans (bench/gpu_run.sh runs this binary
-// once per variant): v6 for dk <= 256 by default, with v7's output pass for dk <= 128 and
-// 128-column slices on sm_90a; v6 alone under "v6"; the 64-column v3 kernels under "v3".
-TEST(CudaVariant, EnvironmentSelectsTheKernels) {
-  using kernels::cuda::Variant;
-  const char* env = std::getenv("LIGHTRING_CUDA_VARIANT");
-  const std::string name = env ? env : "";
-  const bool v3 = name == "v3", v6 = name == "v6";
-  const bool sm90a = kernels::cuda_available() && kernels::cuda::sm90a_device();
-  std::printf("[ info     ] LIGHTRING_CUDA_VARIANT=%s, v7 output pass %s\n", env ? env : "(unset)",
-              !v3 && !v6 && sm90a ? "on" : "off");
-  EXPECT_EQ(kernels::cuda::variant(), v3 ? Variant::kV3 : v6 ? Variant::kV6 : Variant::kDefault);
-  EXPECT_EQ(kernels::cuda::v6_covers(DType::kBFloat16, 128, 128), !v3);
-  EXPECT_EQ(kernels::cuda::v6_covers(DType::kFloat16, 48, 80), !v3);
-  EXPECT_EQ(kernels::cuda::v6_covers(DType::kBFloat16, 64, 256), !v3);
-  EXPECT_FALSE(kernels::cuda::v6_covers(DType::kFloat32, 64, 64));
-  EXPECT_EQ(kernels::cuda::v6_covers(DType::kBFloat16, 192, 192), !v3);
-  EXPECT_EQ(kernels::cuda::v6_covers(DType::kFloat16, 256, 128), !v3);
-  EXPECT_FALSE(kernels::cuda::v6_covers(DType::kBFloat16, 264, 64));
-  EXPECT_EQ(kernels::cuda::v6_width(64, 48), 64);
-  EXPECT_EQ(kernels::cuda::v6_width(128, 100), 128);
-  EXPECT_EQ(kernels::cuda::v6_width(256, 256), 64);
+// KernelTuning::family selects the family of 16-bit scans: wgmma where it covers the shape on an
+// sm_90a build running on compute capability 9.0 (else mma), mma everywhere under kMma.
+TEST(CudaFamily, TuningSelectsTheFamily) {
+  using kernels::cuda::family_of;
+  EXPECT_TRUE(kernels::cuda::mma_covers(DType::kBFloat16, 256));
+  EXPECT_TRUE(kernels::cuda::mma_covers(DType::kFloat16, 1));
+  EXPECT_FALSE(kernels::cuda::mma_covers(DType::kFloat32, 64));
+  EXPECT_FALSE(kernels::cuda::mma_covers(DType::kBFloat16, 264));
+  EXPECT_EQ(kernels::cuda::mma_width(64, 48), 64);
+  EXPECT_EQ(kernels::cuda::mma_width(128, 100), 128);
+  EXPECT_EQ(kernels::cuda::mma_width(256, 256), 64);
   if (!kernels::cuda_available()) return;
-  const bool v7 = !v3 && !v6 && sm90a;
-  EXPECT_EQ(kernels::cuda::v7_covers(DType::kBFloat16, 128, 128), v7);
-  EXPECT_EQ(kernels::cuda::v7_covers(DType::kFloat16, 48, 80), v7);
-  EXPECT_EQ(kernels::cuda::v7_covers(DType::kBFloat16, 64, 64), v7);    // one warpgroup
-  EXPECT_FALSE(kernels::cuda::v7_covers(DType::kBFloat16, 128, 64));    // dk > 64, 64 columns
-  EXPECT_EQ(kernels::cuda::v7_covers(DType::kBFloat16, 192, 192), v7);  // split-K
-  EXPECT_EQ(kernels::cuda::v7_covers(DType::kFloat16, 256, 128), v7);
-  EXPECT_FALSE(kernels::cuda::v7_covers(DType::kFloat32, 128, 128));
+  const bool sm90a = kernels::cuda::sm90a_device();
+  std::printf("[ info     ] sm_90a device: %s\n", sm90a ? "yes (wgmma family)" : "no");
+  const std::string fast = sm90a ? "wgmma" : "mma";
+  EXPECT_EQ(family_of(DType::kFloat32, 128, 128), std::string("tf32"));
+  EXPECT_EQ(family_of(DType::kBFloat16, 128, 128), fast);
+  EXPECT_EQ(family_of(DType::kFloat16, 48, 80), fast);
+  EXPECT_EQ(family_of(DType::kBFloat16, 64, 64), fast);    // one warpgroup
+  EXPECT_EQ(family_of(DType::kBFloat16, 192, 192), fast);  // split-K
+  EXPECT_EQ(family_of(DType::kFloat16, 256, 128), fast);
+  ScopedFamily mma(Family::kMma);
+  EXPECT_EQ(family_of(DType::kBFloat16, 128, 128), std::string("mma"));
+  EXPECT_EQ(family_of(DType::kFloat32, 128, 128), std::string("tf32"));
 }
 
-// Shapes whose passes run v7's kernels (dk <= 128 with 128-column slices, dk <= 64 with 64,
-// 128 < dk <= 256 with 64 (split-K), aligned rows): every dk block (64, 128, 256), both slice
-// widths, partial slices (dv = 96, 48, 100), two and four slices (dv = 256), both layouts,
-// partial chunks and both segment regimes; under LIGHTRING_CUDA_VARIANT=v6 the same cases check v6.
-TEST_F(CudaLayout, V7ShapesMatchFloat64) {
+// Shapes whose passes run the wgmma family (dk <= 128 with 128-column slices, dk <= 64 with 64,
+// 128 < dk <= 256 with 64 (split-K), aligned rows) and the mma family elsewhere: every dk block
+// (64, 128, 256), both slice widths, partial slices (dv = 96, 48, 100), two and four slices
+// (dv = 256), both layouts, partial chunks and both segment regimes; the same cases again on
+// the mma family.
+TEST_F(CudaLayout, EveryFamilyShapeMatchesFloat64) {
   for (DType dtype : {DType::kBFloat16, DType::kFloat16}) {
-    for (const Dims de : {Dims{128, 96}, Dims{64, 128}, Dims{96, 128}, Dims{128, 256}, Dims{64, 64},
-                          Dims{32, 48}, Dims{256, 256}, Dims{144, 100}, Dims{200, 64}}) {
-      SCOPED_TRACE(std::string(kernels::dtype_name(dtype)) + " D=" + std::to_string(de.first) +
-                   " E=" + std::to_string(de.second));
-      const uint64_t seed = 200 + de.first + de.second;
-      check_case(Shape{2, 2, 333, de.first, de.second}, dtype, true, true, /*bnhd=*/true, 0, seed);
-      check_case(Shape{1, 3, 333, de.first, de.second}, dtype, true, true, /*bnhd=*/false, 64,
-                 seed + 1);
-      check_case(Shape{1, 2, 1, de.first, de.second}, dtype, false, true, /*bnhd=*/false, 0,
-                 seed + 2);
+    for (Family family : {Family::kAuto, Family::kMma}) {
+      ScopedFamily use(family);
+      for (const Dims de :
+           {Dims{128, 96}, Dims{64, 128}, Dims{96, 128}, Dims{128, 256}, Dims{64, 64}, Dims{32, 48},
+            Dims{256, 256}, Dims{144, 100}, Dims{200, 64}}) {
+        SCOPED_TRACE(std::string(kernels::dtype_name(dtype)) + " " + kernels::family_name(family) +
+                     " D=" + std::to_string(de.first) + " E=" + std::to_string(de.second));
+        const uint64_t seed = 200 + de.first + de.second;
+        check_case(Shape{2, 2, 333, de.first, de.second}, dtype, true, true, /*bnhd=*/true, 0,
+                   seed);
+        check_case(Shape{1, 3, 333, de.first, de.second}, dtype, true, true, /*bnhd=*/false, 64,
+                   seed + 1);
+        check_case(Shape{1, 2, 1, de.first, de.second}, dtype, false, true, /*bnhd=*/false, 0,
+                   seed + 2);
+      }
     }
   }
 }
 
-// The fused single-pass forward (kernels/cuda/scan_v7.cuh, Mode::kFused) on its natural
+// The fused single-pass forward (kernels/cuda/scan_wgmma.cuh, Mode::kFused) on its natural
 // segments (plan_segments: several at these lengths) against the state pass + combine + output pass
-// it replaces (set_fused_scan(false), itself checked against float64 above) and, where the
-// quadratic oracle is affordable, against float64: both v7 slice widths, two dv slices
+// it replaces (KernelTuning::fused off, itself checked against float64 above) and, where the
+// quadratic oracle is affordable, against float64: both wgmma slice widths, two dv slices
 // (dv = 256), dk = 96, split-K (dk = 256, 192), partial last chunks, initial and final states,
 // bf16 and fp16. The oracle
 // cases run it with 64- and 192-row segments (many links of the chain) as well.
 TEST_F(CudaLayout, FusedScanMatchesTwoPassAndFloat64) {
-  if (!kernels::cuda::v7_covers(DType::kBFloat16, 128, 128))
-    GTEST_SKIP() << "the v7 kernels do not run on this device or variant";
+  if (!kernels::cuda::wgmma_covers(DType::kBFloat16, 128, 128))
+    GTEST_SKIP() << "the wgmma family does not run on this device";
   struct Case {
     Shape s;
     DType dtype;
@@ -175,9 +182,13 @@ TEST_F(CudaLayout, FusedScanMatchesTwoPassAndFloat64) {
                 static_cast<long>(c.s.B), static_cast<long>(c.s.H), static_cast<long>(c.s.N), segs);
     EXPECT_GT(segs, 1) << "the case must run the fused scan's chain";
     const Problem pr = make_problem(c.s, c.dtype, true, true, true, 300 + c.s.N, 0.75);
-    kernels::cuda::set_fused_scan(false);
-    const CudaResults two = run_cuda(pr, false);
-    kernels::cuda::set_fused_scan(true);
+    kernels::KernelTuning unfused = kernels::kernel_tuning();
+    unfused.fused = false;
+    CudaResults two;
+    {
+      ScopedTuning use(unfused);
+      two = run_cuda(pr, false);
+    }
     const CudaResults one = run_cuda(pr, false);
     // The fused state phase rounds the other operand of its Kᵀ Γ V update to 16 bits (dQ: V
     // scaled by Γ, where the S prefix scales K), so fused and two-pass differ by 16-bit
@@ -212,9 +223,8 @@ TEST_F(CudaLayout, DecayWindowMatchesFloat64) {
   }
 }
 
-// dv = 100: one partial 128-column slice of the v6 kernels (kernels/cuda/variant.h), two
-// 64-column slices under LIGHTRING_CUDA_VARIANT=v3; rows not 16-byte aligned (element-wise loads),
-// both segment regimes.
+// dv = 100: one partial 128-column slice of the mma family (kernels/cuda/family.h); rows not
+// 16-byte aligned (element-wise loads), both segment regimes.
 TEST_F(CudaLayout, WideOddValueDimMatchesFloat64) {
   for (DType dtype : {DType::kBFloat16, DType::kFloat16}) {
     SCOPED_TRACE(kernels::dtype_name(dtype));

@@ -1,22 +1,22 @@
-// Building blocks of the v7 scan kernels (scan_v7.cuh): the CTA shape (warpgroups), the
+// Building blocks of the wgmma family (scan_wgmma.cuh): the CTA shape (warpgroups), the
 // 128-byte swizzled tile layout of wgmma.cuh, the shared-memory layout and stage counts, the
 // cp.async tile loader, and the acquire/release flags of the fused scan's chain.
 #pragma once
 
 #include <cuda_runtime.h>
 
-#include "kernels/cuda/scan_v6.cuh"
+#include "kernels/cuda/scan_mma.cuh"
 #include "kernels/cuda/wgmma.cuh"
 
-namespace lightring::kernels::cuda::v7 {
+namespace lightring::kernels::cuda::scan_wgmma {
 
 enum class Mode { kState, kOutput, kFused };
 
 using namespace wgmma;
-using v6::pack2;
-using v6::scale2;
+using scan_mma::pack2;
+using scan_mma::scale2;
 
-// Warpgroups per CTA: two for 128-column slices and for dk = 256 (split-K, scan_v7.cuh), one for
+// Warpgroups per CTA: two for 128-column slices and for dk = 256 (split-K, scan_wgmma.cuh), one for
 // 64-column slices at dk <= 64 (two CTAs per SM instead).
 template <int kDk, int kEt>
 constexpr int warpgroups() {
@@ -91,7 +91,7 @@ __device__ __forceinline__ void load_tile(unsigned char* s, const T* rows, int64
     unsigned char* dst = s + sw<kChunk>(r, c);
 #pragma unroll
     for (int i = 0; i < kChunk / kStep; ++i)
-      scan_detail::cp_async16(dst + i * kStep * 128, src + i * kStep * st, 16);
+      scan_tf32::cp_async16(dst + i * kStep * 128, src + i * kStep * st, 16);
     return;
   }
 #pragma unroll
@@ -100,7 +100,7 @@ __device__ __forceinline__ void load_tile(unsigned char* s, const T* rows, int64
     const int r = idx / kRowVecs, c = (idx % kRowVecs) * 8;
     const int valid = r < L ? max(0, min(8, ncols - c)) : 0;
     const T* src = valid > 0 ? rows + r * st + col0 + c : rows;
-    scan_detail::cp_async16(s + sw<kChunk>(r, c), src, valid * static_cast<int>(sizeof(T)));
+    scan_tf32::cp_async16(s + sw<kChunk>(r, c), src, valid * static_cast<int>(sizeof(T)));
   }
 }
 
@@ -114,4 +114,4 @@ __device__ __forceinline__ void store_release(int* p, int v) {
   asm volatile("st.release.gpu.global.b32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
 }
 
-}  // namespace lightring::kernels::cuda::v7
+}  // namespace lightring::kernels::cuda::scan_wgmma

@@ -1,16 +1,16 @@
-// Launchers of the v7 scan kernels (scan_v7.cuh): grid, shared memory and the fused scan's
+// Launchers of the wgmma family (scan_wgmma.cuh): grid, shared memory and the fused scan's
 // counters per mode, and the dispatch of a scan to its (dk block, slice width) instantiation.
 #pragma once
 
-#include "kernels/cuda/scan_v7.cuh"
+#include "kernels/cuda/scan_wgmma.cuh"
 
-namespace lightring::kernels::cuda::v7 {
+namespace lightring::kernels::cuda::scan_wgmma {
 
 template <typename T, int kDk, int kEt, Mode kMode>
 void launch(const ScanParams& p, cudaStream_t stream) {
   constexpr bool kOut = kMode != Mode::kState;
   using Lay = Layout<kDk, kEt, stages<kDk, kOut>(), kOut>;
-  static_assert(Lay::total <= scan_detail::kMaxSmem, "v7 tiles exceed shared memory");
+  static_assert(Lay::total <= scan_tf32::kMaxSmem, "wgmma tiles exceed shared memory");
   auto* kernel = &scan_kernel<T, kDk, kEt, kMode>;
   LR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                      static_cast<int>(Lay::total)));
@@ -23,9 +23,9 @@ void launch(const ScanParams& p, cudaStream_t stream) {
     LR_CUDA_CHECK(cudaMemsetAsync(p.chain.counter, 0, (1 + lanes) * sizeof(int), stream));
     kernel<<<static_cast<unsigned>(ctas), warpgroups<kDk, kEt>() * 128, Lay::total, stream>>>(p);
   } else {
-    kernel<<<scan_detail::scan_grid(p, kEt), warpgroups<kDk, kEt>() * 128, Lay::total, stream>>>(p);
+    kernel<<<scan_tf32::scan_grid(p, kEt), warpgroups<kDk, kEt>() * 128, Lay::total, stream>>>(p);
   }
-  LR_CUDA_CHECK_LAUNCH("scan_kernel v7");
+  LR_CUDA_CHECK_LAUNCH("scan_wgmma kernel");
 }
 
 template <typename T, int kDk, int kEt>
@@ -35,19 +35,19 @@ void launch_pass(const ScanParams& p, cudaStream_t stream) {
       : launch<T, kDk, kEt, Mode::kState>(p, stream);
 }
 
-// Runs p (state, output or fused pass) with the v7 kernels when they run it (v7_runs); returns
-// false otherwise (the caller runs v6).
+// Runs p (state, output or fused pass) with the wgmma family when it runs it (wgmma_runs); returns
+// false otherwise (the caller runs the mma family).
 template <typename T>
 bool run(const ScanParams& p, cudaStream_t stream) {
-  if (!v7_runs(p)) return false;
+  if (!wgmma_runs(p)) return false;
   if (p.dk > 128) {
-    launch_pass<T, 256, 64>(p, stream);  // split-K (v6_width: 64-column slices)
-  } else if (v6_width(p.dk, p.dv) == 64) {
-    launch_pass<T, 64, 64>(p, stream);  // v7_covers: dk <= 64
+    launch_pass<T, 256, 64>(p, stream);  // split-K (mma_width: 64-column slices)
+  } else if (mma_width(p.dk, p.dv) == 64) {
+    launch_pass<T, 64, 64>(p, stream);  // wgmma_covers: dk <= 64
   } else {
     p.dk <= 64 ? launch_pass<T, 64, 128>(p, stream) : launch_pass<T, 128, 128>(p, stream);
   }
   return true;
 }
 
-}  // namespace lightring::kernels::cuda::v7
+}  // namespace lightring::kernels::cuda::scan_wgmma

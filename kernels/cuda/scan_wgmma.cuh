@@ -1,18 +1,18 @@
-// The v7 output pass (sm_90a): the output scan of scan.h on warpgroup MMAs (wgmma),
+// The wgmma family (sm_90a; family.h): the output scan of scan.h on warpgroup MMAs (wgmma),
 //
 //     O      = c_intra·[(Q Kᵀ) ⊙ M] V + c_inter·diag(λ^{r+1-σ}) Q X
 //     X_next = λ^L X + c_state·Kᵀ diag(λ^{L-1-r+σ}) V
 //
 // and the state pass (X only) for 16-bit inputs with dk <= 128 and 128-column dv slices,
-// dk <= 64 and 64-column slices, or dk <= 256 and 64-column slices (split-K, below; variant.h:
-// v7_covers); every other shape keeps the v6 kernels. Why
+// dk <= 64 and 64-column slices, or dk <= 256 and 64-column slices (split-K, below; family.h:
+// wgmma_covers); every other shape runs the mma family. Why
 // (bench/NOTES.md, v6 and v7): v6's output pass was bound by shared-memory bandwidth (ldmatrix of
 // every mma.sync fragment, L1 74%, issue slots 45%); wgmma reads B (and A when it is in shared
 // memory) once per 64-row warpgroup tile straight from shared memory, cutting that traffic ~2.5x.
 //
-// One CTA = two warpgroups (256 threads) owns one (b·h, segment, 128-column dv slice), like v6;
-// with 64-column slices (dk <= 64) one warpgroup owns it and two CTAs share an SM.
-// Per 64-row chunk, warpgroup g (warp w = 0..3 of it holds chunk rows 16w + [0, 16)):
+// One CTA = two warpgroups (256 threads) owns one (b·h, segment, 128-column dv slice), like the mma
+// family; with 64-column slices (dk <= 64) one warpgroup owns it and two CTAs share an SM. Per
+// 64-row chunk, warpgroup g (warp w = 0..3 of it holds chunk rows 16w + [0, 16)):
 //   S   = Q Kᵀ                  m64n64,  8 (dk = 128) k16 steps, A and B in shared memory
 //   O   = Q X[:, 64g + [0, 64)]  m64n64,  B = X's element-type copy (N-major)
 //   X_g = λ^L X_g + (Kᵀ Γ) V     m64n128, 4 k16 steps, A = Kᵀ rows 64g.. (ldmatrix.trans into
@@ -31,8 +31,8 @@
 // X stays fp32 in registers for the whole segment; its element-type copy (double-buffered,
 // written after the update) is the B operand of the next chunk's Q X. Tiles are stored in the
 // 128-byte swizzled layout of wgmma.cuh ([64-column block][row][64]), loaded with 16-byte
-// cp.async (two stages), so inputs must be 16-byte aligned (rows and strides; else v6 runs).
-// One CTA barrier per chunk; O is staged per warp through shared memory for 16-byte stores.
+// cp.async (two stages), so inputs must be 16-byte aligned (rows and strides; else the mma family
+// runs). One CTA barrier per chunk; O is staged per warp through shared memory for 16-byte stores.
 //
 // Three modes (Mode): the state pass, the output pass, and the fused single-pass scan, whose CTA
 // does both for its segment (docs/algorithm.md §3 inside the GPU without a separate state pass):
@@ -59,9 +59,9 @@
 
 #include <cuda_runtime.h>
 
-#include "kernels/cuda/scan_v7_tiles.cuh"
+#include "kernels/cuda/scan_wgmma_tiles.cuh"
 
-namespace lightring::kernels::cuda::v7 {
+namespace lightring::kernels::cuda::scan_wgmma {
 
 // kState: the state pass (X only); kOutput: the output pass (O, and X's final state when asked);
 // kFused: both for one segment, chained to the previous segment (see the top of this file).
@@ -71,7 +71,7 @@ __global__ void __launch_bounds__(warpgroups<kDk, kEt>() * 128, 3 - warpgroups<k
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   static_assert(sizeof(T) == 2 && ((kDk == 64 && (kEt == 64 || kEt == 128)) ||
                                    (kDk == 128 && kEt == 128) || (kDk == 256 && kEt == 64)),
-                "v7 shapes: dk <= 64 with 64- or 128-column slices, dk <= 128 with 128, "
+                "wgmma shapes: dk <= 64 with 64- or 128-column slices, dk <= 128 with 128, "
                 "dk <= 256 with 64");
   constexpr bool kOut = kMode != Mode::kState;  // the Q and O tiles (output layout)
   constexpr bool kFused = kMode == Mode::kFused;
@@ -246,7 +246,7 @@ __global__ void __launch_bounds__(warpgroups<kDk, kEt>() * 128, 3 - warpgroups<k
         load_tile<T, kDk, kThreads>(base + Lay::k, k_rows + t0 * p.k.st, p.k.st, L, 0, p.dk);
         load_tile<T, kEt, kThreads>(base + Lay::v, v_rows + t0 * p.v.st, p.v.st, L, col0, ncols);
       }
-      scan_detail::cp_async_commit();
+      scan_tf32::cp_async_commit();
     };
 #pragma unroll
     for (int c = 0; c < kStages - 1; ++c) issue(c);
@@ -269,7 +269,7 @@ __global__ void __launch_bounds__(warpgroups<kDk, kEt>() * 128, 3 - warpgroups<k
       const int cc = chunk_at(c);
       const int64_t t0 = t_begin + static_cast<int64_t>(cc) * kChunk;
       const int L = chunk_len(cc);
-      scan_detail::cp_async_wait<kStages - 2>();
+      scan_tf32::cp_async_wait<kStages - 2>();
       fence_proxy_async();
       // Chunk c's tiles, X copy c % 2 and pw are visible to both proxies; every warpgroup is
       // done with chunk c - 1 (its MMAs waited for), so its stage and X copy (c + 1) % 2 are free.
@@ -365,7 +365,7 @@ __global__ void __launch_bounds__(warpgroups<kDk, kEt>() * 128, 3 - warpgroups<k
         // barrier holds its warps until all four are past their Q X.
         wgmma_wait<1>();
         fence_regs<kXM * kXF>(x);
-        if constexpr (kSplit) v6::named_barrier(1 + wg, 128);
+        if constexpr (kSplit) scan_mma::named_barrier(1 + wg, 128);
         store_x((c + 1) % Lay::x_bufs);
         fence_proxy_async();
         if (c + 1 < num_chunks) scale_x(pw[chunk_len(c + 1)]);
@@ -529,4 +529,4 @@ __global__ void __launch_bounds__(warpgroups<kDk, kEt>() * 128, 3 - warpgroups<k
 #endif
 }
 
-}  // namespace lightring::kernels::cuda::v7
+}  // namespace lightring::kernels::cuda::scan_wgmma

@@ -1,5 +1,5 @@
-// The v6 chunked scan (scan.h, variant.h), the default for 16-bit inputs with
-// dk <= 128: the function of scan_kernel.cuh,
+// The mma family (family.h): the chunked scan of scan.h for 16-bit inputs with
+// dk <= 256 on mma.sync (sm_80 and later): the function of scan_tf32.cuh,
 //
 //     O      = c_intra·[(Q Kᵀ) ⊙ M] V + c_inter·diag(λ^{r+1-σ}) Q X
 //     X_next = λ^L X + c_state·Kᵀ diag(λ^{L-1-r+σ}) V
@@ -29,16 +29,16 @@
 
 #include <type_traits>
 
-#include "kernels/cuda/scan_kernel.cuh"
-#include "kernels/cuda/variant.h"
+#include "kernels/cuda/family.h"
+#include "kernels/cuda/scan_tf32.cuh"
 
-namespace lightring::kernels::cuda::v6 {
+namespace lightring::kernels::cuda::scan_mma {
 
-using scan_detail::align16;
-using scan_detail::cp_async16;
-using scan_detail::cp_async_commit;
-using scan_detail::cp_async_wait;
-using scan_detail::round_up;
+using scan_tf32::align16;
+using scan_tf32::cp_async16;
+using scan_tf32::cp_async_commit;
+using scan_tf32::cp_async_wait;
+using scan_tf32::round_up;
 
 // Two floats -> one register of two elements (x in the low half), rounded to nearest.
 template <typename T>
@@ -106,13 +106,13 @@ struct Layout {
 
 // Rows t0 + [0, L) of an operand (rows = its row t0, stride st), columns col0 + [0, ncols), into a
 // [64][kCols] tile, zero past ncols and L. `aligned`: rows and st are 16-byte aligned (uniform per
-// CTA), else the element-wise loader of scan_kernel.cuh.
+// CTA), else the element-wise loader of scan_tf32.cuh.
 template <typename T, int kCols, int kThreads>
 __device__ __forceinline__ void load_rows(T* s, int ld, const T* rows, int64_t st, int L, int col0,
                                           int ncols, bool aligned) {
   constexpr int kVec = 16 / sizeof(T), kRowVecs = kCols / kVec, kTotal = kChunk * kRowVecs;
   if (!aligned) {
-    scan_detail::load_tile_async<T, kThreads>(s, ld, kCols, rows, st, L, col0, ncols);
+    scan_tf32::load_tile_async<T, kThreads>(s, ld, kCols, rows, st, L, col0, ncols);
     return;
   }
 #pragma unroll
@@ -140,7 +140,7 @@ __device__ __forceinline__ bool aligned16(const T* p, int64_t st) {
 template <typename T, int kEt, int kMaxKt, bool kOut>
 __global__ void __launch_bounds__(warps<kOut, kMaxKt>() * 32, warps<kOut, kMaxKt>() == 16 ? 1 : 2)
     scan_kernel(const ScanParams p) {
-  static_assert(sizeof(T) == 2, "v6 covers 16-bit inputs");
+  static_assert(sizeof(T) == 2, "the mma family covers 16-bit inputs");
   static_assert(kMaxKt == 4 || kMaxKt == 8 || (kMaxKt == 16 && kEt == 64),
                 "dk <= 64, dk <= 128, or dk <= 256 with 64-column slices");
   constexpr int kWarps = warps<kOut, kMaxKt>(), kThreads = kWarps * 32;
@@ -385,12 +385,12 @@ __global__ void __launch_bounds__(warps<kOut, kMaxKt>() * 32, warps<kOut, kMaxKt
 template <typename T, int kEt, int kMaxKt, bool kOut>
 void launch(ScanParams p, cudaStream_t stream) {
   using Lay = Layout<T, kEt, kMaxKt, kOut>;
-  static_assert(Lay::total <= scan_detail::kMaxSmem, "v6 tiles exceed shared memory");
+  static_assert(Lay::total <= scan_tf32::kMaxSmem, "mma tiles exceed shared memory");
   auto* kernel = &scan_kernel<T, kEt, kMaxKt, kOut>;
   LR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                      static_cast<int>(Lay::total)));
-  kernel<<<scan_detail::scan_grid(p, kEt), warps<kOut, kMaxKt>() * 32, Lay::total, stream>>>(p);
-  LR_CUDA_CHECK_LAUNCH("scan_kernel v6");
+  kernel<<<scan_tf32::scan_grid(p, kEt), warps<kOut, kMaxKt>() * 32, Lay::total, stream>>>(p);
+  LR_CUDA_CHECK_LAUNCH("scan_mma kernel");
 }
 
 template <typename T, int kEt, int kMaxKt>
@@ -398,18 +398,18 @@ void launch_pass(const ScanParams& p, cudaStream_t stream) {
   p.o ? launch<T, kEt, kMaxKt, true>(p, stream) : launch<T, kEt, kMaxKt, false>(p, stream);
 }
 
-// Runs p with the v6 kernels; the caller checked v6_covers(p.dtype, p.dk, p.dv).
+// Runs p with the mma family; the caller checked mma_covers(p.dtype, p.dk).
 template <typename T>
 void run(const ScanParams& p, cudaStream_t stream) {
-  LR_CHECK(p.dk >= 1 && p.dk <= 256, "CUDA scan v6: dk must be in [1, 256] (got ", p.dk, ")");
+  LR_CHECK(p.dk >= 1 && p.dk <= 256, "CUDA scan (mma): dk must be in [1, 256] (got ", p.dk, ")");
   const int nkt = round_up(p.dk, 16) / 16;
   if (nkt > 8) {
-    LR_CHECK(v6_width(p.dk, p.dv) == 64, "CUDA scan v6: dk > 128 needs 64-column slices");
+    LR_CHECK(mma_width(p.dk, p.dv) == 64, "CUDA scan (mma): dk > 128 needs 64-column slices");
     return launch_pass<T, 64, 16>(p, stream);
   }
-  if (v6_width(p.dk, p.dv) == 64)
+  if (mma_width(p.dk, p.dv) == 64)
     return nkt <= 4 ? launch_pass<T, 64, 4>(p, stream) : launch_pass<T, 64, 8>(p, stream);
   nkt <= 4 ? launch_pass<T, 128, 4>(p, stream) : launch_pass<T, 128, 8>(p, stream);
 }
 
-}  // namespace lightring::kernels::cuda::v6
+}  // namespace lightring::kernels::cuda::scan_mma

@@ -1,10 +1,11 @@
-// The chunked scan of scan.h on tensor cores (docs/algorithm.md §2):
+// The tf32 family (family.h): the chunked scan of scan.h for fp32 inputs on TF32 tensor cores
+// (docs/algorithm.md §2):
 //
 //     O      = c_intra·[(Q Kᵀ) ⊙ M] V + c_inter·diag(λ^{r+1-σ}) Q X
 //     X_next = λ^L X + c_state·Kᵀ diag(λ^{L-1-r+σ}) V
 //
-// One CTA of kWarps = 4, 8 or 16 warps owns one (b·h, segment, dv-slice of kEt
-// columns) and walks the segment's 64-row chunks in order. Per chunk:
+// One CTA of kWarps = 8 warps (the template also takes 4 or 16) owns one (b·h, segment, dv-slice of
+// kEt columns) and walks the segment's 64-row chunks in order. Per chunk:
 //   1. Q, K (all dk columns) and the V slice are loaded to shared memory
 //      (cp.async, one or two stages), zero-padded to dkp = roundup(dk, 16)
 //      columns and to 64 rows;
@@ -22,8 +23,9 @@
 // (element type; P's rows also stage O),
 // X [dkp][kEt+4] fp32 and its operand copy [dkp][kEt+pad], λ^0..λ^64.
 //
-// This header holds the kernel template and its launcher; scan_{bf16,fp16,fp32}.cu
-// instantiate it per element type (parallel builds), scan.cu dispatches.
+// This header holds the kernel template and its launcher; scan_tf32.cu instantiates it for
+// fp32, scan.cu dispatches. Its copy helpers (cp.async, tile loads, scan_grid) are shared by the
+// mma and wgmma families.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -32,13 +34,14 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "kernels/attention.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/mma.cuh"
 #include "kernels/cuda/scan.h"
 
 namespace lightring::kernels::cuda {
 
-namespace scan_detail {
+namespace scan_tf32 {
 
 __host__ __device__ constexpr int round_up(int x, int m) {
   return (x + m - 1) / m * m;
@@ -83,22 +86,14 @@ struct Layout {
 };
 
 // Stages: two (the next chunk's tiles load while this one computes) unless one stage lets more
-// CTAs share an SM. LIGHTRING_CUDA_STAGES=1|2 forces a choice (benchmarks compare them; 2 falls
-// back to 1 when it does not fit).
+// CTAs share an SM. KernelTuning::tf32_stages = 1 or 2 forces a choice (benchmarks compare
+// them; 2 falls back to 1 when it does not fit).
 constexpr size_t kMaxSmem = 227 * 1024;  // dynamic shared memory one CTA may have (sm_90)
-
-inline int forced_stages() {
-  static const int forced = [] {
-    const char* env = std::getenv("LIGHTRING_CUDA_STAGES");
-    return env ? std::atoi(env) : 0;
-  }();
-  return forced;
-}
 
 template <typename T, int kEt>
 Layout<T, kEt> pick_layout(int dkp, bool with_out) {
   constexpr size_t kSmPerSm = 228 * 1024, kReserved = 1024;
-  const int forced = forced_stages();
+  const int forced = kernel_tuning().tf32_stages;
   const Layout<T, kEt> one(dkp, with_out, 1), two(dkp, with_out, 2);
   if (two.total > kMaxSmem || forced == 1) return one;
   if (forced == 2) return two;
@@ -407,23 +402,12 @@ void launch(const ScanParams& p, cudaStream_t stream) {
                                             stream);
 }
 
-// Warps per CTA: 8 unless LIGHTRING_CUDA_WARPS=4 (benchmarks compare them).
-inline int warps_per_cta() {
-  static const int warps = [] {
-    const char* env = std::getenv("LIGHTRING_CUDA_WARPS");
-    return env && std::atoi(env) == 4 ? 4 : 8;
-  }();
-  return warps;
-}
-
 template <typename T, int kEt, int kMaxKt>
 void launch_mode(const ScanParams& p, cudaStream_t stream) {
-  const bool four = warps_per_cta() == 4;
   if (p.o) {
-    four ? launch<T, kEt, kMaxKt, 4, true>(p, stream) : launch<T, kEt, kMaxKt, 8, true>(p, stream);
+    launch<T, kEt, kMaxKt, 8, true>(p, stream);
   } else {
-    four ? launch<T, kEt, kMaxKt, 4, false>(p, stream)
-         : launch<T, kEt, kMaxKt, 8, false>(p, stream);
+    launch<T, kEt, kMaxKt, 8, false>(p, stream);
   }
 }
 
@@ -435,5 +419,5 @@ void launch_dims(const ScanParams& p, cudaStream_t stream) {
   launch_mode<T, kEt, 16>(p, stream);
 }
 
-}  // namespace scan_detail
+}  // namespace scan_tf32
 }  // namespace lightring::kernels::cuda
