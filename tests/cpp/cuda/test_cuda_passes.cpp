@@ -7,7 +7,7 @@
 // Segments: with G > 1 segments phase 1 combines from a zero state and
 // finish() adds λ^{g·seg_len}·S0 (forward) or λ^{g·seg_len}·G (the reversed
 // backward view) to every segment's entering state (seed_segments in
-// kernels/cuda/combine.cu); LIGHTRING_CUDA_SEG_LEN forces 64- and 192-row
+// kernels/cuda/combine.cu); KernelTuning::segment_len forces 64- and 192-row
 // segments at small N so that path runs with many segments, a short last one
 // included. seg_len 0 is the natural plan (one segment at small N).
 #include <gtest/gtest.h>
