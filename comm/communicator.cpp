@@ -1,10 +1,12 @@
 // Shared helpers of the Communicator implementations.
 #include "comm/communicator.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "kernels/error.h"
@@ -30,6 +32,21 @@ double resolve_timeout(const CommOptions& options) {
            options.timeout_s, ")");
   if (options.timeout_s > 0) return options.timeout_s;
   return timeout_from_environment(kDefaultTimeoutS);
+}
+
+std::vector<std::string> all_gather_strings(Communicator& comm, const std::string& mine) {
+  const int P = comm.size();
+  const int64_t len = static_cast<int64_t>(mine.size());
+  std::vector<int64_t> lens(P);
+  comm.all_gather_host(&len, lens.data(), 1);
+  const size_t words = static_cast<size_t>((*std::max_element(lens.begin(), lens.end()) + 7) / 8);
+  std::vector<int64_t> send(std::max<size_t>(words, 1), 0), recv(send.size() * P);
+  std::memcpy(send.data(), mine.data(), mine.size());
+  comm.all_gather_host(send.data(), recv.data(), send.size());
+  std::vector<std::string> out(P);
+  for (int g = 0; g < P; ++g)
+    out[g].assign(reinterpret_cast<const char*>(recv.data() + g * send.size()), lens[g]);
+  return out;
 }
 
 namespace {

@@ -39,10 +39,7 @@ enum class MemorySpace { kHost, kDevice };
 // B·H·D·E·4 bytes (2 MB at H = 32, D = E = 128), which a few channels move at
 // tens of GB/s, while every channel costs NCCL device buffers per peer and
 // direction (Simple NCCL_BUFFSIZE 4 MiB + LL128 ~4.7 MB + LL 0.5 MB by default).
-// 4 rather than 2 since session 4 (two H200, shape agreement over MPI, 3 runs
-// each): P=2 speed-up 1.89-1.91 / 1.94-1.95 / 1.94 at 64K / 256K / 1M per GPU
-// against 1.89-1.90 / 1.93-1.94 / 1.91-1.92, for peak ratios 1.073 / 1.021 /
-// 1.005 against 1.061 / 1.017 / 1.004 (docs/scaling.md).
+// Why 4 and not 2: bench/NOTES.md (the channel cap) and docs/scaling.md.
 constexpr int kNcclLeanMaxCtas = 4;
 
 // The deadline when neither the caller nor LIGHTRING_COMM_TIMEOUT_S sets one.
@@ -167,5 +164,9 @@ class Communicator {
  private:
   bool op_timing_ = false;
 };
+
+// Every rank's string, in rank order, over comm.all_gather_host (lengths first, then the bytes
+// padded to the longest): the texts of agreements and errors. Collective, bounded like it.
+std::vector<std::string> all_gather_strings(Communicator& comm, const std::string& mine);
 
 }  // namespace lightring::comm

@@ -263,29 +263,29 @@ void MpiCommunicator::all_gather_host(const double* send, double* recv, size_t c
 }
 
 void MpiCommunicator::send_bytes(const void* data, size_t bytes, int peer) {
-  check_usable("send_bytes");
-  LR_CHECK(peer >= 0 && peer < size_ && peer != rank_, "send_bytes: peer ", peer,
-           " is not another rank of this group of ", size_);
-  LR_CHECK(bytes <= static_cast<size_t>(INT_MAX), "send_bytes: a message of ", bytes,
-           " bytes is over MPI's count limit (", INT_MAX, ")");
-  std::vector<MPI_Request> reqs(1);
-  std::vector<int> peers{peer};
-  LR_MPI_CHECK(
-      MPI_Isend(data, static_cast<int>(bytes), MPI_BYTE, peer, kTagBytes, comm_, &reqs[0]));
-  wait_all(reqs, peers, "send");
+  transfer_bytes(const_cast<void*>(data), bytes, peer, /*send=*/true);
 }
 
 void MpiCommunicator::recv_bytes(void* data, size_t bytes, int peer) {
-  check_usable("recv_bytes");
-  LR_CHECK(peer >= 0 && peer < size_ && peer != rank_, "recv_bytes: peer ", peer,
+  transfer_bytes(data, bytes, peer, /*send=*/false);
+}
+
+void MpiCommunicator::transfer_bytes(void* data, size_t bytes, int peer, bool send) {
+  const char* op = send ? "send_bytes" : "recv_bytes";
+  check_usable(op);
+  LR_CHECK(peer >= 0 && peer < size_ && peer != rank_, op, ": peer ", peer,
            " is not another rank of this group of ", size_);
-  LR_CHECK(bytes <= static_cast<size_t>(INT_MAX), "recv_bytes: a message of ", bytes,
+  LR_CHECK(bytes <= static_cast<size_t>(INT_MAX), op, ": a message of ", bytes,
            " bytes is over MPI's count limit (", INT_MAX, ")");
   std::vector<MPI_Request> reqs(1);
   std::vector<int> peers{peer};
-  LR_MPI_CHECK(
-      MPI_Irecv(data, static_cast<int>(bytes), MPI_BYTE, peer, kTagBytes, comm_, &reqs[0]));
-  wait_all(reqs, peers, "receive");
+  const int n = static_cast<int>(bytes);
+  if (send) {
+    LR_MPI_CHECK(MPI_Isend(data, n, MPI_BYTE, peer, kTagBytes, comm_, &reqs[0]));
+  } else {
+    LR_MPI_CHECK(MPI_Irecv(data, n, MPI_BYTE, peer, kTagBytes, comm_, &reqs[0]));
+  }
+  wait_all(reqs, peers, send ? "send" : "receive");
 }
 
 void MpiCommunicator::barrier() {

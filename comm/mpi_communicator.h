@@ -88,6 +88,7 @@ class MpiCommunicator final : public Communicator {
 
   void check_usable(const char* op) const;
   void all_gather_int64(const int64_t* send, int64_t* recv, size_t count, const char* what);
+  void transfer_bytes(void* data, size_t bytes, int peer, bool send);  // send_bytes / recv_bytes
   // Polls `requests` (peers[i] is the rank behind requests[i], -1: any rank of
   // the group) until all are complete; throws CommError naming the ranks still
   // pending when the deadline passes or another rank reports a failure.

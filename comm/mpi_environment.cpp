@@ -146,9 +146,7 @@ int MpiEnvironment::end_after_failure(const std::string& message, int exit_code,
   set_peer_failure_probe(nullptr);
 
   // Tell every other rank (eager sends: they complete even toward a stopped peer).
-  std::ostringstream notice;
-  notice << message;
-  g_sent_text = notice.str();
+  g_sent_text = message;
   for (int g = 0; g < world_size_; ++g) {
     if (g == world_rank_) continue;
     g_sent.emplace_back();

@@ -6,6 +6,9 @@
 #include <mutex>
 
 #include "kernels/backend.h"
+#ifdef LIGHTRING_WITH_CUDA
+#include "kernels/cuda/family.h"
+#endif
 #include "kernels/error.h"
 
 namespace lightring::kernels {
@@ -198,10 +201,8 @@ const char* family_name(KernelTuning::Family family) {
 std::string kernel_families() {
 #ifdef LIGHTRING_WITH_CUDA
   if (!cuda_available()) return "no GPU visible";
-  return std::string("bf16/fp16: ") + cuda::family_of(DType::kBFloat16, 128, 128) +
-         (std::string(cuda::family_of(DType::kBFloat16, 128, 128)) == "wgmma" ? " (sm_90a)"
-                                                                              : " (mma.sync)") +
-         ", fp32: tf32";
+  const std::string fast = cuda::family_of(DType::kBFloat16, 128, 128);
+  return "bf16/fp16: " + fast + (fast == "wgmma" ? " (sm_90a)" : " (mma.sync)") + ", fp32: tf32";
 #else
   return "no CUDA backend in this build";
 #endif

@@ -49,7 +49,6 @@ std::unique_ptr<BackwardPass::Impl> backward_pass(const BackwardParams& p);
 int default_block_size(int64_t qk_dim, int64_t v_dim);
 bool available();
 DecayDigest decay_digest(const Problem& p);
-const char* family_of(DType dtype, int dk, int dv);  // kernels/cuda/family.h
 }  // namespace cuda
 
 }  // namespace lightring::kernels

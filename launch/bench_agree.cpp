@@ -19,23 +19,6 @@ std::string join(const std::vector<int64_t>& v) {
   return os.str();
 }
 
-// Every rank's string, in rank order: the lengths first, then the bytes padded to the longest.
-std::vector<std::string> all_gather_strings(comm::MpiCommunicator& world, const std::string& mine) {
-  const int P = world.size();
-  const int64_t len = static_cast<int64_t>(mine.size());
-  std::vector<int64_t> lens(P);
-  world.all_gather_host(&len, lens.data(), 1);
-  const int64_t longest = *std::max_element(lens.begin(), lens.end());
-  const size_t words = static_cast<size_t>((longest + 7) / 8);
-  std::vector<int64_t> send(words, 0), recv(words * P);
-  std::memcpy(send.data(), mine.data(), mine.size());
-  if (words > 0) world.all_gather_host(send.data(), recv.data(), words);
-  std::vector<std::string> out(P);
-  for (int g = 0; g < P; ++g)
-    out[g].assign(reinterpret_cast<const char*>(recv.data() + g * words), lens[g]);
-  return out;
-}
-
 std::vector<std::string> lines(const std::string& text) {
   std::vector<std::string> out;
   std::istringstream is(text);
@@ -74,7 +57,7 @@ std::string canonical_options(const BenchOptions& o) {
 void agree_on_options(comm::MpiCommunicator& world, const std::string& options,
                       const std::string& error) {
   const std::string mine = (error.empty() ? "ok\n" : "error\n") + (error.empty() ? options : error);
-  const std::vector<std::string> all = all_gather_strings(world, mine);
+  const std::vector<std::string> all = comm::all_gather_strings(world, mine);
   const int P = world.size();
   // A rank whose own command line was rejected reports its own error; the others name it.
   if (!error.empty()) throw Error(error);

@@ -159,8 +159,8 @@ class ForwardScans {
 class BackwardScans {
  public:
   // dQ runs as a fused scan wherever it can (dq). dV and dK do not: they share one dS prefix
-  // (one state pass over Q, dO), where fused scans would each run its state phase (measured on
-  // an H200, session 4: fused dQ, dV, dK made the backward 3-6% slower, bench/NOTES.md).
+  // (one state pass over Q, dO), where fused scans would each run its state phase (slower;
+  // measured in bench/NOTES.md).
   explicit BackwardScans(const BackwardParams& p)
       : p_(p), stream_(static_cast<cudaStream_t>(p.stream)) {
     check_decay(p_, stream_);
@@ -336,9 +336,7 @@ class CudaForwardPass final : public ForwardPass::Impl {
 // on a high-priority stream, which the pass's stream then waits for, so that the
 // sequence-parallel runtime enqueues the exchange of the pair behind the pair alone and the
 // transfer runs while dQ (default priority) computes; finish() (or the destructor) joins dQ.
-// Measured on two H200 (bench/NOTES.md, session 3): P=2 speed-up at 16K per GPU 1.40-1.53 ->
-// 1.62-1.74; 64K-1M unchanged within the noise of the runs (the same binary with dQ after the
-// pair on one stream for B·H·N > 2^22 measured the same at 256K and 1M).
+// The measurements behind this order are in bench/NOTES.md.
 class CudaBackwardPass final : public BackwardPass::Impl {
  public:
   explicit CudaBackwardPass(const BackwardParams& p)
