@@ -17,11 +17,42 @@
 using namespace lightring;
 using Clock = std::chrono::steady_clock;
 
+namespace {
+
+const char* const kUsage =
+    "usage: lightring-cpu-demo [N] [H] [D] [E] [dtype]\n"
+    "  CPU forward + backward of Lightning Attention-2 on random inputs (B=1, decay = the\n"
+    "  per-head slopes, a random initial state); checks the forward output and final state\n"
+    "  against the float64 recurrent form and prints the times.\n"
+    "  N sequence length (65536), H heads (4), D q/k head dim (64), E v head dim (64),\n"
+    "  dtype fp32 | bf16 | fp16 (fp32).\n"
+    "  Exit status: 0 check passed, 1 check failed, 2 bad arguments.\n";
+
+// Positional argument i as an integer, or fallback when it is absent.
+int64_t int_arg(int argc, char** argv, int i, int64_t fallback) {
+  if (argc <= i) return fallback;
+  char* end = nullptr;
+  const long long v = std::strtoll(argv[i], &end, 10);
+  LR_CHECK(end != argv[i] && *end == '\0', "argument ", i, " must be an integer (got '", argv[i],
+           "')");
+  return v;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) try {
-  const int64_t N = argc > 1 ? std::atoll(argv[1]) : 65536;
-  const int64_t H = argc > 2 ? std::atoll(argv[2]) : 4;
-  const int64_t D = argc > 3 ? std::atoll(argv[3]) : 64;
-  const int64_t E = argc > 4 ? std::atoll(argv[4]) : 64;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "-h" || a == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+  }
+  LR_CHECK(argc <= 6, "at most 5 arguments (got ", argc - 1, ")");
+  const int64_t N = int_arg(argc, argv, 1, 65536);
+  const int64_t H = int_arg(argc, argv, 2, 4);
+  const int64_t D = int_arg(argc, argv, 3, 64);
+  const int64_t E = int_arg(argc, argv, 4, 64);
   const kernels::DType dtype = kernels::parse_dtype(argc > 5 ? argv[5] : "fp32");
   const test::Shape s{1, H, N, D, E};
   std::printf("# lightring-cpu-demo: B=1 H=%lld N=%lld D=%lld E=%lld dtype=%s decay=slopes\n",
@@ -86,6 +117,6 @@ int main(int argc, char** argv) try {
               tol);
   return ok ? 0 : 1;
 } catch (const lightring::Error& e) {
-  std::fprintf(stderr, "%s\n", e.what());
+  std::fprintf(stderr, "lightring-cpu-demo: %s\n%s", e.what(), kUsage);
   return 2;
 }
