@@ -12,7 +12,7 @@ bench/results/ excluded:
      anchor-only links (#section) are not checked;
   2. paths through a docs folder mentioned anywhere in source, scripts and
      docs (*.h *.cpp *.cu *.cuh *.py *.md *.sh *.txt *.cmake, CMakeLists.txt),
-     e.g. "docs/algorithm.md" or "shared/docs/x.md": relative to the
+     e.g. "docs/algorithm.md" (also with folders in front): relative to the
      repository root (to the mentioning file when the path starts with ./ or
      ../), they must exist inside the repository.
 
@@ -121,6 +121,8 @@ def check(root):
                 if file_part and not exists(root, path, file_part, True):
                     problems.append((path, number, target))
         for number, line in enumerate(text.splitlines(), 1):
+            if is_md:  # link targets were checked above, relative to the linking file
+                line = REF_LINK.sub("", INLINE_LINK.sub("", line))
             for m in DOCS_MENTION.finditer(line):
                 target = m.group(1)
                 if not exists(root, path, target, target.startswith(".")):
