@@ -9,13 +9,15 @@
 #include <exception>
 #include <vector>
 
+#include "core/error.h"
 #include "kernels/attention.h"
-#include "kernels/error.h"
+#include "parallel/sequence_parallel.h"
 #ifdef LIGHTRING_NCCL_EXCHANGE
 #include "comm/nccl_communicator.h"
 #endif
 
 namespace kernels = lightring::kernels;
+namespace parallel = lightring::parallel;
 
 namespace {
 
@@ -87,6 +89,47 @@ PyObject* py_nccl_unique_id(PyObject*, PyObject*) {
 #endif
 }
 
+// The link model of the schedule cost model for a transport, as lightring-bench sets it
+// for the same transport (launch/bench_options.cpp): "nccl" is --backend cuda (the
+// parallel::LinkModel defaults), "mpi" and "gloo" are --backend cpu (host messages and a
+// host combine). tests/python/test_schedule.py compares both with lightring-bench --model.
+parallel::LinkModel link_for(const std::string& transport) {
+  parallel::LinkModel link;
+  if (transport == "nccl") return link;
+  LR_CHECK(transport == "gloo" || transport == "mpi",
+           "transport must be one of nccl, gloo, mpi (got '", transport, "')");
+  link.latency_us = 1.5;
+  link.bandwidth_Bpus = 5e3;
+  link.combine_Bpus = 5e3;
+  return link;
+}
+
+// schedule_choice(P, B, H, D, E, local_len, dtype, transport) -> str: the schedule
+// parallel::choose_schedule picks for "auto" (parallel/schedule.cpp) over P ranks for
+// [B, H, D, E] fp32 state messages, as lightring-bench does for the same P, sizes and
+// transport. The model depends on P, the message size and the link only; the local
+// length and the dtype are validated (states are fp32 whatever the input dtype).
+PyObject* py_schedule_choice(PyObject*, PyObject* args) {
+  int ranks = 0;
+  long long batch = 0, heads = 0, qk_dim = 0, v_dim = 0, local_len = 0;
+  const char* dtype = nullptr;
+  const char* transport = nullptr;
+  if (!PyArg_ParseTuple(args, "iLLLLLss", &ranks, &batch, &heads, &qk_dim, &v_dim, &local_len,
+                        &dtype, &transport))
+    return nullptr;
+  return guarded([&] {
+    LR_CHECK(ranks >= 1, "schedule_choice: P must be >= 1 (got ", ranks, ")");
+    LR_CHECK(batch >= 1 && heads >= 1 && qk_dim >= 1 && v_dim >= 1 && local_len >= 1,
+             "schedule_choice: B, H, D, E and the local length must be >= 1 (got ", batch, ", ",
+             heads, ", ", qk_dim, ", ", v_dim, ", ", local_len, ")");
+    kernels::parse_dtype(dtype);
+    const size_t bytes = static_cast<size_t>(batch * heads * qk_dim * v_dim) * sizeof(float);
+    const parallel::Schedule s =
+        parallel::choose_schedule(parallel::Schedule::kAuto, ranks, bytes, link_for(transport));
+    return PyUnicode_FromString(parallel::schedule_name(s));
+  });
+}
+
 PyObject* py_kernel_families(PyObject*, PyObject*) {
   return guarded([]() -> PyObject* {
     return PyUnicode_FromString(lightring::kernels::kernel_families().c_str());
@@ -96,6 +139,9 @@ PyObject* py_kernel_families(PyObject*, PyObject*) {
 PyMethodDef kMethods[] = {
     {"kernel_families", py_kernel_families, METH_NOARGS,
      "kernel_families() -> str: the CUDA kernel families this device runs."},
+    {"schedule_choice", py_schedule_choice, METH_VARARGS,
+     "schedule_choice(P, B, H, D, E, local_len, dtype, transport) -> str: the schedule the C++ "
+     "cost model picks for 'auto' (transport: nccl, gloo or mpi)."},
     {"slopes", py_slopes, METH_VARARGS,
      "slopes(num_heads) -> list[float]: TransNormerLLM per-head decay rates (algorithm.md §1)."},
     {"default_block_size", py_default_block_size, METH_VARARGS,

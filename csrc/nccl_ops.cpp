@@ -9,11 +9,13 @@
 //       abort when it does not drain within the deadline). abort() tears it down
 //       at once.
 //   lightring::sp_forward / sp_backward
-//       parallel::forward / backward (docs/algorithm.md §3) of this rank's shard
-//       with that communicator, ordered against torch's current CUDA stream: the
-//       local passes run on it; the communicator's stream waits for it by event
-//       and it waits for the communicator's stream by event (no host sync but
-//       the small shape agreement).
+//       the sequence-parallel forward / backward (docs/algorithm.md §3) of this
+//       rank's shard with that communicator (sp_passes.h), ordered against torch's
+//       current CUDA stream: the local passes run on it; the communicator's stream
+//       waits for it by event and it waits for the communicator's stream by event.
+//       The inputs were agreed by the caller (lightring/agreement.py, once per
+//       call), which passes every rank's shard length: these ops do not agree
+//       them again, and do not synchronise the host.
 //
 // Only tensors, numbers, strings and this opaque object cross the boundary;
 // no torch ProcessGroup ever reaches C++.
@@ -25,9 +27,11 @@
 #include <torch/library.h>
 
 #include <memory>
+#include <vector>
 
 #include "comm/nccl_communicator.h"
 #include "csrc/params.h"
+#include "csrc/sp_passes.h"
 #include "parallel/sequence_parallel.h"
 
 namespace lightring::csrc {
@@ -86,10 +90,15 @@ class TorchNcclCommunicator : public torch::CustomClassHolder {
 
 using CommPtr = c10::intrusive_ptr<TorchNcclCommunicator>;
 
-parallel::Options options_for(const std::string& schedule) {
-  parallel::Options o;
-  o.schedule = parallel::parse_schedule(schedule);
-  return o;
+// The schedule to run: a named one, or "auto" resolved by the cost model with the
+// default (NCCL) link model, as lightring._C.schedule_choice(..., "nccl") resolves it.
+parallel::Schedule schedule_for(const std::string& name, const kernels::Problem& p, int ranks) {
+  return parallel::choose_schedule(parallel::parse_schedule(name), ranks,
+                                   kernels::state_count(p) * sizeof(float));
+}
+
+std::vector<int64_t> lengths_of(at::IntArrayRef lengths) {
+  return std::vector<int64_t>(lengths.begin(), lengths.end());
 }
 
 // Returns (o, s_in, final_state). initial_state is read on SP rank 0 only (pass
@@ -98,7 +107,8 @@ parallel::Options options_for(const std::string& schedule) {
 std::tuple<at::Tensor, at::Tensor, at::Tensor> sp_forward(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
     const Optional<at::Tensor>& decay, double scale, const Optional<at::Tensor>& initial_state,
-    bool output_final_state, int64_t block_size, const CommPtr& comm, const std::string& schedule) {
+    bool output_final_state, int64_t block_size, const CommPtr& comm, const std::string& schedule,
+    at::IntArrayRef lengths) {
   return torch_errors([&] {
     comm::NcclCommunicator& c = comm->get(q);
     kernels::ForwardParams p;
@@ -112,7 +122,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sp_forward(
     bind_tensors(&p, q, k, v, o);
     p.initial_state = state_ptr(initial_state, "initial_state", p, q.device());
     p.final_state = final_state.numel() > 0 ? final_state.data_ptr<float>() : nullptr;
-    parallel::forward(c, p, s_in.data_ptr<float>(), options_for(schedule));
+    sp_forward_agreed(c, p, s_in.data_ptr<float>(), schedule_for(schedule, p, c.size()),
+                      lengths_of(lengths));
     return std::make_tuple(o, s_in, final_state);
   });
 }
@@ -124,7 +135,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sp_backward(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& d_o,
     const Optional<at::Tensor>& decay, double scale, const at::Tensor& s_in,
     const Optional<at::Tensor>& d_final_state, bool output_d_initial_state, int64_t block_size,
-    const CommPtr& comm, const std::string& schedule) {
+    const CommPtr& comm, const std::string& schedule, at::IntArrayRef lengths) {
   return torch_errors([&] {
     comm::NcclCommunicator& c = comm->get(q);
     kernels::BackwardParams p;
@@ -140,7 +151,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sp_backward(
     p.initial_state = state_ptr(s_in, "s_in", p, q.device());
     p.d_final_state = state_ptr(d_final_state, "d_final_state", p, q.device());
     p.d_initial_state = ds0.numel() > 0 ? ds0.data_ptr<float>() : nullptr;
-    parallel::backward(c, p, options_for(schedule));
+    sp_backward_agreed(c, p, schedule_for(schedule, p, c.size()), lengths_of(lengths));
     return std::make_tuple(dq, dk, dv, ds0);
   });
 }
@@ -159,12 +170,12 @@ TORCH_LIBRARY_FRAGMENT(lightring, m) {
   m.def(
       "sp_forward(Tensor q, Tensor k, Tensor v, Tensor? decay, float scale, "
       "Tensor? initial_state, bool output_final_state, int block_size, "
-      "__torch__.torch.classes.lightring.NcclCommunicator comm, str schedule) "
+      "__torch__.torch.classes.lightring.NcclCommunicator comm, str schedule, int[] lengths) "
       "-> (Tensor, Tensor, Tensor)");
   m.def(
       "sp_backward(Tensor q, Tensor k, Tensor v, Tensor d_o, Tensor? decay, float scale, "
       "Tensor s_in, Tensor? d_final_state, bool output_d_initial_state, int block_size, "
-      "__torch__.torch.classes.lightring.NcclCommunicator comm, str schedule) "
+      "__torch__.torch.classes.lightring.NcclCommunicator comm, str schedule, int[] lengths) "
       "-> (Tensor, Tensor, Tensor, Tensor)");
 }
 
