@@ -218,7 +218,10 @@ def lightning_attention(q, k, v, decay=None, *, scale=1.0, initial_state=None,
     rank (the other ranks receive a zero gradient for theirs); every rank must
     pass one or none. The returned final state is the global one, on every
     rank, and its gradients from all ranks are summed. schedule picks the state
-    exchange: "allgather", "ring", "scan" or "auto" (docs/algorithm.md §3).
+    exchange: "allgather", "ring", "scan" or "auto" (docs/algorithm.md §3); "auto"
+    is the C++ cost model's choice for the group size, the [B, H, D, E] state
+    size and the transport (lightring._C.schedule_choice), the same choice
+    lightring-bench makes.
 
     exchange: how the states travel when group is given (default: the environment
     variable LIGHTRING_EXCHANGE, else "auto"). "lightring" uses lightring's own
@@ -226,7 +229,7 @@ def lightning_attention(q, k, v, decay=None, *, scale=1.0, initial_state=None,
     id over it and cached, and runs the C++ sequence-parallel ops on it, ordered
     against torch's current CUDA stream; it needs an NCCL group, CUDA tensors on
     the current device and a build with NCCL and a CUDA torch, and raises
-    RuntimeError otherwise. Its "auto" schedule is chosen by the C++ cost model.
+    RuntimeError otherwise.
     "torch" runs the schedules over torch.distributed (any backend, e.g. gloo).
     "auto" is "lightring" on NCCL groups where this build has it, else "torch".
     See lightring.nccl_exchange.
@@ -258,24 +261,9 @@ def lightning_attention(q, k, v, decay=None, *, scale=1.0, initial_state=None,
             error = None
         except (TypeError, ValueError) as e:
             error = e
-        asked = nccl_exchange.resolve(exchange)
-        ex = sequence_parallel.Exchange(group, schedule)
-        lightring_exchange = nccl_exchange.select(asked, ex.group) == "lightring"
-        if lightring_exchange:
-            # Same answer on every rank (build, backend): no rank is left waiting.
-            nccl_exchange.check_available(ex.group)
-            if error is None:
-                error = nccl_exchange.check_device(q, ex.device)
-        ex.agree("forward", error, q, v, decay, initial_state is not None, layout, scale, bs,
-                 output_final_state, "lightring" if lightring_exchange else "torch")
-        if layout == "bnhd":
-            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-        if lightring_exchange:
-            o, final = nccl_exchange.attention(q, k, v, decay, initial_state, float(scale), bs,
-                                               bool(output_final_state), ex, schedule)
-        else:
-            o, final = sequence_parallel.attention(q, k, v, decay, initial_state, float(scale),
-                                                   bs, bool(output_final_state), ex)
+        o, final = sequence_parallel.attention(q, k, v, decay, initial_state, layout, scale, bs,
+                                               bool(output_final_state), group, schedule,
+                                               exchange, error)
     if layout == "bnhd":
         o = o.transpose(1, 2)
     return (o, final) if output_final_state else o

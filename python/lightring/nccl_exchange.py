@@ -20,10 +20,14 @@ For an NCCL process group, the first sequence-parallel call on it:
    owns it: ``release()`` drops the cache, and the last reference destroys it.
 
 Each call then runs the C++ ops ``lightring::sp_forward`` / ``sp_backward``
-(parallel/sequence_parallel.h: local state pass, exchange, main local pass) on
-torch's current stream. The global final state and its gradient (only when
-``output_final_state``) still travel over torch.distributed (a broadcast from
-the last rank, a reduce to it). Autograd saves the inputs and S_in only.
+(csrc/sp_passes.h: local state pass, exchange, main local pass) on torch's
+current stream, through the autograd Function every exchange shares
+(lightring/sequence_parallel.py). The inputs are agreed once per forward and
+once per backward, in Python over the group (lightring/agreement.py), which
+passes every rank's shard length to the ops; the ops do not agree them again.
+The global final state and its gradient (only when ``output_final_state``)
+still travel over torch.distributed (a broadcast from the last rank, a reduce
+to it). Autograd saves the inputs and S_in only.
 """
 import atexit
 import os
@@ -32,7 +36,7 @@ import torch
 import torch.distributed as dist
 
 
-from . import _ext, collectives, functional
+from . import _ext, collectives, sequence_parallel
 
 EXCHANGES = ("auto", "torch", "lightring")
 ENV = "LIGHTRING_EXCHANGE"
@@ -128,7 +132,6 @@ def communicator(group, device):
 
 
 def _bootstrap(group, device):
-    from .sequence_parallel import group_ranks
     rank, size = dist.get_rank(group), dist.get_world_size(group)
     # Byte 0: 1 when rank 0 made the id, so that its failure fails every rank.
     message = torch.zeros(_ID_BYTES + 1, dtype=torch.uint8)
@@ -140,7 +143,7 @@ def _bootstrap(group, device):
         except RuntimeError as e:
             error = e
     message = message.to(device)
-    peers = collectives.Peers(group, group_ranks(group))
+    peers = collectives.Peers(group, sequence_parallel.group_ranks(group))
     collectives.broadcast(peers, message, 0, collectives.TAG_NCCL_ID,
                           "the broadcast of the NCCL unique id")
     message = message.cpu()
@@ -190,62 +193,26 @@ def _sp_backward(*args):
     return torch.ops.lightring.sp_backward(*args)
 
 
-def _zero_state(like_q, like_v):
-    b, h, d, e = like_q.shape[0], like_q.shape[1], like_q.shape[3], like_v.shape[3]
-    return torch.zeros(b, h, d, e, dtype=torch.float32, device=like_q.device)
+class LightringExchange(sequence_parallel.GroupExchange):
+    """The exchange inside the C++ ops, on lightring's communicator of the group (created on
+    the first forward, after the agreement, and cached). The ops run over the agreed shard
+    lengths and do not agree the inputs again (csrc/sp_passes.h)."""
 
+    name = "lightring"
 
-class _NcclShardedAttention(torch.autograd.Function):
-    """One rank's shard; the exchange runs inside the C++ ops on `comm`."""
+    def local_error(self, q):
+        return check_device(q, self.device)
 
-    @staticmethod
-    def forward(ctx, q, k, v, decay, initial_state, scale, block_size, output_final_state, ex,
-                schedule, comm):
-        first, last = ex.rank == 0, ex.rank == ex.size - 1
-        s0 = functional.state(initial_state) if (first and initial_state is not None) else None
-        o, s_in, final = _sp_forward(q, k, v, decay, scale, s0, output_final_state, block_size,
-                                     comm, schedule)
-        if output_final_state:
-            # The global final state is on the last rank; every rank returns it.
-            if not last:
-                final = _zero_state(q, v)
-            collectives.broadcast(ex.peers, final, ex.size - 1, collectives.TAG_FINAL,
-                                  "the broadcast of the final state")
-        ctx.save_for_backward(q, k, v, decay, s_in)
-        ctx.scale, ctx.block_size, ctx.ex, ctx.schedule, ctx.comm = (scale, block_size, ex,
-                                                                     schedule, comm)
-        ctx.output_final_state, ctx.has_s0 = output_final_state, initial_state is not None
-        if not output_final_state:
-            ctx.mark_non_differentiable(final)
-        return o, final
+    def transport(self):
+        return "nccl"
 
-    @staticmethod
-    @functional.first_order_only
-    def backward(ctx, d_o, d_final):
-        q, k, v, decay, s_in = ctx.saved_tensors
-        ex = ctx.ex
-        first, last = ex.rank == 0, ex.rank == ex.size - 1
-        d_o = functional.rows(torch.zeros_like(v) if d_o is None else d_o)
-        g = None
-        if ctx.output_final_state:
-            # The final state is returned on every rank: the loss sees it P times.
-            g = (functional.state(d_final) if d_final is not None else _zero_state(q, v)).clone()
-            g = collectives.reduce_sum(ex.peers, g, ex.size - 1, collectives.TAG_FINAL_GRAD,
-                                       "the sum of the final-state gradients")
-        want_ds0 = first and ctx.has_s0 and ctx.needs_input_grad[4]
-        dq, dk, dv, ds0 = _sp_backward(q, k, v, d_o, decay, ctx.scale, s_in, g, want_ds0,
-                                       ctx.block_size, ctx.comm, ctx.schedule)
-        d_s0 = None
-        if ctx.has_s0 and ctx.needs_input_grad[4]:
-            # S0 is read on the first rank only; the other ranks' copies are unused.
-            d_s0 = ds0 if want_ds0 else _zero_state(q, v)
-        return dq, dk, dv, None, d_s0, None, None, None, None, None, None
+    def forward(self, q, k, v, decay, s0, scale, block_size, need_final):
+        self.comm = communicator(self.group, self.device)
+        o, s_in, final = _sp_forward(q, k, v, decay, scale, s0, need_final, block_size,
+                                     self.comm, self.schedule, self.lengths)
+        # The global final state is on the last rank; every rank returns it.
+        return o, s_in, (self.broadcast_final(final, q, v) if need_final else None)
 
-
-def attention(q, k, v, decay, initial_state, scale, block_size, output_final_state, ex,
-              schedule):
-    """q, k, v: this rank's shard as [B, H, N_local, *] views on ex.device (an NCCL
-    group). Returns (o, final_state)."""
-    comm = communicator(ex.group, ex.device)
-    return _NcclShardedAttention.apply(q, k, v, decay, initial_state, scale, block_size,
-                                       output_final_state, ex, schedule, comm)
+    def backward(self, q, k, v, d_o, decay, scale, s_in, g, want_ds0, block_size):
+        return _sp_backward(q, k, v, d_o, decay, scale, s_in, g, want_ds0, block_size,
+                            self.comm, self.schedule, self.lengths)

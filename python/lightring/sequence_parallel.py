@@ -19,42 +19,33 @@ Schedules, all producing the same states:
   ring       P-1 dependent send/recv hops along the sequence (the baseline).
   scan       Hillis-Steele recursive doubling with isend/irecv: ceil(log2 P)
              rounds; the exclusive prefix rides on the same messages.
-  auto       allgather for P <= 8, scan above.
-These run over torch.distributed point-to-point and collectives, so they work
-on gloo (CPU tensors) and NCCL (CUDA tensors) groups alike.
-"""
-import hashlib
-import struct
+  auto       the choice of the C++ cost model (parallel/schedule.cpp) for this P,
+             state size and transport: lightring._C.schedule_choice, the same
+             choice lightring-bench makes.
+These run over torch.distributed point-to-point messages, so they work on gloo
+(CPU tensors) and NCCL (CUDA tensors) groups alike.
 
+One autograd Function (_ShardedAttention) serves both exchanges. An exchange is
+an object with the interface of GroupExchange:
+
+  forward(q, k, v, decay, s0, scale, block_size, need_final) -> (o, s_in, final)
+      s0: the global S0 on group rank 0 only (None elsewhere); s_in: what backward
+      needs besides the inputs; final: the global final state on every rank when
+      need_final, else None.
+  backward(q, k, v, d_o, decay, scale, s_in, g, want_ds0, block_size)
+      -> (dq, dk, dv, ds0)
+      g: the global final-state gradient on the last rank only (None elsewhere);
+      ds0: the global dS0 on rank 0 when want_ds0.
+
+TorchExchange runs the schedules below over torch.distributed;
+lightring.nccl_exchange.LightringExchange runs the C++ ops on lightring's own
+communicator. The Function agrees the inputs once per forward and once per
+backward (lightring/agreement.py); the exchanges do not agree them again.
+"""
 import torch
 import torch.distributed as dist
 
-from . import collectives, functional
-from .collectives import TAG_AGREE, TAG_AGREE_TEXT
-
-_DTYPES = (None, torch.float32, torch.bfloat16, torch.float16)
-_CALLS = ("forward", "backward")
-_EXCHANGES = ("torch", "lightring")
-# The agreement record: (field, name in messages, how to print a value).
-_FIELDS = (
-    ("call", "call", lambda v: _CALLS[v]),
-    ("ok", "validity", str),
-    ("batch", "batch size B", str),
-    ("heads", "number of heads H", str),
-    ("d", "head dim D", str),
-    ("e", "value dim E", str),
-    ("dtype", "dtype", lambda v: str(_DTYPES[v]).replace("torch.", "")),
-    ("layout", "layout", lambda v: repr(functional._LAYOUTS[v])),
-    ("s0", "initial_state (given or None)", lambda v: "given" if v else "None"),
-    ("final", "output_final_state", lambda v: str(bool(v))),
-    ("schedule", "schedule", lambda v: repr(functional.SCHEDULES[v])),
-    ("scale", "scale", lambda v: f"{struct.unpack('<d', struct.pack('<q', v))[0]:g}"),
-    ("block_size", "block_size", str),
-    ("decay", "decay (given or None)", lambda v: "given" if v else "None"),
-    ("digest0", "decay values", lambda v: f"digest {v & (2**64 - 1):016x}"),
-    ("digest1", "decay values", lambda v: f"digest {v & (2**64 - 1):016x}"),
-    ("exchange", "exchange", lambda v: repr(_EXCHANGES[v])),
-)
+from . import _ext, agreement, collectives, functional
 
 
 def group_ranks(group):
@@ -68,16 +59,19 @@ def group_ranks(group):
     return [g for g, _ in sorted(mapping.items(), key=lambda item: item[1])]
 
 
-def _digest(decay):
-    """Two int64 words of a 128-bit digest of the exact bytes of decay ((0, 0) for None)."""
-    if decay is None:
-        return 0, 0
-    data = decay.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
-    return struct.unpack("<qq", hashlib.blake2b(data, digest_size=16).digest())
+def schedule_choice(size, batch, heads, d, e, length, dtype, transport):
+    """The schedule "auto" runs: the C++ cost model's choice (parallel::choose_schedule) for
+    `size` ranks, [B, H, D, E] fp32 state messages and a transport ("nccl", "gloo", "mpi"),
+    the choice lightring-bench makes for the same P, sizes and transport."""
+    name = str(dtype).replace("torch.", "")
+    return _ext.load().schedule_choice(size, batch, heads, d, e, length, name, transport)
 
 
-class Exchange:
-    """The state exchange of one call over one group; positions are sequence order."""
+class GroupExchange:
+    """What every exchange knows of one call over one group; positions are sequence order.
+    Subclasses set `name` (the agreement's "exchange") and implement forward / backward."""
+
+    name = None
 
     def __init__(self, group, schedule):
         if not (dist.is_available() and dist.is_initialized()):
@@ -94,65 +88,75 @@ class Exchange:
             raise ValueError(f"group has {self.size} ranks but lists {len(self.ranks)}")
         collectives.check_usable(group)
         self.requested = schedule
-        if schedule == "auto":
-            schedule = "allgather" if self.size <= 8 else "scan"
-        self.schedule = schedule
+        self.schedule = None if schedule == "auto" else schedule
+        self.lengths = None  # every rank's shard length, set by each agreement
         self.peers = collectives.Peers(group, self.ranks)
-        cuda = dist.get_backend(group) == "nccl"
+        self.backend = dist.get_backend(group)
+        cuda = self.backend == "nccl"
         self.device = torch.device("cuda", torch.cuda.current_device()) if cuda \
             else torch.device("cpu")
 
-    # --- the agreement ------------------------------------------------------------
+    def transport(self):
+        """The transport whose link model resolves "auto" (lightring._C.schedule_choice)."""
+        if self.backend in ("nccl", "gloo", "mpi"):
+            return self.backend
+        return "nccl" if self.device.type == "cuda" else "gloo"
+
+    def local_error(self, q):
+        """This rank's reason why this exchange cannot take q (reported in the agreement)."""
+        return None
 
     def agree(self, call, error, q=None, v=None, decay=None, has_s0=False, layout="bhnd",
-              scale=1.0, block_size=0, output_final_state=False, exchange="torch"):
-        """Fails every rank, with the same readable message, when any rank's inputs are invalid,
-        disagree with the others', or belong to another call (forward / backward): one small
-        bounded all-gather before any message whose size depends on them. `error` is this
-        rank's own validation error (None when its inputs are valid); it is raised on this
-        rank, and its text is reported on every other rank."""
-        record = dict.fromkeys((f for f, _, _ in _FIELDS), 0)
-        record.update(call=_CALLS.index(call), ok=int(error is None),
-                      exchange=_EXCHANGES.index(exchange))
-        if error is None:
+              scale=1.0, block_size=0, output_final_state=False):
+        """The one agreement of a forward or a backward (lightring/agreement.py); then "auto"
+        is resolved, the same on every rank (the agreed P, B, H, D, E, dtype, transport)."""
+        self.lengths = agreement.agree(self, call, error, q, v, decay, has_s0, layout, scale,
+                                       block_size, output_final_state)
+        if self.schedule is None:
             h_dim = 1 if layout == "bhnd" else 2
-            digest = _digest(decay)
-            record.update(batch=q.shape[0], heads=q.shape[h_dim], d=q.shape[3], e=v.shape[3],
-                          dtype=_DTYPES.index(q.dtype), layout=functional._LAYOUTS.index(layout),
-                          s0=int(has_s0), final=int(bool(output_final_state)),
-                          schedule=functional.SCHEDULES.index(self.requested),
-                          scale=struct.unpack("<q", struct.pack("<d", float(scale)))[0],
-                          block_size=block_size, decay=int(decay is not None),
-                          digest0=digest[0], digest1=digest[1])
-        mine = torch.tensor([record[f] for f, _, _ in _FIELDS], dtype=torch.int64,
-                            device=self.device)
-        what = f"the agreement of a sequence-parallel {call}"
-        table = [r.cpu().tolist() for r in
-                 collectives.all_gather(self.peers, mine, TAG_AGREE, what)]
-        where = f"lightring: sequence-parallel {call} over {self.size} ranks"
-        for r, row in enumerate(table):
-            if row[0] != table[self.rank][0]:
-                raise RuntimeError(
-                    f"{where}: group rank {r} is in its {_CALLS[row[0]]} while group rank "
-                    f"{self.rank} is in its {call}: every rank must run forward and then "
-                    "backward for every call (a rank skipped a backward, or ran one more "
-                    "forward)")
-        bad = [r for r in range(self.size) if table[r][1] != 1]
-        if bad:
-            texts = collectives.all_gather_bytes(
-                self.peers, b"" if error is None else str(error).encode(), TAG_AGREE_TEXT, what)
-            if error is not None:
-                raise error
-            reasons = "".join(f"\n  group rank {r} rejected its inputs: {texts[r].decode()}"
-                              for r in bad)
-            raise ValueError(f"{where}: nothing was run:{reasons}")
-        for col, (_, name, show) in enumerate(_FIELDS):
-            column = [row[col] for row in table]
-            if all(c == column[0] for c in column):
-                continue
-            values = "; ".join(f"group rank {r}: {show(c)}" for r, c in enumerate(column))
-            raise ValueError(f"every rank of the sequence-parallel group must pass the same "
-                             f"{name} to lightning_attention ({values})")
+            self.schedule = schedule_choice(self.size, q.shape[0], q.shape[h_dim], q.shape[3],
+                                            v.shape[3], self.lengths[self.rank], q.dtype,
+                                            self.transport())
+
+    def broadcast_final(self, final, like_q, like_v):
+        """The global final state of the last rank, on every rank."""
+        if self.rank != self.size - 1:
+            final = zero_state(like_q, like_v)
+        return collectives.broadcast(self.peers, final, self.size - 1, collectives.TAG_FINAL,
+                                     "the broadcast of the final state")
+
+
+def zero_state(like_q, like_v):
+    b, h, d, e = like_q.shape[0], like_q.shape[1], like_q.shape[3], like_v.shape[3]
+    return torch.zeros(b, h, d, e, dtype=torch.float32, device=like_q.device)
+
+
+class TorchExchange(GroupExchange):
+    """The schedules over torch.distributed point-to-point messages (lightring.collectives),
+    around the local ops."""
+
+    name = "torch"
+
+    def forward(self, q, k, v, decay, s0, scale, block_size, need_final):
+        heads, length = q.shape[1], q.shape[2]
+        a = segment_decay(decay, heads, length, q.device)
+        x = torch.ops.lightring.local_state(k, v, decay, 1.0, False, block_size)  # A, no wait
+        if s0 is not None:  # rank 0 only: X_0 = a_0·S0 + A_0
+            x = combine_x(s0, a, x)
+        excl, total = self.prefix(a, x, reverse=False, need_total=need_final)
+        s_in = s0 if self.rank == 0 else excl
+        o, _ = torch.ops.lightring.forward(q, k, v, decay, scale, s_in, False, block_size)
+        return o, s_in, total
+
+    def backward(self, q, k, v, d_o, decay, scale, s_in, g, want_ds0, block_size):
+        a = segment_decay(decay, q.shape[1], q.shape[2], q.device)
+        x = torch.ops.lightring.local_state(q, d_o, decay, scale, True, block_size)  # C
+        if g is not None:  # the last rank only: X_{P-1} = a·G + C
+            x = combine_x(g, a, x)
+        excl, _ = self.prefix(a, x, reverse=True)
+        ds_out = g if self.rank == self.size - 1 else excl
+        return torch.ops.lightring.backward(q, k, v, d_o, decay, scale, s_in, ds_out, want_ds0,
+                                            block_size)
 
     # --- positions -----------------------------------------------------------------
 
@@ -266,23 +270,19 @@ def segment_decay(decay, heads, length, device):
 
 
 class _ShardedAttention(torch.autograd.Function):
+    """One rank's shard; `ex` moves the states (TorchExchange or LightringExchange). The
+    forward's inputs were agreed before apply (attention()); the backward agrees its own."""
 
     @staticmethod
     def forward(ctx, q, k, v, decay, initial_state, scale, block_size, output_final_state, ex):
-        heads, length = q.shape[1], q.shape[2]
-        a = segment_decay(decay, heads, length, q.device)
-        x = torch.ops.lightring.local_state(k, v, decay, 1.0, False, block_size)  # A, no wait
-        first = ex.position(False) == 0
-        s0 = None if initial_state is None else functional.state(initial_state)
-        if first and s0 is not None:
-            x = combine_x(s0, a, x)
-        excl, total = ex.prefix(a, x, reverse=False, need_total=output_final_state)
-        s_in = s0 if first else excl
-        o, _ = torch.ops.lightring.forward(q, k, v, decay, scale, s_in, False, block_size)
-        final = total if output_final_state else q.new_empty((0,), dtype=torch.float32)
-        ctx.save_for_backward(q, k, v, decay, s_in, a)
+        first = ex.rank == 0
+        s0 = functional.state(initial_state) if (first and initial_state is not None) else None
+        o, s_in, final = ex.forward(q, k, v, decay, s0, scale, block_size, output_final_state)
+        if not output_final_state:
+            final = q.new_empty((0,), dtype=torch.float32)
+        ctx.save_for_backward(q, k, v, decay, s_in)
         ctx.scale, ctx.block_size, ctx.ex = scale, block_size, ex
-        ctx.output_final_state, ctx.has_s0, ctx.first = output_final_state, s0 is not None, first
+        ctx.output_final_state, ctx.has_s0 = output_final_state, initial_state is not None
         if not output_final_state:
             ctx.mark_non_differentiable(final)
         return o, final
@@ -290,36 +290,46 @@ class _ShardedAttention(torch.autograd.Function):
     @staticmethod
     @functional.first_order_only
     def backward(ctx, d_o, d_final):
-        q, k, v, decay, s_in, a = ctx.saved_tensors
+        q, k, v, decay, s_in = ctx.saved_tensors
         ex = ctx.ex
         ex.agree("backward", None, q, v, decay, ctx.has_s0, "bhnd", ctx.scale, ctx.block_size,
                  ctx.output_final_state)
         d_o = functional.rows(torch.zeros_like(v) if d_o is None else d_o)
-        x = torch.ops.lightring.local_state(q, d_o, decay, ctx.scale, True, ctx.block_size)  # C
-        last = ex.position(True) == 0
         g = None
         if ctx.output_final_state:
             # The final state is returned on every rank: the loss sees it P times.
-            g = functional.state(d_final if d_final is not None else
-                                 torch.zeros(x.shape, dtype=torch.float32, device=x.device)).clone()
+            g = (functional.state(d_final) if d_final is not None else zero_state(q, v)).clone()
             g = collectives.reduce_sum(ex.peers, g, ex.size - 1, collectives.TAG_FINAL_GRAD,
                                        "the sum of the final-state gradients")
-            if last:
-                x = combine_x(g, a, x)
-        excl, _ = ex.prefix(a, x, reverse=True)
-        ds_out = g if last else excl
-        want_ds0 = ctx.first and ctx.has_s0 and ctx.needs_input_grad[4]
-        dq, dk, dv, ds0 = torch.ops.lightring.backward(q, k, v, d_o, decay, ctx.scale, s_in,
-                                                       ds_out, want_ds0, ctx.block_size)
+        want_ds0 = ex.rank == 0 and ctx.has_s0 and ctx.needs_input_grad[4]
+        dq, dk, dv, ds0 = ex.backward(q, k, v, d_o, decay, ctx.scale, s_in, g, want_ds0,
+                                      ctx.block_size)
         d_s0 = None
         if ctx.has_s0 and ctx.needs_input_grad[4]:
             # S0 is read on the first rank only; the other ranks' copies are unused.
-            d_s0 = ds0 if want_ds0 else torch.zeros(x.shape, dtype=torch.float32,
-                                                    device=x.device)
+            d_s0 = ds0 if want_ds0 else zero_state(q, v)
         return dq, dk, dv, None, d_s0, None, None, None, None
 
 
-def attention(q, k, v, decay, initial_state, scale, block_size, output_final_state, ex):
-    """q, k, v: this rank's shard as [B, H, N_local, *] views. Returns (o, final_state)."""
-    return _ShardedAttention.apply(q, k, v, decay, initial_state, scale, block_size,
+def attention(q, k, v, decay, initial_state, layout, scale, block_size, output_final_state,
+              group, schedule, exchange, error):
+    """A sequence-parallel call: q, k, v are this rank's shard in `layout`; `error` is this
+    rank's validation error or None (scale is then not yet known to be a number). Agrees the
+    forward once, then runs the Function.
+    Returns (o as a [B, H, N_local, E] view, final_state)."""
+    from . import nccl_exchange
+    asked = nccl_exchange.resolve(exchange)
+    if nccl_exchange.select(asked, group) == "lightring":
+        # Same answer on every rank (build, backend): no rank is left waiting.
+        nccl_exchange.check_available(group)
+        ex = nccl_exchange.LightringExchange(group, schedule)
+    else:
+        ex = TorchExchange(group, schedule)
+    if error is None:
+        error = ex.local_error(q)
+    ex.agree("forward", error, q, v, decay, initial_state is not None, layout, scale,
+             block_size, output_final_state)
+    if layout == "bnhd":
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+    return _ShardedAttention.apply(q, k, v, decay, initial_state, float(scale), block_size,
                                    output_final_state, ex)

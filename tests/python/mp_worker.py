@@ -253,6 +253,15 @@ def check_lightring(ctx, args):
     comm = nccl_exchange.cached(world)
     check_module(world, dev, seed=3, exchange="lightring")
     assert len(boots) == 3 and nccl_exchange.cached(world) is comm
+    # One agreement per forward and per backward (the C++ ops agree nothing more).
+    counter = AgreementRounds()
+    try:
+        sharded_vs_unsharded(world, "auto", "bnhd", 37, dev, exchange="lightring",
+                             label="agreement rounds")
+        rounds = counter.take()
+    finally:
+        counter.close()
+    assert rounds == {"forward": 1, "backward": 1}, rounds
     # A disagreement between ranks still fails every rank before any exchange.
     qd = torch.randn(1, 2, 5, 6, device=dev) if ctx.rank == 1 else q
     expect_error(lambda: la(qd, qd, v, group=world, exchange="lightring"), ValueError,
@@ -280,39 +289,98 @@ class _StandInComm:
         return False
 
 
+def _check_agreed(comm, q, schedule, lengths):
+    """What sp_forward / sp_backward require of their caller (csrc/sp_passes.cpp): a resolved
+    schedule and every rank's agreed shard length."""
+    size, rank = comm.size(), comm.rank()
+    assert schedule in ("ring", "allgather", "scan"), f"unresolved schedule {schedule!r}"
+    assert len(lengths) == size and lengths[rank] == q.shape[2], (lengths, q.shape)
+
+
 def _stand_in_forward(q, k, v, decay, scale, s0, output_final_state, block_size, comm,
-                      schedule):
-    """The contract of lightring::sp_forward (csrc/nccl_ops.cpp) from the local ops and
-    the torch.distributed exchange: (o, S_in, global final state on the last rank)."""
+                      schedule, lengths):
+    """The contract of lightring::sp_forward (csrc/nccl_ops.cpp) from the torch exchange,
+    which agrees nothing, as the C++ op: (o, S_in, global final state on the last rank)."""
     from lightring import sequence_parallel as sp
-    ex = sp.Exchange(comm.group, schedule)
-    first, last = ex.rank == 0, ex.rank == ex.size - 1
-    a = sp.segment_decay(decay, q.shape[1], q.shape[2], q.device)
-    x = torch.ops.lightring.local_state(k, v, decay, 1.0, False, block_size)
-    if first and s0 is not None:
-        x = sp.combine_x(s0, a, x)
-    excl, total = ex.prefix(a, x, need_total=True)
-    s_in = (s0 if s0 is not None else torch.zeros_like(x)) if first else excl
-    o, _ = torch.ops.lightring.forward(q, k, v, decay, scale, s_in, False, block_size)
+    _check_agreed(comm, q, schedule, lengths)
+    ex = sp.TorchExchange(comm.group, schedule)
+    assert s0 is None or ex.rank == 0, "initial_state must be None except on rank 0"
+    o, s_in, total = ex.forward(q, k, v, decay, s0, scale, block_size, output_final_state)
+    if s_in is None:
+        s_in = sp.zero_state(q, v)
+    last = ex.rank == ex.size - 1
     final = total if (output_final_state and last) else q.new_empty((0,), dtype=torch.float32)
     return o, s_in, final
 
 
 def _stand_in_backward(q, k, v, d_o, decay, scale, s_in, g, want_ds0, block_size, comm,
-                       schedule):
+                       schedule, lengths):
     """The contract of lightring::sp_backward: G read on the last rank, dS0 on rank 0."""
     from lightring import sequence_parallel as sp
-    ex = sp.Exchange(comm.group, schedule)
-    last = ex.rank == ex.size - 1
-    assert g is None or last, "d_final_state must be None except on the last rank"
-    a = sp.segment_decay(decay, q.shape[1], q.shape[2], q.device)
-    x = torch.ops.lightring.local_state(q, d_o, decay, scale, True, block_size)
-    if g is not None:
-        x = sp.combine_x(g, a, x)
-    excl, _ = ex.prefix(a, x, reverse=True)
-    ds_out = g if last else excl
-    return torch.ops.lightring.backward(q, k, v, d_o, decay, scale, s_in, ds_out, want_ds0,
-                                        block_size)
+    _check_agreed(comm, q, schedule, lengths)
+    ex = sp.TorchExchange(comm.group, schedule)
+    assert g is None or ex.rank == ex.size - 1, "d_final_state must be None except on the last rank"
+    return ex.backward(q, k, v, d_o, decay, scale, s_in, g, want_ds0, block_size)
+
+
+class AgreementRounds:
+    """Counts the agreement rounds (all-gathers of the agreement record, TAG_AGREE) of each
+    call kind, at the message level: any second agreement path would show."""
+
+    def __init__(self):
+        from lightring import collectives
+        self.collectives, self.saved = collectives, collectives.exchange
+        self.rounds = {"forward": 0, "backward": 0}
+
+        def counting(peers, sends, recvs, tag, what):
+            if tag == collectives.TAG_AGREE:
+                self.rounds[what.rsplit(" ", 1)[-1]] += 1
+            return self.saved(peers, sends, recvs, tag, what)
+        collectives.exchange = counting
+
+    def take(self):
+        rounds, self.rounds = self.rounds, {"forward": 0, "backward": 0}
+        return rounds
+
+    def close(self):
+        self.collectives.exchange = self.saved
+
+
+def check_agreement_once(ctx, exchange, label):
+    """One forward and one backward of every schedule: exactly one agreement round each;
+    "auto" runs the C++ cost model's choice for this P, state size and transport."""
+    from lightring import sequence_parallel as sp
+    world, p = dist.group.WORLD, ctx.world_size
+    ran = []
+    prefix = sp.TorchExchange.prefix
+
+    def recording(self, *a, **kw):
+        ran.append(self.schedule)
+        return prefix(self, *a, **kw)
+    sp.TorchExchange.prefix = recording
+    counter = AgreementRounds()
+    try:
+        for schedule in lightring.SCHEDULES:
+            for layout in ("bhnd", "bnhd"):
+                ran.clear()
+                n = 3 * p + 1
+                sharded_vs_unsharded(world, schedule, layout, n, ctx.device, seed=9,
+                                     exchange=exchange, label=label)
+                # The reference (group=None) agrees nothing; the sharded call once each way.
+                rounds = counter.take()
+                assert rounds == {"forward": 1, "backward": 1}, f"{label} {schedule}: {rounds}"
+                n_local = lrd.shard(torch.empty(n), world, dim=0).shape[0]
+                expected = schedule if schedule != "auto" else lightring._C.schedule_choice(
+                    p, 2, 3, 6, 5, n_local, "float32", "gloo")
+                assert ran and set(ran) == {expected}, f"{label} {schedule}: ran {set(ran)}"
+    finally:
+        counter.close()
+        sp.TorchExchange.prefix = prefix
+    return ran
+
+
+def check_agree_once(ctx, args):
+    check_agreement_once(ctx, "torch", "torch exchange")
 
 
 def check_lightring_glue(ctx, args):
@@ -343,6 +411,17 @@ def check_lightring_glue(ctx, args):
         assert len(boots) == 1 and isinstance(nx.cached(world, ctx.device), _StandInComm)
         check_module(world, ctx.device, seed=4, exchange="lightring")
         assert len(boots) == 1
+        # One agreement per forward and per backward: the Python one (the stand-ins, like
+        # the C++ ops, agree nothing); "auto" resolved as the C++ cost model does for NCCL.
+        counter = AgreementRounds()
+        try:
+            for schedule in lightring.SCHEDULES:
+                sharded_vs_unsharded(world, schedule, "bnhd", 3 * ctx.world_size + 1,
+                                     ctx.device, seed=9, exchange="lightring", label="glue")
+                rounds = counter.take()
+                assert rounds == {"forward": 1, "backward": 1}, f"glue {schedule}: {rounds}"
+        finally:
+            counter.close()
     finally:
         nx.check_available, nx._bootstrap, nx._sp_forward, nx._sp_backward = saved
         nx.release()
@@ -352,7 +431,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("checks", nargs="+",
                         choices=["init", "schedules", "dpsp", "errors", "lightring",
-                                 "lightring_glue"])
+                                 "lightring_glue", "agree_once"])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
     ctx = check_init(args)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CHECKS = ["init", "schedules", "dpsp", "errors", "lightring", "lightring_glue"]
+CHECKS = ["init", "schedules", "dpsp", "errors", "lightring", "lightring_glue", "agree_once"]
 MPIRUN = shutil.which("mpirun")
 
 pytestmark = pytest.mark.skipif(MPIRUN is None or not torch.distributed.is_available(),
