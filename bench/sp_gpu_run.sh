@@ -29,7 +29,7 @@ T_START=$(date +%s)
 has() { [[ ",$SP_STEPS," == *",$1,"* ]]; }
 log() { echo "$*" | tee -a "$LOG"; }
 
-# NVLink multicast off (shared/docs/gpu-machine.md), passed to every rank with -x.
+# NVLink multicast off (docs/gpu-build.md), passed to every rank with -x.
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4} PYTHONUNBUFFERED=1
 # Deadlines go through --timeout: LIGHTRING_COMM_TIMEOUT_S would override the short

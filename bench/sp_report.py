@@ -16,7 +16,7 @@ Prints (metrics: launch/README.md, docs/scaling.md):
      (a combine reads two states and writes one), an assumed inter-node link (400 Gb/s),
      computed by `lightring-bench --model` (the C++ cost model auto uses), against the
      single-GPU step time per layer.
-Merges every input's rows into one JSON (shared/docs/bench-json.md) with a "summary".
+Merges every input's rows into one JSON (docs/bench-json.md) with a "summary".
 Every input is optional; missing or failed ones are reported, not fatal.
 """
 import argparse

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs lightring-bench on NP ranks (one per GPU) with NVLink multicast off, as
-# the GPU machines need (shared/docs/gpu-machine.md), passing the variables to
+# the GPU machines need (docs/gpu-build.md), passing the variables to
 # every rank with -x.
 #   launch/mpirun_bench.sh NP [lightring-bench flags...]
 #   BENCH=build/launch/lightring-bench launch/mpirun_bench.sh 2 --check
