@@ -31,10 +31,10 @@
 #include <tuple>
 #include <vector>
 
-#include "common/oracle.h"
 #include "kernels/attention.h"
 #include "kernels/cuda/family.h"
-#include "launch/bench_fill.h"
+#include "testing/counter_hash.h"
+#include "testing/oracle.h"
 
 namespace {
 
@@ -54,7 +54,7 @@ __global__ void fill_kernel(void* x, int64_t n, uint64_t seed, float amp, int ki
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     // Uniform on [-amp, amp): lightring-bench's counter hash (variance 1) rescaled.
     const float u =
-        lightring::launch::bench_value(seed, static_cast<uint64_t>(i)) * (amp / 1.7320508f);
+        lightring::test::uniform_value(seed, static_cast<uint64_t>(i)) * (amp / 1.7320508f);
     if (kind == 0) static_cast<float*>(x)[i] = u;
     if (kind == 1) static_cast<__nv_bfloat16*>(x)[i] = __float2bfloat16_rn(u);
     if (kind == 2) static_cast<__half*>(x)[i] = __float2half_rn(u);
@@ -118,7 +118,7 @@ std::vector<double> download(const void* p, int64_t n, DType t) {
   return out;
 }
 
-// ‖out − ref‖/‖ref‖ against the float64 oracle (tests/cpp/common/oracle.h) of the outputs
+// ‖out − ref‖/‖ref‖ against the float64 oracle (testing/oracle.h) of the outputs
 // the last forward and backward left in f.o, b.dq, b.dk, b.dv: {forward, worst of all}.
 std::pair<double, double> rel_err_vs_oracle(const Shape& s, DType t, bool decay_on,
                                             const lightring::kernels::ForwardParams& f,

@@ -9,7 +9,7 @@
 #include <cstring>
 #include <string>
 
-#include "kernels/error.h"
+#include "core/error.h"
 
 namespace lightring::comm {
 

@@ -11,8 +11,8 @@
 
 #include "comm/communicator.h"
 #include "comm/ipc_wait.h"
-#include "kernels/cuda/check.h"
-#include "kernels/error.h"
+#include "core/cuda_check.h"
+#include "core/error.h"
 
 namespace lightring::comm {
 

@@ -2,7 +2,7 @@
 #include <cuda_runtime.h>
 
 #include "comm/ipc_wait.h"
-#include "kernels/cuda/check.h"
+#include "core/cuda_check.h"
 
 namespace lightring::comm {
 

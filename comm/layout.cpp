@@ -1,7 +1,7 @@
 // DP × SP group layout (see comm/layout.h).
 #include "comm/layout.h"
 
-#include "kernels/error.h"
+#include "core/error.h"
 
 namespace lightring::comm {
 

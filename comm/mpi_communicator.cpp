@@ -8,7 +8,7 @@
 #include <sstream>
 #include <thread>
 
-#include "kernels/error.h"
+#include "core/error.h"
 
 namespace lightring::comm {
 

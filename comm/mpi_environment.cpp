@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "comm/mpi_communicator.h"
-#include "kernels/error.h"
+#include "core/error.h"
 
 namespace lightring::comm {
 

@@ -8,7 +8,7 @@
 
 #include "comm/mpi_communicator.h"
 #include "comm/nccl_communicator.h"
-#include "kernels/error.h"
+#include "core/error.h"
 
 namespace lightring::comm {
 

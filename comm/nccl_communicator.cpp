@@ -5,13 +5,14 @@
 #include <nccl.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <sstream>
 #include <thread>
 
 #include "comm/ipc_transport.h"
-#include "kernels/cuda/check.h"
-#include "kernels/error.h"
+#include "core/cuda_check.h"
+#include "core/error.h"
 
 // Feature macros, derived once.
 #define LIGHTRING_NCCL_HAS_SPLIT (NCCL_VERSION_CODE >= NCCL_VERSION(2, 18, 0))
@@ -24,6 +25,15 @@ static_assert(sizeof(ncclUniqueId) == std::tuple_size<NcclUniqueId>::value,
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// An on/off switch read from the environment: unset, empty or "1" is on, "0" off;
+// anything else throws, naming the variable.
+bool env_switch(const char* name) {
+  const char* env = std::getenv(name);
+  if (!env || !*env || std::strcmp(env, "1") == 0) return true;
+  LR_CHECK(std::strcmp(env, "0") == 0, name, " must be unset, '0' or '1' (got '", env, "')");
+  return false;
+}
 
 // ncclInProgress is expected from a non-blocking communicator; anything else is an error.
 #define LR_NCCL_ENQUEUE(call)                                                              \
@@ -357,7 +367,7 @@ void NcclCommunicator::set_host_channel(std::unique_ptr<Communicator> host) {
   bool enabled = false;
   std::string bad_env;
   try {
-    enabled = kernels::cuda::env_switch("LIGHTRING_COMM_IPC");
+    enabled = env_switch("LIGHTRING_COMM_IPC");
   } catch (const Error& e) {
     bad_env = e.what();
   }

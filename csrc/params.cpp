@@ -5,7 +5,7 @@
 #include <c10/cuda/CUDAStream.h>
 #endif
 
-#include "kernels/error.h"
+#include "core/error.h"
 
 namespace lightring::csrc {
 

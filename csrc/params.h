@@ -19,8 +19,8 @@
 #include <optional>
 #include <string>
 
+#include "core/error.h"
 #include "kernels/attention.h"
-#include "kernels/error.h"
 
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
 #define LIGHTRING_STD_OPTIONAL 1

@@ -9,10 +9,10 @@
 #include <cstdlib>
 #include <string>
 
-#include "common/oracle.h"
-#include "common/tensors.h"
+#include "core/error.h"
 #include "kernels/attention.h"
-#include "kernels/error.h"
+#include "testing/oracle.h"
+#include "testing/tensors.h"
 
 using namespace lightring;
 using Clock = std::chrono::steady_clock;

@@ -9,19 +9,12 @@
 #ifdef LIGHTRING_WITH_CUDA
 #include "kernels/cuda/family.h"
 #endif
-#include "kernels/error.h"
+#include "core/error.h"
 
 namespace lightring::kernels {
 
 const char* device_name(Device d) {
   return d == Device::kCuda ? "cuda" : "cpu";
-}
-
-DType parse_dtype(const std::string& name) {
-  if (name == "fp32" || name == "float32" || name == "float") return DType::kFloat32;
-  if (name == "bf16" || name == "bfloat16") return DType::kBFloat16;
-  if (name == "fp16" || name == "float16" || name == "half") return DType::kFloat16;
-  LR_THROW("dtype must be one of fp32, bf16, fp16 (got '", name, "')");
 }
 
 Strides contiguous_bhnd(int64_t heads, int64_t seqlen, int64_t dim) {

@@ -21,9 +21,15 @@
 #include <memory>
 #include <string>
 
-#include "kernels/dtype.h"
+#include "core/dtype.h"
 
 namespace lightring::kernels {
+
+// The element type is core's (core/dtype.h); the kernels API names it too.
+using ::lightring::DType;
+using ::lightring::dtype_name;
+using ::lightring::dtype_size;
+using ::lightring::parse_dtype;
 
 enum class Device { kCpu, kCuda };
 

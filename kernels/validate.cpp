@@ -2,8 +2,8 @@
 // expected form, so that a user can fix the call without reading this file.
 #include <cmath>
 
+#include "core/error.h"
 #include "kernels/backend.h"
-#include "kernels/error.h"
 
 namespace lightring::kernels {
 

@@ -7,7 +7,7 @@
 #include <exception>
 #include <sstream>
 
-#include "kernels/error.h"
+#include "core/error.h"
 
 namespace lightring::launch {
 

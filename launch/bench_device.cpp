@@ -13,10 +13,10 @@
 #ifdef LIGHTRING_WITH_CUDA
 #include <cuda_runtime.h>
 
-#include "kernels/cuda/check.h"
+#include "core/cuda_check.h"
 #endif
 
-#include "kernels/error.h"
+#include "core/error.h"
 #include "launch/bench_shard.h"
 
 namespace lightring::launch {

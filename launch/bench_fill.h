@@ -1,51 +1,24 @@
-// Deterministic inputs of lightring-bench, identical on the host and on a GPU.
-//
-// Element i of the tensor with seed `seed` is a counter hash turned into a
-// uniform value with mean 0 and variance 1:
-//
-//     h = mix64(seed ^ mix64(i + φ))                     (splitmix64 finaliser)
-//     x = float(⌊h / 2^40⌋ − 2^23) · (√3 / 2^23)         uniform on [−√3, √3)
-//
-// The conversion is exact and the product is one fp32 rounding, so the host
-// (--check reference, CPU backend) and the device fill (CUDA backend, no host
-// copy of multi-GB shards) produce the same bits; dtype rounding is
-// round-to-nearest-even on both.
+// Deterministic inputs of lightring-bench, identical on the host and on a GPU:
+// element i of tensor `seed` is test::uniform_value(seed, i) (testing/counter_hash.h),
+// rounded to the dtype (round-to-nearest-even on both), so the host (--check
+// reference, CPU backend) and the device fill (CUDA backend, no host copy of
+// multi-GB shards) produce the same bits.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
-#include "kernels/dtype.h"
-
-#if defined(__CUDACC__)
-#define LR_BENCH_HD __host__ __device__
-#else
-#define LR_BENCH_HD
-#endif
+#include "core/dtype.h"
+#include "testing/counter_hash.h"
 
 namespace lightring::launch {
 
-LR_BENCH_HD inline uint64_t mix64(uint64_t x) {
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ull;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebull;
-  x ^= x >> 31;
-  return x;
-}
-
-LR_BENCH_HD inline float bench_value(uint64_t seed, uint64_t i) {
-  const uint64_t h = mix64(seed ^ mix64(i + 0x9e3779b97f4a7c15ull));
-  const int32_t k = static_cast<int32_t>(h >> 40) - (1 << 23);  // [-2^23, 2^23)
-  return static_cast<float>(k) * (1.7320508075688772f / 8388608.0f);
-}
-
 // Host: `numel` values of tensor `seed`, rounded to dtype, as raw dtype bytes.
-std::vector<uint8_t> bench_bytes(size_t numel, kernels::DType dtype, uint64_t seed);
+std::vector<uint8_t> bench_bytes(size_t numel, DType dtype, uint64_t seed);
 
 // Device (bench_fill_cuda.cu, CUDA builds): the same values written at `dst`
 // (numel elements of dtype) on `stream`.
-void fill_device(void* dst, size_t numel, kernels::DType dtype, uint64_t seed, void* stream);
+void fill_device(void* dst, size_t numel, DType dtype, uint64_t seed, void* stream);
 
 }  // namespace lightring::launch

@@ -4,7 +4,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include "kernels/error.h"
+#include "core/error.h"
 #include "launch/bench_fill.h"
 
 namespace lightring::launch {
@@ -30,7 +30,7 @@ template <typename T>
 __global__ void fill_kernel(T* __restrict__ dst, size_t numel, uint64_t seed) {
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < numel;
        i += static_cast<size_t>(gridDim.x) * blockDim.x)
-    dst[i] = from_f32<T>(bench_value(seed, i));
+    dst[i] = from_f32<T>(test::uniform_value(seed, i));
 }
 
 template <typename T>
@@ -43,17 +43,17 @@ void launch(void* dst, size_t numel, uint64_t seed, cudaStream_t stream) {
 
 }  // namespace
 
-void fill_device(void* dst, size_t numel, kernels::DType dtype, uint64_t seed, void* stream) {
+void fill_device(void* dst, size_t numel, DType dtype, uint64_t seed, void* stream) {
   if (numel == 0) return;
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   switch (dtype) {
-    case kernels::DType::kFloat32:
+    case DType::kFloat32:
       launch<float>(dst, numel, seed, s);
       break;
-    case kernels::DType::kBFloat16:
+    case DType::kBFloat16:
       launch<__nv_bfloat16>(dst, numel, seed, s);
       break;
-    case kernels::DType::kFloat16:
+    case DType::kFloat16:
       launch<__half>(dst, numel, seed, s);
       break;
   }

@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <string>
 
-#include "kernels/error.h"
+#include "core/error.h"
 #include "launch/bench_check.h"
 #include "launch/bench_run.h"
 #include "launch/bench_shard.h"
@@ -101,9 +101,9 @@ int run_exchange_only(BenchContext& ctx) {
         spec.reverse = it % 2 == 1;  // alternate directions, as forward and backward do
         ctx.world.barrier();
         const auto t0 = Clock::now();
-        if (cuda) parallel::record_event(o.backend, ev.begin(), spec.stream);
+        if (cuda) kernels::record_event(o.backend, ev.begin(), spec.stream);
         parallel::exclusive_scan(ctx.sp, s, spec, x.f32(), excl.f32());
-        if (cuda) parallel::record_event(o.backend, ev.end(), spec.stream);
+        if (cuda) kernels::record_event(o.backend, ev.end(), spec.stream);
         ctx.stream.synchronize();
         ctx.sp.synchronize(spec.stream);
         const double ms = since_ms(t0);

@@ -8,7 +8,7 @@
 #include <iostream>
 #include <sstream>
 
-#include "kernels/error.h"
+#include "core/error.h"
 
 namespace lightring::launch {
 

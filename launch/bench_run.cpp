@@ -13,7 +13,7 @@
 #include <numeric>
 #include <string>
 
-#include "kernels/error.h"
+#include "core/error.h"
 #include "launch/bench_check.h"
 #include "launch/bench_shard.h"
 #include "parallel/exchange.h"

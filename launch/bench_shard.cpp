@@ -11,11 +11,11 @@
 #ifdef LIGHTRING_WITH_CUDA
 #include <cuda_runtime.h>
 
-#include "kernels/cuda/check.h"
+#include "core/cuda_check.h"
 #endif
 
+#include "core/error.h"
 #include "kernels/cpu/element.h"
-#include "kernels/error.h"
 #include "launch/bench_fill.h"
 
 namespace lightring::launch {
@@ -237,7 +237,7 @@ void fill_device(void*, size_t, DType, uint64_t, void*) {
 
 std::vector<uint8_t> bench_bytes(size_t numel, DType dtype, uint64_t seed) {
   std::vector<float> x(numel);
-  for (size_t i = 0; i < numel; ++i) x[i] = bench_value(seed, i);
+  for (size_t i = 0; i < numel; ++i) x[i] = test::uniform_value(seed, i);
   return float_to_bytes(x, dtype);
 }
 

@@ -27,7 +27,7 @@
 #endif
 
 #include "comm/mpi_communicator.h"
-#include "kernels/error.h"
+#include "core/error.h"
 #include "launch/bench_agree.h"
 #include "launch/bench_device.h"
 #include "launch/bench_options.h"

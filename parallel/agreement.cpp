@@ -6,7 +6,7 @@
 #include <cstring>
 #include <sstream>
 
-#include "kernels/error.h"
+#include "core/error.h"
 #include "parallel/sequence_parallel.h"
 
 namespace lightring::parallel {

@@ -3,7 +3,7 @@
 
 #include <algorithm>
 
-#include "kernels/error.h"
+#include "core/error.h"
 
 namespace lightring::parallel {
 
@@ -32,7 +32,7 @@ struct Scan {
   }
   // y += λ^n · x
   void axpy(float* y, const float* x, int64_t n) const {
-    axpy_decay(s.device, y, x, s.decay, s.batch, s.heads, s.per_head, n, s.stream);
+    kernels::axpy_decay(s.device, y, x, s.decay, s.batch, s.heads, s.per_head, n, s.stream);
   }
   void send_recv(const float* send, int send_pos, float* recv, int recv_pos) const {
     std::vector<comm::SendOp> sends;
@@ -46,14 +46,14 @@ struct Scan {
   int ring(const float* x, float* excl) const {
     const int P = order.P;
     if (v == 0) {
-      fill_zero(s.device, excl, count, s.stream);
+      kernels::fill_zero(s.device, excl, count, s.stream);
       send_recv(x, 1, nullptr, -1);
       return 1;
     }
     send_recv(nullptr, -1, excl, v - 1);
     if (v == P - 1) return 0;
-    StateBuffer out(s.device, count, s.stream);
-    copy_state(s.device, out.data(), x, count, s.stream);
+    kernels::StateBuffer out(s.device, count, s.stream);
+    kernels::copy_state(s.device, out.data(), x, count, s.stream);
     axpy(out.data(), excl, len(v));  // S_out = a_v·S_in + X_v
     send_recv(out.data(), v + 1, nullptr, -1);
     return 1;
@@ -61,9 +61,9 @@ struct Scan {
 
   // One all-gather of every X, then a local fold of the positions before v.
   int allgather(const float* x, float* excl) const {
-    StateBuffer all(s.device, count * order.P, s.stream);
+    kernels::StateBuffer all(s.device, count * order.P, s.stream);
     comm.all_gather(x, all.data(), count, s.stream);
-    fill_zero(s.device, excl, count, s.stream);
+    kernels::fill_zero(s.device, excl, count, s.stream);
     int64_t span = 0;  // length strictly between u and v
     for (int u = v - 1; u >= 0; --u) {
       axpy(excl, all.data() + static_cast<size_t>(order.rank_of(u)) * count, span);
@@ -78,9 +78,9 @@ struct Scan {
   //   (a_R, R) ⊕ (a_acc, acc) = (a_R·a_acc, a_acc·R + acc), the same for excl.
   int scan(const float* x, float* excl) const {
     const int P = order.P;
-    StateBuffer acc(s.device, count, s.stream), recv(s.device, count, s.stream);
-    copy_state(s.device, acc.data(), x, count, s.stream);
-    fill_zero(s.device, excl, count, s.stream);
+    kernels::StateBuffer acc(s.device, count, s.stream), recv(s.device, count, s.stream);
+    kernels::copy_state(s.device, acc.data(), x, count, s.stream);
+    kernels::fill_zero(s.device, excl, count, s.stream);
     int64_t len_acc = len(v), len_excl = 0;
     int sent = 0;
     for (int d = 1; d < P; d <<= 1) {
@@ -110,7 +110,7 @@ int exclusive_scan(comm::Communicator& comm, Schedule schedule, const ScanSpec& 
   const size_t count = static_cast<size_t>(spec.batch * spec.heads * spec.per_head);
   Scan scan{comm, spec, order, v, count};
   if (P == 1) {
-    fill_zero(spec.device, excl, count, spec.stream);
+    kernels::fill_zero(spec.device, excl, count, spec.stream);
     return 0;
   }
   switch (schedule) {

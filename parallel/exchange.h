@@ -11,20 +11,20 @@
 // the X part of (a_0,X_0) ⊕ … ⊕ (a_{v-1},X_{v-1}) in scan order, where len(·)
 // sums the shard lengths of the positions strictly between u and v. The
 // lengths are host values; λ^len is computed where the states live
-// (axpy_decay); only X travels.
+// (kernels::axpy_decay, kernels/state_ops.h); only X travels.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
 #include "comm/communicator.h"
+#include "kernels/state_ops.h"
 #include "parallel/sequence_parallel.h"
-#include "parallel/state_ops.h"
 
 namespace lightring::parallel {
 
 struct ScanSpec {
-  Device device = Device::kCpu;
+  kernels::Device device = kernels::Device::kCpu;
   void* stream = nullptr;  // compute stream (CUDA) or nullptr
   int64_t batch = 0, heads = 0,
           per_head = 0;          // one state = batch·heads·per_head fp32 (per_head = D·E)

@@ -2,7 +2,7 @@
 // and docs/schedules.md for the derivation).
 #include <cmath>
 
-#include "kernels/error.h"
+#include "core/error.h"
 #include "parallel/sequence_parallel.h"
 
 namespace lightring::parallel {

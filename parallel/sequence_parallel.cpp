@@ -5,10 +5,10 @@
 #include <chrono>
 #include <optional>
 
-#include "kernels/error.h"
+#include "core/error.h"
+#include "kernels/state_ops.h"
 #include "parallel/agreement.h"
 #include "parallel/exchange.h"
-#include "parallel/state_ops.h"
 
 namespace lightring::parallel {
 
@@ -46,13 +46,13 @@ ScanSpec make_spec(const kernels::Problem& p, std::vector<int64_t> lengths, bool
 // to be folded into it after the agreement.
 template <typename Pass>
 const float* pair_to_send(Pass& pass, bool consumed, const float* fold, const kernels::Problem& p,
-                          StateBuffer* x) {
+                          kernels::StateBuffer* x) {
   if (consumed && !fold) return pass.local_state();
-  *x = StateBuffer(p.device, kernels::state_count(p), p.stream);
+  *x = kernels::StateBuffer(p.device, kernels::state_count(p), p.stream);
   if (consumed) {
-    copy_state(p.device, x->data(), pass.local_state(), kernels::state_count(p), p.stream);
+    kernels::copy_state(p.device, x->data(), pass.local_state(), kernels::state_count(p), p.stream);
   } else {
-    fill_zero(p.device, x->data(), kernels::state_count(p), p.stream);
+    kernels::fill_zero(p.device, x->data(), kernels::state_count(p), p.stream);
   }
   return x->data();
 }
@@ -72,9 +72,9 @@ Report exchange(comm::Communicator& comm, const Options& options, const ScanSpec
   rep.schedule = choose_schedule(options.schedule, comm.size(), bytes, options.link);
   rep.message_bytes = bytes;
   const auto t0 = Clock::now();
-  record_event(p.device, options.exchange_begin_event, p.stream);
+  kernels::record_event(p.device, options.exchange_begin_event, p.stream);
   rep.messages = exclusive_scan(comm, rep.schedule, spec, pair, out);
-  record_event(p.device, options.exchange_end_event, p.stream);
+  kernels::record_event(p.device, options.exchange_end_event, p.stream);
   rep.exchange_ms = ms_since(t0);
   return rep;
 }
@@ -98,7 +98,7 @@ Report forward(comm::Communicator& comm, const kernels::ForwardParams& p, float*
   const float* fold = first ? p.initial_state : nullptr;
   LocalInput in{&p, "", p.initial_state != nullptr, false, resolved_schedule(comm, p, options)};
   std::optional<kernels::ForwardPass> pass;
-  StateBuffer x;  // the pair sent, when it is not A_r itself
+  kernels::StateBuffer x;  // the pair sent, when it is not A_r itself
   const float* pair = nullptr;
   try {
     LR_CHECK(s_in != nullptr, "forward: s_in must point to a [B,H,D,E] fp32 buffer");
@@ -112,12 +112,12 @@ Report forward(comm::Communicator& comm, const kernels::ForwardParams& p, float*
 
   // Fold the global S0 into rank 0's pair: X_0 = a_0·S0 + A_0.
   if (fold && pair_consumed)
-    axpy_decay(p.device, x.data(), fold, p.decay, p.batch, p.heads, spec.per_head, p.seqlen,
-               p.stream);
+    kernels::axpy_decay(p.device, x.data(), fold, p.decay, p.batch, p.heads, spec.per_head,
+                        p.seqlen, p.stream);
 
   // 2. S_in(r) = exclusive prefix.
   const Report rep = exchange(comm, options, spec, p, pair, s_in);
-  if (fold) copy_state(p.device, s_in, fold, kernels::state_count(p), p.stream);
+  if (fold) kernels::copy_state(p.device, s_in, fold, kernels::state_count(p), p.stream);
 
   // 3. Phase 2 from S_in(r): the output pass; its final state is S_out(r),
   //    the global final state on the last rank.
@@ -140,7 +140,7 @@ Report backward(comm::Communicator& comm, const kernels::BackwardParams& p,
   const float* fold = last ? p.d_final_state : nullptr;
   LocalInput in{&p, "", false, p.d_final_state != nullptr, resolved_schedule(comm, p, options)};
   std::optional<kernels::BackwardPass> pass;
-  StateBuffer x;  // the pair sent, when it is not C_r itself
+  kernels::StateBuffer x;  // the pair sent, when it is not C_r itself
   const float* pair = nullptr;
   try {
     check_memory_space(comm, p);
@@ -153,11 +153,11 @@ Report backward(comm::Communicator& comm, const kernels::BackwardParams& p,
 
   // Fold the global G into the last rank's pair: X_{P-1} = a_{P-1}·G + C_{P-1}.
   if (fold && pair_consumed)
-    axpy_decay(p.device, x.data(), fold, p.decay, p.batch, p.heads, spec.per_head, p.seqlen,
-               p.stream);
+    kernels::axpy_decay(p.device, x.data(), fold, p.decay, p.batch, p.heads, spec.per_head,
+                        p.seqlen, p.stream);
 
   // 2. dS_out(r) = exclusive suffix (right to left).
-  StateBuffer ds_out(p.device, kernels::state_count(p), p.stream);
+  kernels::StateBuffer ds_out(p.device, kernels::state_count(p), p.stream);
   const Report rep = exchange(comm, options, spec, p, pair, ds_out.data());
 
   // 3. Phase 2 from dS_out(r): dV and dK; d_initial_state is

@@ -38,7 +38,7 @@
 //
 // Device: p.device == kCpu needs a host communicator (MpiCommunicator), kCuda
 // a device one (NcclCommunicator); states then live in device memory and the
-// combine runs as a tiny CUDA kernel on p.stream (parallel/combine_cuda.cu).
+// combine runs as a tiny CUDA kernel on p.stream (kernels/state_ops.h).
 // On CUDA a call synchronises the host twice, briefly, both before the
 // exchange: the decay check of the local pass (a copy of [H] rates in phase 1,
 // kernels/cuda/attention.cu) and the shape agreement (a blocking all-gather of

@@ -14,12 +14,12 @@
 #include <tuple>
 #include <vector>
 
+#include "core/cuda_check.h"
+#include "core/error.h"
 #include "kernels/backend.h"
-#include "kernels/cuda/check.h"
 #include "kernels/cuda/family.h"
 #include "kernels/cuda/scan.h"
 #include "kernels/cuda/segments.h"
-#include "kernels/error.h"
 
 namespace lightring::kernels::cuda {
 

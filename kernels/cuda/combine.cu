@@ -13,7 +13,17 @@
 //     X_in(g)[s0] = X_in(g)[0] + λ^{g·seg_len}·s0,    X_in(G)[s0] = X_in(G)[0] + λ^N·s0
 //
 // One thread per state element again; the same O(B·H·G·dk·dv) bytes.
-#include "kernels/cuda/check.h"
+//
+// axpy_decay is one combine of two pairs whose lengths the caller knows (the
+// sequence-parallel exchange, parallel/exchange.cpp), X part only:
+//
+//     y <- λ_h^len·x + y,   λ_h^len = exp(−s_h·len)
+//
+// with λ_h^len computed in double and rounded to float, as kernels::segment_decay
+// does on the host, so that both backends fold the same scalar.
+#include <algorithm>
+
+#include "core/cuda_check.h"
 #include "kernels/cuda/scan.h"
 #include "kernels/cuda/segments.h"
 
@@ -54,6 +64,21 @@ __global__ void seed_segments_kernel(float* ws, int num_segs, int64_t seg_len, i
         expf(-s * static_cast<float>(seqlen)) * x + local_final[bh * de + idx];
 }
 
+// Grid: x over the values of one head, y over b·heads + h.
+__global__ void axpy_decay_kernel(float* __restrict__ y, const float* __restrict__ x,
+                                  const float* __restrict__ decay, int64_t heads, int64_t per_head,
+                                  int64_t len) {
+  const int64_t bh = blockIdx.y, h = bh % heads;
+  const float a =
+      decay ? static_cast<float>(exp(-static_cast<double>(decay[h]) * static_cast<double>(len)))
+            : 1.0f;
+  const int64_t base = bh * per_head;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < per_head;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    y[base + i] = a * x[base + i] + y[base + i];
+  }
+}
+
 }  // namespace
 
 void seed_segments(float* ws, const Problem& p, const SegmentPlan& plan, const float* s0,
@@ -83,6 +108,20 @@ void combine(float* ws, int64_t bh, int num_segs, int64_t seg_len, int64_t seqle
   combine_kernel<<<grid, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
       ws, num_segs, seg_len, seqlen, heads, de, decay, init, final_out);
   LR_CUDA_CHECK_LAUNCH("combine_kernel");
+}
+
+void axpy_decay(float* y, const float* x, const float* decay, int64_t batch, int64_t heads,
+                int64_t per_head, int64_t len, void* stream) {
+  if (batch == 0 || heads == 0 || per_head == 0) return;
+  constexpr int kThreads = 256;
+  const int64_t bh = batch * heads;
+  LR_CHECK(bh <= 65535, "CUDA axpy_decay: batch*heads must be <= 65535 (got ", bh, ")");
+  const dim3 grid(
+      static_cast<unsigned>(std::min<int64_t>((per_head + kThreads - 1) / kThreads, 64)),
+      static_cast<unsigned>(bh));
+  axpy_decay_kernel<<<grid, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(y, x, decay, heads,
+                                                                              per_head, len);
+  LR_CUDA_CHECK_LAUNCH("axpy_decay_kernel");
 }
 
 }  // namespace lightring::kernels::cuda

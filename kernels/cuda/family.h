@@ -16,8 +16,8 @@
 // bench/NOTES.md.
 #pragma once
 
+#include "core/dtype.h"
 #include "kernels/attention.h"
-#include "kernels/dtype.h"
 
 namespace lightring::kernels::cuda {
 

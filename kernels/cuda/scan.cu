@@ -5,10 +5,10 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "kernels/cuda/check.h"
+#include "core/cuda_check.h"
+#include "core/error.h"
 #include "kernels/cuda/family.h"
 #include "kernels/cuda/scan.h"
-#include "kernels/error.h"
 
 namespace lightring::kernels::cuda {
 

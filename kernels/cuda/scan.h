@@ -27,7 +27,7 @@
 
 #include <cstdint>
 
-#include "kernels/dtype.h"
+#include "core/dtype.h"
 
 namespace lightring::kernels::cuda {
 
@@ -106,6 +106,11 @@ Chain fused_chain(float* ws, const ScanParams& p);
 // receives X_in(G). L_g = min(seg_len, N - g·seg_len).
 void combine(float* ws, int64_t bh, int num_segs, int64_t seg_len, int64_t seqlen, int64_t heads,
              int dk, int dv, const float* decay, const float* init, float* final_out, void* stream);
+
+// The X part of one combine, y <- λ_h^len·x + y on [batch, heads, per_head] fp32
+// contiguous arrays (kernels/state_ops.h, axpy_decay), enqueued on `stream`.
+void axpy_decay(float* y, const float* x, const float* decay, int64_t batch, int64_t heads,
+                int64_t per_head, int64_t len, void* stream);
 
 // Width of the dv slice one CTA owns, per element type.
 inline int slice_width(DType t) {

@@ -34,8 +34,8 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "core/cuda_check.h"
 #include "kernels/attention.h"
-#include "kernels/cuda/check.h"
 #include "kernels/cuda/mma.cuh"
 #include "kernels/cuda/scan.h"
 

@@ -11,8 +11,8 @@
 
 #include <cstdint>
 
+#include "core/cuda_check.h"
 #include "kernels/attention.h"
-#include "kernels/cuda/check.h"
 #include "kernels/cuda/scan.h"
 
 namespace lightring::kernels::cuda {

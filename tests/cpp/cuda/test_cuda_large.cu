@@ -16,16 +16,16 @@
 #include <vector>
 
 #include "cuda/cuda_runner.h"
-#include "launch/bench_fill.h"
+#include "testing/counter_hash.h"
 
 namespace lightring::test {
 namespace {
 
-// x[i] = sd·u(i), u uniform on [-√3, √3) (variance 1): lightring-bench's counter hash.
+// x[i] = sd·u(i), u uniform on [-√3, √3) (variance 1): the counter hash of testing/counter_hash.h.
 __global__ void fill_uniform_kernel(__nv_bfloat16* x, int64_t n, uint64_t seed, float sd) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    x[i] = __float2bfloat16_rn(launch::bench_value(seed, static_cast<uint64_t>(i)) * sd);
+    x[i] = __float2bfloat16_rn(uniform_value(seed, static_cast<uint64_t>(i)) * sd);
 }
 
 void fill_uniform(const DeviceBuffer& b, int64_t n, uint64_t seed, float sd) {

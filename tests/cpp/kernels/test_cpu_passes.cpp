@@ -11,7 +11,7 @@
 #include <tuple>
 
 #include "common/run_cpu.h"
-#include "kernels/error.h"
+#include "core/error.h"
 
 namespace lightring::test {
 namespace {

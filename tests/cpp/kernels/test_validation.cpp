@@ -5,8 +5,8 @@
 #include <functional>
 #include <vector>
 
+#include "core/error.h"
 #include "kernels/attention.h"
-#include "kernels/error.h"
 
 namespace lightring::kernels {
 namespace {

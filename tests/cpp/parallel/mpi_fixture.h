@@ -12,9 +12,9 @@
 #include <random>
 #include <vector>
 
-#include "common/oracle.h"
-#include "common/tensors.h"
 #include "kernels/attention.h"
+#include "testing/oracle.h"
+#include "testing/tensors.h"
 
 namespace lightring::test {
 

@@ -7,7 +7,7 @@
 
 #include "comm/layout.h"
 #include "comm/mpi_communicator.h"
-#include "kernels/error.h"
+#include "core/error.h"
 #include "mpi_fixture.h"
 #include "parallel/sequence_parallel.h"
 #include "shard_runner.h"

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "comm/mpi_communicator.h"
-#include "kernels/error.h"
+#include "core/error.h"
 #include "shard_runner.h"
 
 namespace lightring::test {

@@ -15,7 +15,7 @@
 #include "comm/ipc_transport.h"
 #include "comm/mpi_communicator.h"
 #include "comm/nccl_communicator.h"
-#include "kernels/error.h"
+#include "core/error.h"
 #include "shard_runner.h"
 
 namespace lightring::test {

@@ -1,10 +1,13 @@
 // Element types of q, k, v, o and their gradients. States are always fp32.
+//
+// Part of core/, the base layer: kernels/, comm/ and parallel/ all name tensors
+// by this type; kernels/attention.h re-exports it as kernels::DType.
 #pragma once
 
 #include <cstddef>
 #include <string>
 
-namespace lightring::kernels {
+namespace lightring {
 
 enum class DType { kFloat32, kBFloat16, kFloat16 };
 
@@ -27,4 +30,4 @@ inline const char* dtype_name(DType t) {
 // Parses "fp32"/"float32", "bf16"/"bfloat16", "fp16"/"float16"/"half"; throws otherwise.
 DType parse_dtype(const std::string& name);
 
-}  // namespace lightring::kernels
+}  // namespace lightring

@@ -9,18 +9,16 @@
 #include <random>
 #include <vector>
 
+#include "core/dtype.h"
 #include "kernels/cpu/element.h"
-#include "kernels/dtype.h"
 
 namespace lightring::test {
-
-using kernels::DType;
 
 class HostTensor {
  public:
   HostTensor() = default;
   HostTensor(DType dtype, size_t numel)
-      : dtype_(dtype), numel_(numel), bytes_(numel * kernels::dtype_size(dtype)) {}
+      : dtype_(dtype), numel_(numel), bytes_(numel * dtype_size(dtype)) {}
 
   static HostTensor from_double(const std::vector<double>& x, DType dtype) {
     HostTensor t(dtype, x.size());

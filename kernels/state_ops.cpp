@@ -1,21 +1,30 @@
-// Host side of the state operations; CUDA work is forwarded to combine_cuda.cu.
-#include "parallel/state_ops.h"
+// Host side of kernels/state_ops.h: CPU loops, and CUDA runtime calls plus the
+// combine kernel (kernels/cuda/combine.cu) for device buffers.
+#include "kernels/state_ops.h"
 
 #include <algorithm>
 #include <cstring>
 #include <utility>
 
-#include "kernels/error.h"
+#include "core/error.h"
+#ifdef LIGHTRING_WITH_CUDA
+#include "core/cuda_check.h"
+#include "kernels/cuda/scan.h"
+#endif
 
-namespace lightring::parallel {
+namespace lightring::kernels {
 
-#ifndef LIGHTRING_WITH_CUDA
 namespace {
+#ifdef LIGHTRING_WITH_CUDA
+cudaStream_t as_stream(void* s) {
+  return static_cast<cudaStream_t>(s);
+}
+#else
 [[noreturn]] void no_cuda(const char* what) {
   LR_THROW(what, ": this build has no CUDA support (configure with nvcc to use Device::kCuda)");
 }
-}  // namespace
 #endif
+}  // namespace
 
 StateBuffer::StateBuffer(Device device, size_t count, void* stream)
     : device_(device), stream_(stream), count_(count) {
@@ -25,7 +34,9 @@ StateBuffer::StateBuffer(Device device, size_t count, void* stream)
     return;
   }
 #ifdef LIGHTRING_WITH_CUDA
-  data_ = cuda_ops::allocate(count, stream);
+  void* p = nullptr;
+  LR_CUDA_CHECK(cudaMallocAsync(&p, std::max<size_t>(count, 1) * sizeof(float), as_stream(stream)));
+  data_ = static_cast<float*>(p);
 #else
   no_cuda("StateBuffer");
 #endif
@@ -33,7 +44,9 @@ StateBuffer::StateBuffer(Device device, size_t count, void* stream)
 
 StateBuffer::~StateBuffer() {
 #ifdef LIGHTRING_WITH_CUDA
-  if (device_ == Device::kCuda && data_) cuda_ops::release(data_, stream_);
+  // No check: a destructor must not throw, and a sticky error of earlier work
+  // surfaces at the next checked call on the stream.
+  if (device_ == Device::kCuda && data_) cudaFreeAsync(data_, as_stream(stream_));
 #endif
 }
 
@@ -68,7 +81,7 @@ void fill_zero(Device device, float* y, size_t count, void* stream) {
     return;
   }
 #ifdef LIGHTRING_WITH_CUDA
-  cuda_ops::fill_zero(y, count, stream);
+  LR_CUDA_CHECK(cudaMemsetAsync(y, 0, count * sizeof(float), as_stream(stream)));
 #else
   (void)stream;
   no_cuda("fill_zero");
@@ -82,18 +95,19 @@ void copy_state(Device device, float* dst, const float* src, size_t count, void*
     return;
   }
 #ifdef LIGHTRING_WITH_CUDA
-  cuda_ops::copy(dst, src, count, stream);
+  LR_CUDA_CHECK(cudaMemcpyAsync(dst, src, count * sizeof(float), cudaMemcpyDeviceToDevice,
+                                as_stream(stream)));
 #else
   (void)stream;
   no_cuda("copy_state");
 #endif
 }
 
-void axpy_heads(Device device, float* y, const float* x, const std::vector<float>& alpha,
-                int64_t batch, int64_t heads, int64_t per_head, void* stream) {
-  LR_CHECK(static_cast<int64_t>(alpha.size()) == heads, "axpy_heads: ", alpha.size(),
-           " scalars for ", heads, " heads");
+void axpy_decay(Device device, float* y, const float* x, const float* decay, int64_t batch,
+                int64_t heads, int64_t per_head, int64_t len, void* stream) {
   if (device == Device::kCpu) {
+    std::vector<float> alpha(heads);
+    segment_decay(decay, heads, len, alpha.data());
     for (int64_t b = 0; b < batch; ++b)
       for (int64_t h = 0; h < heads; ++h) {
         const float a = alpha[h];
@@ -103,59 +117,21 @@ void axpy_heads(Device device, float* y, const float* x, const std::vector<float
     return;
   }
 #ifdef LIGHTRING_WITH_CUDA
-  cuda_ops::axpy_heads(y, x, alpha.data(), batch, heads, per_head, stream);
-#else
-  (void)stream;
-  no_cuda("axpy_heads");
-#endif
-}
-
-void axpy_decay(Device device, float* y, const float* x, const float* decay, int64_t batch,
-                int64_t heads, int64_t per_head, int64_t len, void* stream) {
-  if (device == Device::kCpu) {
-    std::vector<float> alpha(heads);
-    kernels::segment_decay(decay, heads, len, alpha.data());
-    axpy_heads(device, y, x, alpha, batch, heads, per_head, stream);
-    return;
-  }
-#ifdef LIGHTRING_WITH_CUDA
-  cuda_ops::axpy_decay(y, x, decay, batch, heads, per_head, len, stream);
+  cuda::axpy_decay(y, x, decay, batch, heads, per_head, len, stream);
 #else
   (void)stream;
   no_cuda("axpy_decay");
 #endif
 }
 
-std::vector<float> to_host(Device device, const float* src, size_t count, void* stream) {
-  std::vector<float> out(count);
-  if (count == 0 || src == nullptr) return out;
-  if (device == Device::kCpu) {
-    std::memcpy(out.data(), src, count * sizeof(float));
-    return out;
-  }
-#ifdef LIGHTRING_WITH_CUDA
-  cuda_ops::to_host(out.data(), src, count, stream);
-#else
-  (void)stream;
-  no_cuda("to_host");
-#endif
-  return out;
-}
-
 void record_event(Device device, void* event, void* stream) {
   if (device != Device::kCuda || event == nullptr) return;
 #ifdef LIGHTRING_WITH_CUDA
-  cuda_ops::record_event(event, stream);
+  LR_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event), as_stream(stream)));
 #else
   (void)stream;
   no_cuda("record_event");
 #endif
 }
 
-std::vector<float> decay_pow(const std::vector<float>& decay_host, int64_t heads, int64_t len) {
-  std::vector<float> out(heads);
-  kernels::segment_decay(decay_host.empty() ? nullptr : decay_host.data(), heads, len, out.data());
-  return out;
-}
-
-}  // namespace lightring::parallel
+}  // namespace lightring::kernels

@@ -1,4 +1,4 @@
-// The float64 closed-form oracle of docs/algorithm.md §1 (tests only):
+// The float64 closed-form oracle of docs/algorithm.md §1 (lightring_testing):
 //
 //     o_t = c·( λ^{t+1} q_t S0 + Σ_{j≤t} λ^{t-j} (q_t·k_j) v_j )
 //

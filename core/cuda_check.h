@@ -1,14 +1,14 @@
-// CUDA error checking for the CUDA backend: every runtime call and every
-// launch goes through LR_CUDA_CHECK, which throws lightring::Error with the
+// CUDA runtime error checking: every runtime call and every launch goes through
+// LR_CUDA_CHECK / LR_CUDA_CHECK_LAUNCH, which throw lightring::Error with the
 // call, the cudaGetErrorString text and the source location.
+//
+// Header-only: a target that includes it links CUDA::cudart itself; core/ has
+// no CUDA dependency of its own.
 #pragma once
 
 #include <cuda_runtime.h>
 
-#include <cstdlib>
-#include <cstring>
-
-#include "kernels/error.h"
+#include "core/error.h"
 
 #define LR_CUDA_CHECK(call)                                                                \
   do {                                                                                     \
@@ -25,16 +25,3 @@
              " failed: ", cudaGetErrorString(lr_cuda_err_), " (", cudaGetErrorName(lr_cuda_err_), \
              ")");                                                                                \
   } while (0)
-
-namespace lightring::kernels::cuda {
-
-// An on/off switch of the CUDA backend read from the environment: unset, empty or "1" is on,
-// "0" off; anything else throws, naming the variable.
-inline bool env_switch(const char* name) {
-  const char* env = std::getenv(name);
-  if (!env || !*env || std::strcmp(env, "1") == 0) return true;
-  LR_CHECK(std::strcmp(env, "0") == 0, name, " must be unset, '0' or '1' (got '", env, "')");
-  return false;
-}
-
-}  // namespace lightring::kernels::cuda
