@@ -79,7 +79,7 @@ if(LIGHTRING_TESTS)
   endif()
 endif()
 
-# --- Torch + pybind11 ------------------------------------------------------------
+# --- Torch + Python ----------------------------------------------------------------
 set(LIGHTRING_HAVE_TORCH OFF)
 if(LIGHTRING_TORCH)
   find_package(Python COMPONENTS Interpreter Development QUIET)
@@ -94,17 +94,12 @@ if(LIGHTRING_TORCH)
   if(LIGHTRING_HAVE_CUDA)
     set(CMAKE_CUDA_ARCHITECTURES ${LIGHTRING_CUDA_ARCHITECTURES})
   endif()
-  if(Python_FOUND AND NOT pybind11_DIR)
-    execute_process(COMMAND ${Python_EXECUTABLE} -m pybind11 --cmakedir
-                    OUTPUT_VARIABLE _lr_pybind11_dir OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
-    if(_lr_pybind11_dir)
-      set(pybind11_DIR ${_lr_pybind11_dir})
-    endif()
-  endif()
-  find_package(pybind11 CONFIG QUIET)
-  if(TORCH_FOUND AND pybind11_FOUND AND Python_FOUND)
+  # No pybind11: the extension registers torch ops (torch/library.h) and a small
+  # CPython-API module (csrc/module.cpp); Python_add_library needs only Python's
+  # development files.
+  if(TORCH_FOUND AND Python_FOUND)
     set(LIGHTRING_HAVE_TORCH ON)
   else()
-    message(STATUS "lightring: Torch/pybind11/Python development files not found: the Python extension is not built")
+    message(STATUS "lightring: Torch/Python development files not found: the Python extension is not built")
   endif()
 endif()

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake ninja-build libopenmpi-dev openmpi-bin
-          libboost-program-options-dev libgtest-dev pybind11-dev libtorch-dev
+          libboost-program-options-dev libgtest-dev libtorch-dev python3-dev
           python3-torch python3-pytest python3-numpy python3-mpi4py
           python3-pip python3-setuptools python3-wheel)
 missing=()
