@@ -27,12 +27,10 @@ namespace {
 
 // The segment count G of an mma / wgmma scan: B·H·slices·G = base·G CTAs run in ceil(base·G /
 // slots) waves (slots = CTAs resident at once). G = 1 is the output pass alone; G > 1 adds the
-// state pass (or the fused scan's state phase) over K and V, ~1.5x the work per row
-// (bench/NOTES.md, session 4: state phase + output phase). The G in [1, min(max_segs, 4·ceil(slots
-// / base))] of least waves(G)·cost(G) / G wins, the smallest on ties: B=1 H=32 gives G = 4 (one
-// wave of 128 CTAs on 132 SMs), B=4 H=32 gives G = 1 (measured on an H200, session 4: fused forward
-// at 16K 0.273 ms with G = 4 vs 0.291 with G = 8; B=4 H=32 N=4096 0.211 with G = 1 vs 0.410 with G
-// = 2).
+// state pass (or the fused scan's state phase) over K and V, ~1.5x the work per row. The G in
+// [1, min(max_segs, 4·ceil(slots / base))] of least waves(G)·cost(G) / G wins, the smallest on
+// ties: B=1 H=32 gives G = 4 (one wave of 128 CTAs on 132 SMs), B=4 H=32 gives G = 1. The
+// measurements behind the cost model are in bench/NOTES.md.
 int64_t best_segment_count(int64_t base, int64_t slots, int64_t max_segs) {
   const int64_t g_hi = std::min(max_segs, 4 * ((slots + base - 1) / base));
   int64_t best = 1;

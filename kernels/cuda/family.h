@@ -39,8 +39,8 @@ bool sm90a_device();
 // Whether the wgmma family runs a scan of this element type and dims (the launcher also needs
 // 16-byte aligned rows, else mma runs).
 inline bool wgmma_covers(DType dtype, int dk, int dv) {
+  (void)dv;  // every dv: slices of mma_width(dk, dv) columns
   return kernel_tuning().family == KernelTuning::Family::kAuto && mma_covers(dtype, dk) &&
-         (dk <= 64 || (dk <= 128 && mma_width(dk, dv) == 128) || (dk > 128 && dk <= 256)) &&
          sm90a_device();
 }
 

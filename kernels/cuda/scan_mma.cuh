@@ -4,14 +4,13 @@
 //     O      = c_intra·[(Q Kᵀ) ⊙ M] V + c_inter·diag(λ^{r+1-σ}) Q X
 //     X_next = λ^L X + c_state·Kᵀ diag(λ^{L-1-r+σ}) V
 //
-// Structure (bench/NOTES.md, v5 and v6): X stays fp32 in registers for the
+// Structure: X stays fp32 in registers for the
 // whole segment (the X update is an mma into them); only its element-type copy,
 // the B operand of Q X, goes to shared memory, double-buffered (chunk c reads
 // copy c % 2 while the update writes copy (c+1) % 2), so a chunk costs one CTA
 // barrier. Γ = c_state·diag(λ^{L-1-r+σ}) scales the A fragments of Kᵀ in
-// registers. Against v5 (the same with 8 warps and P kept in registers, which
-// measured ~7 µs per chunk of the output pass, issue- and latency-bound), v6
-//   - runs the output pass with 16 warps (4 per SM sub-partition instead of 2):
+// registers. The output pass (issue- and latency-bound with 8 warps; bench/NOTES.md)
+//   - runs with 16 warps (4 per SM sub-partition instead of 2):
 //     warp w owns row group rg and column quarter cq of O (rg = (w % 4 - cq) mod 4,
 //     cq = w / 4, so each sub-partition gets every row group once);
 //   - computes each 16×16 tile of P = c_intra·(Q Kᵀ ⊙ M) once: warp (rg, cq)
@@ -24,7 +23,7 @@
 // The X update: warp w owns m16 tile w % kMaxKt of X and column group w / kMaxKt
 // (kWarps / kMaxKt groups). The state pass (no output) runs 8 warps, 2 CTAs per SM,
 // three cp.async stages. dk in (128, 256]: 64-column slices, one copy of X and 16 warps in
-// both passes (2.0x the v3 kernels at D = E = 256, bench/NOTES.md session 3).
+// both passes.
 #pragma once
 
 #include <type_traits>

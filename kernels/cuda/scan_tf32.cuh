@@ -117,7 +117,7 @@ __device__ __forceinline__ void cp_async_wait() {
 // elsewhere and for rows r >= L. 16-byte cp.async for whole (or empty: zero-filling) vectors
 // whose address is 16-byte aligned; element by element (synchronous) otherwise, partial vectors
 // included: a 16-byte cp.async of the last 8 bytes of an allocation (src-size 8) is an
-// out-of-bounds read to compute-sanitizer's memcheck (session 5, dv = 100).
+// out-of-bounds read to compute-sanitizer's memcheck.
 template <typename T, int kThreads>
 __device__ __forceinline__ void load_tile_async(T* s, int ld, int cols_pad, const T* rows,
                                                 int64_t st, int L, int col0, int ncols) {

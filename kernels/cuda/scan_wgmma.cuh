@@ -3,12 +3,12 @@
 //     O      = c_intra·[(Q Kᵀ) ⊙ M] V + c_inter·diag(λ^{r+1-σ}) Q X
 //     X_next = λ^L X + c_state·Kᵀ diag(λ^{L-1-r+σ}) V
 //
-// and the state pass (X only) for 16-bit inputs with dk <= 128 and 128-column dv slices,
-// dk <= 64 and 64-column slices, or dk <= 256 and 64-column slices (split-K, below; family.h:
-// wgmma_covers); every other shape runs the mma family. Why
-// (bench/NOTES.md, v6 and v7): v6's output pass was bound by shared-memory bandwidth (ldmatrix of
-// every mma.sync fragment, L1 74%, issue slots 45%); wgmma reads B (and A when it is in shared
-// memory) once per 64-row warpgroup tile straight from shared memory, cutting that traffic ~2.5x.
+// and the state pass (X only) for 16-bit inputs with dk <= 256: dk <= 128 with 128-column dv
+// slices, dk <= 64 with 64-column slices, and split-K (below) for 64-column slices at
+// 64 < dk <= 128 and at dk > 128 (family.h: mma_width picks the slice width). Inputs whose rows
+// are not 16-byte aligned run the mma family. wgmma reads B (and A when it is in shared memory)
+// once per 64-row warpgroup tile straight from shared memory instead of one ldmatrix per
+// mma.sync fragment, the bound of the mma family's output pass (bench/NOTES.md).
 //
 // One CTA = two warpgroups (256 threads) owns one (b·h, segment, 128-column dv slice), like the mma
 // family; with 64-column slices (dk <= 64) one warpgroup owns it and two CTAs share an SM. Per
@@ -22,13 +22,13 @@
 //   O   = diag(c_inter λ^{r+1-σ})·O + P V[:, 64g..]   m64n64, A = P in registers
 // Both warpgroups compute S (64×64×128, 1/7 of the MMA work) so that P never leaves registers.
 // With dk <= 64 each warpgroup owns all 64 rows of X and 64 of its columns instead.
-// Split-K (128 < dk <= 256, 64-column slices, two warpgroups): warpgroup g owns dk rows
-// 128g + [0, 128) of X (two m64 row tiles, 64 fp32 registers) and computes the partial products
-// over them: S_g = Q_g K_gᵀ, O_g = Q_g X_g (m64n64, 8 k16 steps each), P_g = S_g ⊙ decay,
-// O_g += P_g V; O = O_0 + O_1 (P is linear in S) through an fp32 exchange in shared memory,
-// each warpgroup then storing 32 of the 64 columns. No MMA is duplicated (both S halves are
-// needed), and since a warpgroup's Q X reads only the X rows it writes, one X copy is enough.
-// X stays fp32 in registers for the whole segment; its element-type copy (double-buffered,
+// Split-K (64-column slices with a dk block of kDk = 128 or 256, two warpgroups): warpgroup g
+// owns dk rows (kDk/2)g + [0, kDk/2) of X (kDk/128 m64 row tiles, 32 fp32 registers each) and
+// computes the partial products over them: S_g = Q_g K_gᵀ, O_g = Q_g X_g (m64n64, kDk/32 k16 steps
+// each), P_g = S_g ⊙ decay, O_g += P_g V; O = O_0 + O_1 (P is linear in S) through an fp32 exchange
+// in shared memory, each warpgroup then storing 32 of the 64 columns. No MMA is duplicated (both S
+// halves are needed), and since a warpgroup's Q X reads only the X rows it writes, one X copy is
+// enough. X stays fp32 in registers for the whole segment; its element-type copy (double-buffered,
 // written after the update) is the B operand of the next chunk's Q X. Tiles are stored in the
 // 128-byte swizzled layout of wgmma.cuh ([64-column block][row][64]), loaded with 16-byte
 // cp.async (two stages), so inputs must be 16-byte aligned (rows and strides; else the mma family
@@ -41,9 +41,9 @@
 //   2. the chain: waits until segment g-1 of its (b·h, slice) published its inclusive state
 //      P_{g-1} (P_{-1} = the initial state), publishes P_g = λ^{L_g} P_{g-1} + A_g;
 //   3. the output pass from X = P_{g-1}, re-reading K and V while they are still in L2.
-// Skipping step 1 there made the forward 4-11% faster at B=1 H=32 D=128 (bench/NOTES.md, session
-// 6); making the last segment longer to even out the CTAs' work made it slower (the kernel shares
-// DRAM bandwidth more than it waits for its slowest CTA).
+// The last segment's CTAs therefore do less work than the others; evening it out by making that
+// segment longer was slower (the kernel shares DRAM bandwidth more than it waits for its slowest
+// CTA; bench/NOTES.md).
 // The state phase runs the chunks last to first (A_g is a sum, order-free: chunk weights
 // λ^{offset} fold into Γ), so the chunks the output phase reads first are the ones read last.
 // State passes and phases stop at the decay window (ScanParams::window): chunks whose every term
@@ -69,13 +69,12 @@ template <typename T, int kDk, int kEt, Mode kMode>
 __global__ void __launch_bounds__(warpgroups<kDk, kEt>() * 128, 3 - warpgroups<kDk, kEt>())
     scan_kernel(const ScanParams p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  static_assert(sizeof(T) == 2 && ((kDk == 64 && (kEt == 64 || kEt == 128)) ||
-                                   (kDk == 128 && kEt == 128) || (kDk == 256 && kEt == 64)),
-                "wgmma shapes: dk <= 64 with 64- or 128-column slices, dk <= 128 with 128, "
-                "dk <= 256 with 64");
+  static_assert(sizeof(T) == 2 && ((kDk == 64 || kDk == 128) && (kEt == 64 || kEt == 128) ||
+                                   (kDk == 256 && kEt == 64)),
+                "wgmma shapes: dk <= 128 with 64- or 128-column slices, dk <= 256 with 64");
   constexpr bool kOut = kMode != Mode::kState;  // the Q and O tiles (output layout)
   constexpr bool kFused = kMode == Mode::kFused;
-  constexpr bool kSplit = kDk == 256;  // split-K: the warpgroups share dk, not the O columns
+  constexpr bool kSplit = split_k<kDk, kEt>();  // the warpgroups share dk, not the O columns
   constexpr int kWgs = warpgroups<kDk, kEt>(), kThreads = kWgs * 128;
   constexpr int kStages = stages<kDk, kOut>();
   using Lay = Layout<kDk, kEt, kStages, kOut>;
@@ -83,7 +82,7 @@ __global__ void __launch_bounds__(warpgroups<kDk, kEt>() * 128, 3 - warpgroups<k
   constexpr int kEq = kSplit ? kEt : kEt / kWgs;      // O columns per warpgroup MMA
   constexpr int kOq = kEt / kWgs;                     // O columns each warpgroup stores
   constexpr int kXN = kDk >= 128 ? kEt : kEt / kWgs;  // X columns per warpgroup
-  constexpr int kXM = kSplit ? 2 : 1;                 // X row tiles (64 rows) per warpgroup
+  constexpr int kXM = kSplit ? kDk / 128 : 1;         // X row tiles (64 rows) per warpgroup
   constexpr int kXF = kXN / 2;                        // X floats per thread and row tile
   extern __shared__ __align__(16) unsigned char smem_raw[];  // aligned to 1024 below
   unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);

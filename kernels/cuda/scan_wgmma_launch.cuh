@@ -41,9 +41,9 @@ template <typename T>
 bool run(const ScanParams& p, cudaStream_t stream) {
   if (!wgmma_runs(p)) return false;
   if (p.dk > 128) {
-    launch_pass<T, 256, 64>(p, stream);  // split-K (mma_width: 64-column slices)
-  } else if (mma_width(p.dk, p.dv) == 64) {
-    launch_pass<T, 64, 64>(p, stream);  // wgmma_covers: dk <= 64
+    launch_pass<T, 256, 64>(p, stream);      // split-K (mma_width: 64-column slices)
+  } else if (mma_width(p.dk, p.dv) == 64) {  // dv <= 64
+    p.dk <= 64 ? launch_pass<T, 64, 64>(p, stream) : launch_pass<T, 128, 64>(p, stream);
   } else {
     p.dk <= 64 ? launch_pass<T, 64, 128>(p, stream) : launch_pass<T, 128, 128>(p, stream);
   }

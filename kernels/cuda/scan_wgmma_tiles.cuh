@@ -16,11 +16,18 @@ using namespace wgmma;
 using scan_mma::pack2;
 using scan_mma::scale2;
 
-// Warpgroups per CTA: two for 128-column slices and for dk = 256 (split-K, scan_wgmma.cuh), one for
-// 64-column slices at dk <= 64 (two CTAs per SM instead).
+// Split-K (scan_wgmma.cuh): 64-column slices with a dk block of 128 or 256 rows; the two
+// warpgroups share the dk sum instead of the O columns.
+template <int kDk, int kEt>
+constexpr bool split_k() {
+  return kDk >= 128 && kEt == 64;
+}
+
+// Warpgroups per CTA: two for 128-column slices and under split-K, one for 64-column slices at
+// dk <= 64 (two CTAs per SM instead).
 template <int kDk, int kEt>
 constexpr int warpgroups() {
-  return kEt == 128 || kDk == 256 ? 2 : 1;
+  return kEt == 128 || split_k<kDk, kEt>() ? 2 : 1;
 }
 
 // Byte offset of element (r, c) in a swizzled tile of kRows rows stored as
@@ -36,10 +43,11 @@ __device__ __forceinline__ uint32_t sw(int r, int c) {
 // staging tile [64][kEt + 8], and under split-K the fp32 O exchange [2 × 4][128] float4;
 // λ^0..λ^64. kDk = kEt = 128: output pass 3 × 48 + 64 + 17 KB = 226 KB; state pass 4 × 32 KB =
 // 128 KB. kDk = 256, kEt = 64: output pass 2 × 72 + 32 + 9 + 16 KB = 202 KB; state pass
-// 4 × 40 KB = 160 KB.
+// 4 × 40 KB = 160 KB. kDk = 128, kEt = 64: output pass 3 × 40 + 16 + 9 + 16 KB = 161 KB; state
+// pass 4 × 24 KB = 96 KB.
 template <int kDk, int kEt, int kStages, bool kOut>
 struct Layout {
-  static constexpr bool split = kDk == 256;
+  static constexpr bool split = split_k<kDk, kEt>();
   static constexpr uint32_t q = 0, k = q + (kOut ? kDk * 128 : 0), v = k + kDk * 128;
   static constexpr uint32_t stage_bytes = v + kEt * 128;
   static constexpr uint32_t x = kStages * stage_bytes;
@@ -52,8 +60,8 @@ struct Layout {
   static constexpr size_t total = pw + sizeof(float) * 80 + 1024;  // + slack to align the base
 };
 
-// cp.async stages: the output pass fits three at dk = 128 (measured 4% faster than two at
-// B=1 H=32 N=64K-256K, bench/NOTES.md) and two at dk = 256; the state pass (32-40 KB per
+// cp.async stages: the output pass fits three at dk = 128 (faster than two; bench/NOTES.md) and
+// two at dk = 256; the state pass (32-40 KB per
 // stage, memory-bound) keeps three chunks in flight with four. One CTA per SM for both (the
 // state pass spills at the 128 registers two CTAs would allow).
 template <int kDk, bool kOut>
@@ -74,10 +82,11 @@ __device__ __forceinline__ void stsm_x4(void* p, uint32_t r0, uint32_t r1, uint3
 
 // Rows [0, L) of an operand (row 0 at `rows`, stride st elements, 16-byte aligned), columns
 // col0 + [0, ncols), into a swizzled [64][kCols] tile; zero past ncols and L.
-// A whole tile (L = 64, ncols >= kCols: every chunk but a segment's last, and every column
-// when dk and dv are multiples of the tile width) takes the short path: thread t's vectors lie
-// kStep rows apart in one column, a multiple of 8 rows, so the swizzle phase r % 8 and the
-// shared-memory offset advance by constants (no per-vector bounds or swizzle arithmetic).
+// A whole chunk (L = 64: every chunk but a segment's last) takes the short path: thread t's
+// vectors lie kStep rows apart in one column, a multiple of 8 rows, so the swizzle phase r % 8
+// and the shared-memory offset advance by constants, and the column's valid bytes (zero past
+// ncols: partial dk blocks and dv slices) are the same for all of them (no per-vector bounds or
+// swizzle arithmetic).
 template <typename T, int kCols, int kThreads>
 __device__ __forceinline__ void load_tile(unsigned char* s, const T* rows, int64_t st, int L,
                                           int col0, int ncols) {
@@ -85,13 +94,17 @@ __device__ __forceinline__ void load_tile(unsigned char* s, const T* rows, int64
   static_assert(kTotal % kThreads == 0, "whole vectors per thread");
   constexpr int kStep = kThreads / kRowVecs;  // rows between a thread's vectors
   static_assert(kThreads % kRowVecs == 0 && kStep % 8 == 0, "a constant swizzle phase per thread");
-  if (L == kChunk && ncols >= kCols) {
+  if (L == kChunk) {
     const int r = threadIdx.x / kRowVecs, c = (threadIdx.x % kRowVecs) * 8;
-    const T* src = rows + r * st + col0 + c;
+    const int valid = max(0, min(8, ncols - c));
+    // A column past ncols reads nothing (src-size 0) from row 0, a valid address.
+    const T* src = valid > 0 ? rows + r * st + col0 + c : rows;
+    const int64_t step = valid > 0 ? kStep * st : 0;
+    const int bytes = valid * static_cast<int>(sizeof(T));
     unsigned char* dst = s + sw<kChunk>(r, c);
 #pragma unroll
     for (int i = 0; i < kChunk / kStep; ++i)
-      scan_tf32::cp_async16(dst + i * kStep * 128, src + i * kStep * st, 16);
+      scan_tf32::cp_async16(dst + i * kStep * 128, src + i * step, bytes);
     return;
   }
 #pragma unroll

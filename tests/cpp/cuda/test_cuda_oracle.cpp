@@ -12,6 +12,7 @@
 #include <tuple>
 
 #include "cuda/cuda_runner.h"
+#include "cuda/precision_reference.h"
 #include "kernels/cuda/family.h"
 #include "kernels/cuda/segments.h"
 
@@ -31,7 +32,7 @@ void check_case(const Shape& s, DType dtype, bool decay_on, bool states, bool bn
     ScopedSegLen forced(seg_len);
     r = run_cuda(pr, bnhd);
   }
-  expect_results_close(r, oracle_results(pr), cuda_tolerance(dtype), "vs float64");
+  expect_matches_float64(r, pr, oracle_results(pr), "vs float64");
 }
 
 class CudaOracle : public ::testing::TestWithParam<Param> {
@@ -65,8 +66,8 @@ std::string param_name(const ::testing::TestParamInfo<Param>& info) {
          kernels::family_name(family);
 }
 
-const auto kDims = ::testing::Values(Dims{16, 16}, Dims{48, 80}, Dims{64, 64}, Dims{128, 128},
-                                     Dims{192, 192}, Dims{256, 128});
+const auto kDims = ::testing::Values(Dims{16, 16}, Dims{48, 80}, Dims{64, 64}, Dims{128, 64},
+                                     Dims{128, 128}, Dims{192, 192}, Dims{256, 128});
 const auto kDtypes = ::testing::Values(DType::kFloat32, DType::kBFloat16, DType::kFloat16);
 const auto kFamilies = ::testing::Values(Family::kAuto, Family::kMma);
 
@@ -112,7 +113,10 @@ TEST(CudaFamily, TuningSelectsTheFamily) {
   EXPECT_EQ(family_of(DType::kFloat32, 128, 128), std::string("tf32"));
   EXPECT_EQ(family_of(DType::kBFloat16, 128, 128), fast);
   EXPECT_EQ(family_of(DType::kFloat16, 48, 80), fast);
-  EXPECT_EQ(family_of(DType::kBFloat16, 64, 64), fast);    // one warpgroup
+  EXPECT_EQ(family_of(DType::kBFloat16, 64, 64), fast);   // one warpgroup
+  EXPECT_EQ(family_of(DType::kBFloat16, 128, 64), fast);  // split-K, dk block 128
+  EXPECT_EQ(family_of(DType::kFloat16, 96, 80), fast);
+  EXPECT_EQ(family_of(DType::kBFloat16, 200, 136), fast);
   EXPECT_EQ(family_of(DType::kBFloat16, 192, 192), fast);  // split-K
   EXPECT_EQ(family_of(DType::kFloat16, 256, 128), fast);
   ScopedFamily mma(Family::kMma);
@@ -120,18 +124,19 @@ TEST(CudaFamily, TuningSelectsTheFamily) {
   EXPECT_EQ(family_of(DType::kFloat32, 128, 128), std::string("tf32"));
 }
 
-// Shapes whose passes run the wgmma family (dk <= 128 with 128-column slices, dk <= 64 with 64,
-// 128 < dk <= 256 with 64 (split-K), aligned rows) and the mma family elsewhere: every dk block
-// (64, 128, 256), both slice widths, partial slices (dv = 96, 48, 100), two and four slices
-// (dv = 256), both layouts, partial chunks and both segment regimes; the same cases again on
-// the mma family.
+// Every wgmma instantiation (dk block 64 with 64- and 128-column slices, 128 with 128, split-K
+// with dk block 128 or 256 and 64-column slices) on aligned rows: every dk block, both slice
+// widths, partial slices (dv = 96, 48, 100, 80, 40, 136), two and four slices (dv = 256),
+// D != E both ways (E = D/2, E = 2D, 96×80, 200×136), both layouts, partial chunks and both
+// segment regimes; the same cases again on the mma family.
 TEST_F(CudaLayout, EveryFamilyShapeMatchesFloat64) {
   for (DType dtype : {DType::kBFloat16, DType::kFloat16}) {
     for (Family family : {Family::kAuto, Family::kMma}) {
       ScopedFamily use(family);
       for (const Dims de :
            {Dims{128, 96}, Dims{64, 128}, Dims{96, 128}, Dims{128, 256}, Dims{64, 64}, Dims{32, 48},
-            Dims{256, 256}, Dims{144, 100}, Dims{200, 64}}) {
+            Dims{256, 256}, Dims{144, 100}, Dims{200, 64}, Dims{128, 64}, Dims{128, 32},
+            Dims{96, 80}, Dims{80, 40}, Dims{200, 136}, Dims{64, 256}}) {
         SCOPED_TRACE(std::string(kernels::dtype_name(dtype)) + " " + kernels::family_name(family) +
                      " D=" + std::to_string(de.first) + " E=" + std::to_string(de.second));
         const uint64_t seed = 200 + de.first + de.second;
@@ -163,6 +168,8 @@ TEST_F(CudaLayout, FusedScanMatchesTwoPassAndFloat64) {
   const Case cases[] = {{Shape{2, 16, 1100, 128, 128}, DType::kBFloat16},
                         {Shape{1, 8, 40000, 128, 128}, DType::kBFloat16},
                         {Shape{2, 4, 30001, 64, 64}, DType::kFloat16},
+                        {Shape{1, 8, 30001, 128, 64}, DType::kBFloat16},
+                        {Shape{1, 2, 2500, 128, 48}, DType::kFloat16},
                         {Shape{1, 4, 20000, 96, 256}, DType::kBFloat16},
                         {Shape{1, 4, 20000, 256, 128}, DType::kBFloat16},
                         {Shape{1, 2, 2500, 192, 192}, DType::kFloat16}};
@@ -196,7 +203,7 @@ TEST_F(CudaLayout, FusedScanMatchesTwoPassAndFloat64) {
     const double tol = cuda_tolerance(c.dtype);
     expect_results_close(one, two, tol / 2, "fused vs two-pass");
     if (c.s.B * c.s.H * c.s.N <= 40000)
-      expect_results_close(one, oracle_results(pr), tol, "fused vs float64");
+      expect_matches_float64(one, pr, oracle_results(pr), "fused vs float64");
   }
 }
 
@@ -218,7 +225,7 @@ TEST_F(CudaLayout, DecayWindowMatchesFloat64) {
         ScopedSegLen forced(1024);
         r = run_cuda(pr, false);
       }
-      expect_results_close(r, oracle_results(pr), cuda_tolerance(dtype), "vs float64");
+      expect_matches_float64(r, pr, oracle_results(pr), "vs float64");
     }
   }
 }

@@ -16,6 +16,7 @@
 #include <tuple>
 
 #include "cuda/cuda_runner.h"
+#include "cuda/precision_reference.h"
 
 namespace lightring::test {
 namespace {
@@ -48,7 +49,7 @@ TEST_P(CudaPasses, EqualOneShotAndFloat64) {
   // agree far inside the oracle tolerance.
   const double tol = cuda_tolerance(dtype);
   expect_results_close(two, one, tol / 4, "two-phase vs one-shot");
-  expect_results_close(two, oracle_results(pr), tol, "two-phase vs float64");
+  expect_matches_float64(two, pr, oracle_results(pr), "two-phase vs float64");
 }
 
 std::string param_name(const ::testing::TestParamInfo<Param>& info) {
