@@ -51,8 +51,8 @@ struct CommOptions {
   double timeout_s = 0.0;
   // NcclCommunicator only: the most channels (CTAs) NCCL may use per operation,
   // ncclConfig_t.maxCTAs. It bounds the channels NCCL connects, hence its own
-  // device memory, which otherwise grows to ~0.8 GB per GPU at P = 2 on NVLink
-  // (measured on H200). 0 leaves NCCL's default. The environment decides first,
+  // device memory (buffers per channel, peer and protocol; NCCL opens tens of
+  // channels on NVLink by default). 0 leaves NCCL's default. The environment decides first,
   // see resolve_nccl_max_ctas().
   int nccl_max_ctas = kNcclLeanMaxCtas;
 };

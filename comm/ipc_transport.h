@@ -2,11 +2,12 @@
 // copy engines, with no kernel launched (part of NcclCommunicator; built with
 // NCCL, used where every rank has a host channel).
 //
-// Why: NCCL's send/recv kernels keep 1.1-2.0 KB of stack per thread, so their
-// first launch makes the driver grow the per-thread stack reservation of the
-// whole GPU (1024 -> 1984 bytes x 270,336 resident threads on an H200:
-// 0.26 GB, docs/scaling.md); with its channel cap ("lean" NCCL) a 2 MB hop
-// also cost ~156 µs. Copy engines need neither SMs nor a stack.
+// Why: NCCL's send/recv kernels keep more stack per thread than the 1 KB
+// default, so their first launch makes the driver grow the per-thread stack
+// reservation of the whole GPU (stack size x every resident thread of every
+// SM, docs/scaling.md); and the channel cap ("lean" NCCL) lowers the bandwidth
+// of one hop. Copy engines need neither SMs nor a stack (measurements of both
+// in bench/NOTES.md).
 //
 // Protocol, per ordered pair (sender s, receiver r), on the communicator's
 // own stream; chunk k = 1, 2, ... counts the pair's chunks over the life of

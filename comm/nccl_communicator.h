@@ -18,8 +18,8 @@
 //
 // Memory ("lean" NCCL): NCCL connects buffers per channel, peer and protocol
 // (Simple NCCL_BUFFSIZE 4 MiB, LL128 ~4.7 MB, LL 0.5 MB per direction by
-// default); with its default of tens of channels on NVLink that was ~0.8 GB per
-// GPU at P = 2, while a state message is only B·H·D·E·4 bytes. Init and split
+// default); with its default of tens of channels on NVLink that is most of a GB
+// per GPU (bench/NOTES.md), while a state message is only B·H·D·E·4 bytes. Init and split
 // therefore cap the channels with ncclConfig_t.maxCTAs = kNcclLeanMaxCtas
 // (CommOptions::nccl_max_ctas) unless the environment says otherwise:
 // LIGHTRING_NCCL_LEAN=0 keeps NCCL's defaults, LIGHTRING_NCCL_MAX_CTAS=n sets
@@ -34,8 +34,8 @@
 // messages between GPUs of one host with the copy engines instead of NCCL's
 // kernels, unless LIGHTRING_COMM_IPC=0 on any rank. No NCCL kernel then runs
 // on such a group: NCCL's buffers are never connected and the driver never
-// grows the per-thread stack reservation for NCCL's kernels (0.26 GB on an
-// H200), and a 2 MB hop is a copy, not NCCL's channel-capped protocol. Peers
+// grows the per-thread stack reservation for NCCL's kernels (stack size x every
+// resident thread of the GPU), and a 2 MB hop is a copy, not NCCL's channel-capped protocol. Peers
 // on other hosts (or without peer access) still go through NCCL;
 // transport_summary() says which is which. With the transport set up,
 // destroying a communicator is collective (its buffers are freed after a

@@ -86,7 +86,7 @@ void connect_peers(BenchContext& ctx) {
   // The schedules the timed rows run (auto resolved as the passes will resolve it); every
   // schedule in the other modes. NCCL connects a schedule's channels on its first use and keeps
   // their buffers: warming up unused schedules would add their memory to every row's peak
-  // (all three: +0.36 GB per GPU at P = 2 on two H200, against +0.00 for P = 1; session 5).
+  // (a cost only where NCCL's kernels carry the exchange; bench/NOTES.md has the measurement).
   std::vector<parallel::Schedule> used;
   const std::vector<parallel::Schedule> all = {
       parallel::Schedule::kRing, parallel::Schedule::kAllGather, parallel::Schedule::kScan};

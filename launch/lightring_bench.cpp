@@ -102,7 +102,7 @@ std::unique_ptr<comm::Communicator> make_comm(const BenchOptions& o, comm::MpiCo
 }
 
 // LIGHTRING_BENCH_STACK_PROBE=1 (CUDA): where NCCL's share of the P = 2 peak goes
-// (bench/NOTES.md, session 6). NCCL's kernels keep 1-2 KB of stack per thread (cuobjdump
+// (measured in bench/NOTES.md). NCCL's kernels keep 1-2 KB of stack per thread (cuobjdump
 // -res-usage of libnccl), and the driver reserves the stack size times every resident thread
 // (2048 per SM) when the first of them launches. Prints the stack limit after the warm-up and
 // records the device memory in use once the limit is set back to the 1 KB default (the next NCCL

@@ -1,5 +1,5 @@
 """Writes kernels/cuda/wgmma.cuh: inline-PTX wrappers of the sm_90a warpgroup MMA
-(wgmma.mma_async) shapes the v7 scan uses. An instruction with N/2 accumulator
+(wgmma.mma_async) shapes the wgmma family's scan (kernels/cuda/scan_wgmma.cuh) uses. An instruction with N/2 accumulator
 registers per thread cannot be written with a loop in inline asm, so the operand
 lists are generated; rerun after changing NS or the helpers in HEAD:
     python3 tools/gen_wgmma.py && clang-format -i kernels/cuda/wgmma.cuh

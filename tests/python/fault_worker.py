@@ -56,7 +56,8 @@ def scenario_mismatch(rank, size, world):
     me = rank == culprit
     q, k, v = inputs()
     decay = lightring.slopes(3)
-    # Decay values that keep the sum and the index-weighted sum of the old check.
+    # Decay values with the same sum and index-weighted sum as the others' (a check of those
+    # two moments would miss the difference; the agreement digests the exact bytes).
     d2 = decay.clone()
     if me:
         eps = 1.0 / 1024
