@@ -10,12 +10,12 @@
 //       at once.
 //   lightring::sp_forward / sp_backward
 //       the sequence-parallel forward / backward (docs/algorithm.md §3) of this
-//       rank's shard with that communicator (sp_passes.h), ordered against torch's
-//       current CUDA stream: the local passes run on it; the communicator's stream
-//       waits for it by event and it waits for the communicator's stream by event.
-//       The inputs were agreed by the caller (lightring/agreement.py, once per
-//       call), which passes every rank's shard length: these ops do not agree
-//       them again, and do not synchronise the host.
+//       rank's shard with that communicator (parallel::forward with Options::agreed_lengths),
+//       ordered against torch's current CUDA stream: the local passes run on it; the communicator's
+//       stream waits for it by event and it waits for the communicator's stream by event. The
+//       inputs were agreed by the caller (lightring/agreement.py, once per call), which passes
+//       every rank's shard length: these ops do not agree them again, and do not synchronise the
+//       host.
 //
 // Only tensors, numbers, strings and this opaque object cross the boundary;
 // no torch ProcessGroup ever reaches C++.
@@ -31,7 +31,6 @@
 
 #include "comm/nccl_communicator.h"
 #include "csrc/params.h"
-#include "csrc/sp_passes.h"
 #include "parallel/sequence_parallel.h"
 
 namespace lightring::csrc {
@@ -90,15 +89,14 @@ class TorchNcclCommunicator : public torch::CustomClassHolder {
 
 using CommPtr = c10::intrusive_ptr<TorchNcclCommunicator>;
 
-// The schedule to run: a named one, or "auto" resolved by the cost model with the
-// default (NCCL) link model, as lightring._C.schedule_choice(..., "nccl") resolves it.
-parallel::Schedule schedule_for(const std::string& name, const kernels::Problem& p, int ranks) {
-  return parallel::choose_schedule(parallel::parse_schedule(name), ranks,
-                                   kernels::state_count(p) * sizeof(float));
-}
-
-std::vector<int64_t> lengths_of(at::IntArrayRef lengths) {
-  return std::vector<int64_t>(lengths.begin(), lengths.end());
+// The options of a call whose inputs Python agreed (lightring/agreement.py): the named schedule
+// ("auto": the cost model with the default (NCCL) link model, as
+// lightring._C.schedule_choice(..., "nccl") resolves it) and every rank's agreed shard length.
+parallel::Options agreed_options(const std::string& schedule, at::IntArrayRef lengths) {
+  parallel::Options o;
+  o.schedule = parallel::parse_schedule(schedule);
+  o.agreed_lengths.assign(lengths.begin(), lengths.end());
+  return o;
 }
 
 // Returns (o, s_in, final_state). initial_state is read on SP rank 0 only (pass
@@ -122,8 +120,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sp_forward(
     bind_tensors(&p, q, k, v, o);
     p.initial_state = state_ptr(initial_state, "initial_state", p, q.device());
     p.final_state = final_state.numel() > 0 ? final_state.data_ptr<float>() : nullptr;
-    sp_forward_agreed(c, p, s_in.data_ptr<float>(), schedule_for(schedule, p, c.size()),
-                      lengths_of(lengths));
+    parallel::forward(c, p, s_in.data_ptr<float>(), agreed_options(schedule, lengths));
     return std::make_tuple(o, s_in, final_state);
   });
 }
@@ -151,7 +148,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sp_backward(
     p.initial_state = state_ptr(s_in, "s_in", p, q.device());
     p.d_final_state = state_ptr(d_final_state, "d_final_state", p, q.device());
     p.d_initial_state = ds0.numel() > 0 ? ds0.data_ptr<float>() : nullptr;
-    sp_backward_agreed(c, p, schedule_for(schedule, p, c.size()), lengths_of(lengths));
+    parallel::backward(c, p, agreed_options(schedule, lengths));
     return std::make_tuple(dq, dk, dv, ds0);
   });
 }

@@ -139,7 +139,7 @@ bool parse_bench_options(int argc, char** argv, bool print_help, BenchOptions* o
     ("no-baseline", po::bool_switch(&no_baseline),
      "skip timing the local work without the exchange (no exposed-time column)")
     ("no-ceilings", po::bool_switch(&no_ceilings), "skip measuring the copy bandwidth ceiling")
-    ("json", po::value(&out->json_path), "write results as JSON (shared/docs/bench-json.md)")
+    ("json", po::value(&out->json_path), "write results as JSON (docs/bench-json.md)")
     ("backend", po::value(&backend), "cpu | cuda (default: cuda when a GPU is visible)")
     ("seed", po::value(&out->seed)->default_value(1), "seed of the inputs")
     ("timeout", po::value(&out->timeout_s),

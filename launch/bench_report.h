@@ -1,5 +1,5 @@
 // Output of lightring-bench: the `#` header, one row per length, and the JSON
-// of shared/docs/bench-json.md. Every metric is defined in launch/README.md.
+// of docs/bench-json.md. Every metric is defined in launch/README.md.
 #pragma once
 
 #include <cstdint>

@@ -11,7 +11,7 @@
 #      global states, bf16; fp32 with decay off).
 # Usage: parallel/gpu_check.sh [BUILD_DIR]   (default build-gpu; configured here if absent)
 #   BOOST_PREFIX=/path/with/usr  points at Boost.Program_options unpacked from the
-#   Debian packages (shared/docs/gpu-machine.md); without it lightring-bench is not built.
+#   Debian packages (docs/gpu-build.md); without it lightring-bench is not built.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-$ROOT/build-gpu}

@@ -64,6 +64,20 @@ int resolved_schedule(const comm::Communicator& comm, const kernels::Problem& p,
   return static_cast<int>(choose_schedule(options.schedule, comm.size(), bytes, options.link));
 }
 
+// The shard lengths of the group: the caller's agreed_lengths (this rank's own entry checked, a
+// local error thrown here: every rank passed the caller's agreement), else the agreement.
+std::vector<int64_t> shard_lengths(comm::Communicator& comm, const LocalInput& in, Call call,
+                                   const Options& options) {
+  if (options.agreed_lengths.empty()) return agree_on_shapes(comm, in, call);
+  const std::vector<int64_t>& n = options.agreed_lengths;
+  LR_CHECK(static_cast<int>(n.size()) == comm.size(), "sequence parallel: agreed_lengths lists ",
+           n.size(), " shard lengths for ", comm.size(), " ranks");
+  LR_CHECK(n[comm.rank()] == in.problem->seqlen, "sequence parallel: rank ", comm.rank(),
+           " was agreed with length ", n[comm.rank()], " but its shard has ", in.problem->seqlen);
+  if (!in.error.empty()) throw Error(in.error);
+  return n;
+}
+
 // Step 2: the exclusive scan of the pairs into `out`, between the caller's exchange events.
 Report exchange(comm::Communicator& comm, const Options& options, const ScanSpec& spec,
                 const kernels::Problem& p, const float* pair, float* out) {
@@ -108,7 +122,8 @@ Report forward(comm::Communicator& comm, const kernels::ForwardParams& p, float*
   } catch (const Error& e) {
     in.error = e.what();
   }
-  const ScanSpec spec = make_spec(p, agree_on_shapes(comm, in, Call::kForward), /*reverse=*/false);
+  const ScanSpec spec =
+      make_spec(p, shard_lengths(comm, in, Call::kForward, options), /*reverse=*/false);
 
   // Fold the global S0 into rank 0's pair: X_0 = a_0·S0 + A_0.
   if (fold && pair_consumed)
@@ -149,7 +164,8 @@ Report backward(comm::Communicator& comm, const kernels::BackwardParams& p,
   } catch (const Error& e) {
     in.error = e.what();
   }
-  const ScanSpec spec = make_spec(p, agree_on_shapes(comm, in, Call::kBackward), /*reverse=*/true);
+  const ScanSpec spec =
+      make_spec(p, shard_lengths(comm, in, Call::kBackward, options), /*reverse=*/true);
 
   // Fold the global G into the last rank's pair: X_{P-1} = a_{P-1}·G + C_{P-1}.
   if (fold && pair_consumed)

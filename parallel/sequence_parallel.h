@@ -51,7 +51,9 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "comm/communicator.h"
 #include "kernels/attention.h"
@@ -110,6 +112,12 @@ struct Options {
   // the local pass). nullptr: not recorded.
   void* exchange_begin_event = nullptr;
   void* exchange_end_event = nullptr;
+  // The shard length of every rank of the group, when the caller already agreed the inputs of
+  // this call on every rank (Python's agreement: lightring/agreement.py): the call then runs no
+  // agreement of its own and checks only this rank's entry. Empty: the call agrees (above).
+  // The schedule must then resolve the same on every rank (kAuto does: the cost model sees
+  // only P, the state size and the link).
+  std::vector<int64_t> agreed_lengths;
 };
 
 // What one call did, for benchmarks and logs.

@@ -9,7 +9,7 @@ shard length. Every rank evaluates the same gathered table, so an invalid input 
 a mismatch between ranks raises on every rank, with the same message, before any message whose
 size depends on the inputs; a rank whose own input was rejected raises its own error, the
 others name it and its reason. The agreed shard lengths are returned (the C++ ops of the
-"lightring" exchange need them, and do not agree the inputs again: csrc/sp_passes.h).
+"lightring" exchange need them, and do not agree the inputs again: parallel::Options::agreed_lengths).
 """
 import hashlib
 import struct

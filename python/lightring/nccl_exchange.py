@@ -20,7 +20,7 @@ For an NCCL process group, the first sequence-parallel call on it:
    owns it: ``release()`` drops the cache, and the last reference destroys it.
 
 Each call then runs the C++ ops ``lightring::sp_forward`` / ``sp_backward``
-(csrc/sp_passes.h: local state pass, exchange, main local pass) on torch's
+(parallel/sequence_parallel.h: Options::agreed_lengths: local state pass, exchange, main local pass) on torch's
 current stream, through the autograd Function every exchange shares
 (lightring/sequence_parallel.py). The inputs are agreed once per forward and
 once per backward, in Python over the group (lightring/agreement.py), which
@@ -196,7 +196,7 @@ def _sp_backward(*args):
 class LightringExchange(sequence_parallel.GroupExchange):
     """The exchange inside the C++ ops, on lightring's communicator of the group (created on
     the first forward, after the agreement, and cached). The ops run over the agreed shard
-    lengths and do not agree the inputs again (csrc/sp_passes.h)."""
+    lengths and do not agree the inputs again (parallel/sequence_parallel.h: Options::agreed_lengths)."""
 
     name = "lightring"
 

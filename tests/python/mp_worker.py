@@ -290,7 +290,7 @@ class _StandInComm:
 
 
 def _check_agreed(comm, q, schedule, lengths):
-    """What sp_forward / sp_backward require of their caller (csrc/sp_passes.cpp): a resolved
+    """What sp_forward / sp_backward require of their caller (parallel::Options::agreed_lengths): a resolved
     schedule and every rank's agreed shard length."""
     size, rank = comm.size(), comm.rank()
     assert schedule in ("ring", "allgather", "scan"), f"unresolved schedule {schedule!r}"

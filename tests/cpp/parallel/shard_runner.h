@@ -31,7 +31,8 @@ inline ShardReference reference_rows(const GlobalProblem& gp, int64_t t0, int64_
 
 inline ShardResult run_shard(comm::Communicator& comm, const GlobalProblem& gp,
                              const std::vector<int64_t>& lengths, parallel::Schedule schedule,
-                             DType dtype = DType::kFloat32) {
+                             DType dtype = DType::kFloat32,
+                             const std::vector<int64_t>& agreed_lengths = {}) {
   const Shape& s = gp.s;
   const int r = comm.rank(), P = comm.size();
   const auto off = offsets_of(lengths);
@@ -65,6 +66,7 @@ inline ShardResult run_shard(comm::Communicator& comm, const GlobalProblem& gp,
   fp.final_state = final_state.data();
   parallel::Options opt;
   opt.schedule = schedule;
+  opt.agreed_lengths = agreed_lengths;
 
   ShardResult res;
   res.fwd = parallel::forward(comm, fp, s_in.data(), opt);

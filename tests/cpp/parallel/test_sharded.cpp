@@ -115,6 +115,43 @@ TEST_F(ShardedBf16Test, RingAndScanMatchOracle) {
   }
 }
 
+// Inputs the caller already agreed (Options::agreed_lengths, Python's agreement): no agreement
+// round, the same result as an agreed call for every schedule; an agreed length that is not
+// this rank's shard, or a list of the wrong size, is an error on that rank naming both.
+class AgreedLengthsTest : public MpiTest {};
+
+TEST_F(AgreedLengthsTest, MatchOracleAndCheckOwnEntry) {
+  comm::MpiCommunicator comm(MPI_COMM_WORLD, comm::CommOptions{60.0});
+  const std::vector<int64_t> lengths = make_split(Split::kUnequal, comm.size());
+  int64_t N = 0;
+  for (int64_t n : lengths) N += n;
+  const GlobalProblem gp(Shape{2, 3, N, 5, 7}, true, true, 4321);
+  for (Schedule s : {Schedule::kRing, Schedule::kAllGather, Schedule::kScan, Schedule::kAuto}) {
+    SCOPED_TRACE(parallel::schedule_name(s));
+    const ShardResult res = run_shard(comm, gp, lengths, s, DType::kFloat32, lengths);
+    expect_matches_oracle(gp, lengths, comm.rank(), res, 2e-5);
+  }
+  std::vector<int64_t> wrong = lengths;
+  wrong[comm.rank()] += 1;
+  try {
+    run_shard(comm, gp, lengths, Schedule::kRing, DType::kFloat32, wrong);
+    ADD_FAILURE() << "a wrong agreed length must throw";
+  } catch (const Error& e) {
+    EXPECT_NE(
+        std::string(e.what()).find("was agreed with length " + std::to_string(wrong[comm.rank()])),
+        std::string::npos)
+        << e.what();
+  }
+  if (comm.size() == 1) return;
+  try {
+    run_shard(comm, gp, lengths, Schedule::kRing, DType::kFloat32, std::vector<int64_t>(1, 3));
+    ADD_FAILURE() << "an agreed list of the wrong size must throw";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("agreed_lengths lists 1 shard lengths"), std::string::npos)
+        << e.what();
+  }
+}
+
 // The schedules agree with each other bit for bit up to fp32 rounding of the
 // combine order: compare scan and all-gather against ring on this rank.
 class ScheduleAgreementTest : public MpiTest {};
