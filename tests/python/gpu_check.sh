@@ -19,7 +19,6 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 
 TORCH_PREFIX=$("$PY" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
-PYBIND11_DIR=$("$PY" -m pybind11 --cmakedir)
 # The system g++ (its libstdc++ is the one torch's process loads): the image's
 # /opt/gcc wrapper links libstdc++ statically, and C++ exceptions then crashed.
 COMPILERS=()
@@ -28,7 +27,7 @@ if [ -x /usr/bin/g++ ] && [ -z "${KEEP_CXX:-}" ]; then
              -DCMAKE_CUDA_HOST_COMPILER=/usr/bin/g++)
 fi
 cmake -S "$REPO" -B "$BUILD" -G Ninja -DPython_EXECUTABLE="$(command -v "$PY")" "${COMPILERS[@]}" \
-  -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" -Dpybind11_DIR="$PYBIND11_DIR" \
+  -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" \
   -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90a}" -DLIGHTRING_TESTS=OFF
 cmake --build "$BUILD" --target lightring_python -j "$(nproc)"
 
