@@ -5,23 +5,14 @@
 #include <functional>
 #include <vector>
 
+#include "common/expect_error.h"
 #include "core/error.h"
 #include "kernels/attention.h"
 
 namespace lightring::kernels {
 namespace {
 
-// Runs fn, asserts it throws lightring::Error whose message contains `needle`.
-void expect_error(const std::function<void()>& fn, const std::string& needle) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos)
-        << "message was: " << e.what() << "\nexpected to contain: " << needle;
-    return;
-  }
-  ADD_FAILURE() << "no lightring::Error thrown; expected one containing: " << needle;
-}
+using test::expect_error;
 
 struct Buffers {
   std::vector<float> q, k, v, o;
