@@ -55,12 +55,12 @@ if [ "${TESTS:-1}" = 1 ]; then
   echo "GPU tests ($shards shards): rc=$rc in $(($(date +%s) - t0)) s; $(grep -E '^\[  PASSED|^\[  FAILED|tests ran|worst error' "$OUT/test.log" | tr '\n' ' ')"
   grep -E "FAILED|Failure" -A3 "$OUT/test.log" | head -40
 fi
-# Sanitizers on a small sweep of every family: tf32 (fp32), mma and wgmma (bf16/fp16 under
+# Sanitizers (SANITIZERS, default "memcheck racecheck"; empty: none) on a small sweep of every family: tf32 (fp32), mma and wgmma (bf16/fp16 under
 # --family auto and mma), every wgmma instantiation (dk block 64, 128, split-K 128 and 256).
 F='Short/CudaOracle.MatchesFloat64/N130_D128E128_decay_states_*:Short/CudaOracle.MatchesFloat64/N130_D128E64_decay_states_*'
 F="$F:Short/CudaOracle.MatchesFloat64/N37_D16E16_decay_states_*:Short/CudaOracle.MatchesFloat64/N130_D192E192_decay_states_bf16_*"
 F="$F:Short/CudaOracle.MatchesFloat64/N130_D64E64_decay_states_bf16_*"
-for tool in ${SANITIZERS:-memcheck racecheck}; do
+for tool in ${SANITIZERS-memcheck racecheck}; do
   t0=$(date +%s)
   timeout "${SAN_TIMEOUT:-150}" compute-sanitizer --tool $tool --error-exitcode 17 "$TEST" \
     --gtest_filter="$F" --gtest_brief=1 >"$OUT/sanitize-$tool.log" 2>&1
