@@ -77,6 +77,7 @@ BackwardParams backward_params(const ForwardParams& f, const void* d_o, void* dq
   b.k_stride = b.dk_stride = f.k_stride;
   b.v_stride = b.do_stride = b.dv_stride = f.v_stride;
   b.initial_state = f.initial_state;
+  b.doc_initial_states = f.doc_initial_states;
   return b;
 }
 

@@ -22,6 +22,7 @@
 #include <string>
 
 #include "core/dtype.h"
+#include "kernels/documents.h"
 
 namespace lightring::kernels {
 
@@ -60,6 +61,8 @@ struct Problem {
   float scale = 1.0f;            // c
   int block_size = 0;            // B of §2; 0 picks the backend's default
   void* stream = nullptr;        // cudaStream_t for Device::kCuda; ignored on the CPU
+  // Packed documents in the shard (kernels/documents.h; needs B = 1). Unset: one sequence.
+  Documents docs;
 };
 
 // Elements of one [B, H, D, E] state of p (S, dS, a local pair).
@@ -75,6 +78,13 @@ struct ForwardParams : Problem {
   Strides q_stride, k_stride, v_stride, o_stride;
   const float* initial_state = nullptr;  // S0 [B,H,D,E]; nullptr means 0
   float* final_state = nullptr;          // S_{N-1} [B,H,D,E] out; nullptr to skip
+  // With docs (kernels/documents.h), per piece i = 0..K-1, [K,H,D,E] fp32 (B = 1):
+  //   initial_state       S_in, read only when docs.continues (piece 0 continues a document)
+  //   doc_initial_states  entry i read when piece i starts its document; nullptr means 0
+  //   doc_final_states    entry i written when piece i ends its document; nullptr to skip
+  //   final_state         the state after the shard's last token, as without documents
+  const float* doc_initial_states = nullptr;
+  float* doc_final_states = nullptr;
 };
 
 struct BackwardParams : Problem {
@@ -89,6 +99,16 @@ struct BackwardParams : Problem {
   const float* initial_state = nullptr;  // S0 used in the forward; nullptr means 0
   const float* d_final_state = nullptr;  // G = dL/dS_{N-1} [B,H,D,E]; nullptr means 0
   float* d_initial_state = nullptr;      // dS0 [B,H,D,E] out; nullptr to skip
+  // With docs, mirroring ForwardParams ([K,H,D,E] fp32 per piece):
+  //   initial_state         S_in of the forward, read only when docs.continues
+  //   doc_initial_states    the forward's, read where the forward read them
+  //   d_final_state         G, read only when !docs.ends (the last piece goes on to the right)
+  //   d_doc_final_states    entry i read when piece i ends its document; nullptr means 0
+  //   d_initial_state       dS_in: zero unless docs.continues
+  //   d_doc_initial_states  entry i written when piece i starts its document; nullptr to skip
+  const float* doc_initial_states = nullptr;
+  const float* d_doc_final_states = nullptr;
+  float* d_doc_initial_states = nullptr;
 };
 
 // The local state pair of a segment run from a zero state (§3), a weighted
