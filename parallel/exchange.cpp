@@ -24,6 +24,14 @@ struct Scan {
   size_t count;
 
   int64_t len(int u) const { return s.lengths[order.rank_of(u)]; }
+  // Whether position u's pair scalar is 0 (ScanSpec::resets).
+  bool reset(int u) const { return !s.resets.empty() && s.resets[order.rank_of(u)] != 0; }
+  // Whether any position in [lo, hi] has a reset (false when lo > hi).
+  bool reset_in(int lo, int hi) const {
+    for (int u = std::max(lo, 0); u <= hi; ++u)
+      if (reset(u)) return true;
+    return false;
+  }
   // Σ len over positions [lo, hi] (empty when lo > hi).
   int64_t len_range(int lo, int hi) const {
     int64_t n = 0;
@@ -42,7 +50,8 @@ struct Scan {
     comm.send_recv(sends, recvs, s.stream);
   }
 
-  // P-1 dependent hops: receive excl from v-1, send excl ⊕ (a_v, X_v) to v+1.
+  // P-1 dependent hops: receive excl from v-1, send excl ⊕ (a_v, X_v) to v+1
+  // (X_v alone when v has a reset: a_v = 0).
   int ring(const float* x, float* excl) const {
     const int P = order.P;
     if (v == 0) {
@@ -52,6 +61,10 @@ struct Scan {
     }
     send_recv(nullptr, -1, excl, v - 1);
     if (v == P - 1) return 0;
+    if (reset(v)) {
+      send_recv(x, v + 1, nullptr, -1);
+      return 1;
+    }
     kernels::StateBuffer out(s.device, count, s.stream);
     kernels::copy_state(s.device, out.data(), x, count, s.stream);
     axpy(out.data(), excl, len(v));  // S_out = a_v·S_in + X_v
@@ -59,7 +72,8 @@ struct Scan {
     return 1;
   }
 
-  // One all-gather of every X, then a local fold of the positions before v.
+  // One all-gather of every X, then a local fold of the positions before v,
+  // nearest first, ending after the nearest position with a reset.
   int allgather(const float* x, float* excl) const {
     kernels::StateBuffer all(s.device, count * order.P, s.stream);
     comm.all_gather(x, all.data(), count, s.stream);
@@ -67,6 +81,7 @@ struct Scan {
     int64_t span = 0;  // length strictly between u and v
     for (int u = v - 1; u >= 0; --u) {
       axpy(excl, all.data() + static_cast<size_t>(order.rank_of(u)) * count, span);
+      if (reset(u)) break;
       span += len(u);
     }
     return order.P - 1;
@@ -75,7 +90,8 @@ struct Scan {
   // Recursive doubling (Hillis–Steele): after the round of distance d, acc
   // covers positions [v-2d+1, v] and excl covers [v-2d+1, v-1]. Each round
   // sends acc to v+d and combines the window received from v-d into both:
-  //   (a_R, R) ⊕ (a_acc, acc) = (a_R·a_acc, a_acc·R + acc), the same for excl.
+  //   (a_R, R) ⊕ (a_acc, acc) = (a_R·a_acc, a_acc·R + acc), the same for excl,
+  // where a_acc = 0 when acc's window holds a reset (R then does not enter).
   int scan(const float* x, float* excl) const {
     const int P = order.P;
     kernels::StateBuffer acc(s.device, count, s.stream), recv(s.device, count, s.stream);
@@ -89,8 +105,8 @@ struct Scan {
       sent += to ? 1 : 0;
       if (!from) continue;
       const int64_t len_r = len_range(v - 2 * d + 1, v - d);
-      axpy(excl, recv.data(), len_excl);
-      axpy(acc.data(), recv.data(), len_acc);
+      if (!reset_in(v - d + 1, v - 1)) axpy(excl, recv.data(), len_excl);
+      if (!reset_in(v - d + 1, v)) axpy(acc.data(), recv.data(), len_acc);
       len_excl += len_r;
       len_acc += len_r;
     }
@@ -105,6 +121,8 @@ int exclusive_scan(comm::Communicator& comm, Schedule schedule, const ScanSpec& 
   const int P = comm.size();
   LR_CHECK(static_cast<int>(spec.lengths.size()) == P, "exclusive_scan: ", spec.lengths.size(),
            " lengths for a group of ", P);
+  LR_CHECK(spec.resets.empty() || static_cast<int>(spec.resets.size()) == P,
+           "exclusive_scan: ", spec.resets.size(), " reset flags for a group of ", P);
   Order order{P, spec.reverse};
   const int v = spec.reverse ? P - 1 - comm.rank() : comm.rank();
   const size_t count = static_cast<size_t>(spec.batch * spec.heads * spec.per_head);

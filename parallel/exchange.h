@@ -12,6 +12,15 @@
 // sums the shard lengths of the positions strictly between u and v. The
 // lengths are host values; λ^len is computed where the states live
 // (kernels::axpy_decay, kernels/state_ops.h); only X travels.
+//
+// Resets (packed documents, docs/algorithm.md §5): a position u with a reset
+// has the pair scalar a_u = 0, so nothing from before u passes through it (its
+// own X_u still does):
+//
+//     excl(v) = Σ_{u<v, no reset at u+1 .. v-1} λ^{len(u+1 .. v-1)} X_u
+//
+// The flags are host values known on every rank, so every schedule sends the
+// same messages with and without resets; a reset only skips combines.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +40,9 @@ struct ScanSpec {
   const float* decay = nullptr;  // [H] decay rates in `device` memory; nullptr: λ = 1
   std::vector<int64_t> lengths;  // shard length of every rank, in rank order
   bool reverse = false;          // false: prefix (forward); true: suffix (backward)
+  // Per rank, in rank order (not scan order): nonzero = that rank's pair scalar is 0.
+  // Empty: no resets. Otherwise one entry per rank, the same on every rank.
+  std::vector<uint8_t> resets;
 };
 
 // Writes excl(v) for this rank into `excl` (state-sized, device memory when
