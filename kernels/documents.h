@@ -76,7 +76,6 @@ void check_cu_seqlens(const int64_t* cu, int64_t num_docs, int64_t total,
 
 // The pieces of shard [start, start + length) (length >= 1, inside [0, cu[num_docs]]);
 // cu must pass check_cu_seqlens.
-LocalDocuments local_documents(const int64_t* cu, int64_t num_docs, int64_t start,
-                               int64_t length);
+LocalDocuments local_documents(const int64_t* cu, int64_t num_docs, int64_t start, int64_t length);
 
 }  // namespace lightring::kernels
