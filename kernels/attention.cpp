@@ -84,6 +84,7 @@ BackwardParams backward_params(const ForwardParams& f, const void* d_o, void* dq
 void forward(const ForwardParams& params) {
   validate(params);
   const ForwardParams p = resolved(params);
+  if (p.docs.enabled()) return documents::forward(p);
 #ifdef LIGHTRING_WITH_CUDA
   if (p.device == Device::kCuda) return cuda::forward(p);
 #endif
@@ -93,6 +94,7 @@ void forward(const ForwardParams& params) {
 void backward(const BackwardParams& params) {
   validate(params);
   const BackwardParams p = resolved(params);
+  if (p.docs.enabled()) return documents::backward(p);
 #ifdef LIGHTRING_WITH_CUDA
   if (p.device == Device::kCuda) return cuda::backward(p);
 #endif
@@ -113,6 +115,10 @@ ForwardPass::ForwardPass(const ForwardParams& params) {
   ForwardParams p = resolved(params);
   p.initial_state = nullptr;  // finish() takes both states
   p.final_state = nullptr;
+  if (p.docs.enabled()) {
+    impl_ = documents::forward_pass(p);
+    return;
+  }
 #ifdef LIGHTRING_WITH_CUDA
   if (p.device == Device::kCuda) {
     impl_ = cuda::forward_pass(p);
@@ -143,6 +149,10 @@ BackwardPass::BackwardPass(const BackwardParams& params) {
   BackwardParams p = resolved(params);
   p.d_final_state = nullptr;  // finish() takes both state gradients
   p.d_initial_state = nullptr;
+  if (p.docs.enabled()) {
+    impl_ = documents::backward_pass(p);
+    return;
+  }
 #ifdef LIGHTRING_WITH_CUDA
   if (p.device == Device::kCuda) {
     impl_ = cuda::backward_pass(p);

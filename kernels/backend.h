@@ -30,6 +30,14 @@ void validate(const ForwardParams& p);
 void validate(const BackwardParams& p);
 void validate(const StateParams& p);
 
+// Packed documents on any backend (kernels/documents.cpp): p.docs enabled.
+namespace documents {
+void forward(const ForwardParams& p);
+void backward(const BackwardParams& p);
+std::unique_ptr<ForwardPass::Impl> forward_pass(const ForwardParams& p);
+std::unique_ptr<BackwardPass::Impl> backward_pass(const BackwardParams& p);
+}  // namespace documents
+
 namespace cpu {
 void forward(const ForwardParams& p);
 void backward(const BackwardParams& p);

@@ -16,8 +16,10 @@
 // The state pair of a shard (§3, (a, X) with X the state after the shard from a zero S_in)
 // keeps its meaning; its scalar a is λ^N only when no document starts inside the shard
 // (forward_reset false) and 0 otherwise, which is what makes the exchange stop at a document
-// start. The backward pair mirrors it: its scalar is 0 when a document ends inside the shard
-// (backward_reset).
+// start. The backward pair (b, C) with dS_in = b·G + C mirrors it: b is 0 unless the shard is
+// one piece that continues a document and goes on into the next shard (backward_reset false).
+// A shard that starts a document at its first token does not read S_in at all, so there
+// dS_in = 0 (b = 0, C = 0).
 #pragma once
 
 #include <cstdint>
@@ -46,9 +48,10 @@ struct Documents {
 inline bool forward_reset(const Documents& d) {
   return d.enabled() && (d.count > 1 || !d.continues);
 }
-// A document ends at some position in [0, N): the backward pair's scalar is 0.
+// G (the gradient of S_out) does not reach S_in: a document ends inside the shard, or the
+// shard does not read S_in (its first token starts a document). The backward pair's scalar is 0.
 inline bool backward_reset(const Documents& d) {
-  return d.enabled() && (d.count > 1 || d.ends);
+  return d.enabled() && (d.count > 1 || d.ends || !d.continues);
 }
 
 // The pieces of the shard [start, start + length) of a packed stream whose document offsets

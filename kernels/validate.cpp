@@ -50,10 +50,21 @@ void check_tensor(const void* ptr, const char* name, const Strides& st, int64_t 
            ", head=", st.head, ", seq=", st.seq, ", last dim ", dim, ")");
 }
 
+// The pieces of a shard with documents (kernels/documents.h).
+void check_documents(const Problem& p) {
+  const Documents& d = p.docs;
+  if (!d.enabled()) return;
+  LR_CHECK(p.batch == 1,
+           "documents need batch (B) = 1: a packed stream is one sequence (got B = ", p.batch, ")");
+  LR_CHECK(d.count >= 1, "docs.count must be >= 1 piece (got ", d.count, ")");
+  check_cu_seqlens(d.offsets, d.count, p.seqlen, "docs.offsets");
+}
+
 }  // namespace
 
 void validate(const ForwardParams& p) {
   check_problem(p);
+  check_documents(p);
   check_tensor(p.q, "q", p.q_stride, p.qk_dim);
   check_tensor(p.k, "k", p.k_stride, p.qk_dim);
   check_tensor(p.v, "v", p.v_stride, p.v_dim);
@@ -62,6 +73,7 @@ void validate(const ForwardParams& p) {
 
 void validate(const BackwardParams& p) {
   check_problem(p);
+  check_documents(p);
   check_tensor(p.q, "q", p.q_stride, p.qk_dim);
   check_tensor(p.k, "k", p.k_stride, p.qk_dim);
   check_tensor(p.v, "v", p.v_stride, p.v_dim);
@@ -73,6 +85,9 @@ void validate(const BackwardParams& p) {
 
 void validate(const StateParams& p) {
   check_problem(p);
+  LR_CHECK(!p.docs.enabled(),
+           "local_state takes no documents: ForwardPass / BackwardPass::local_state give the pair "
+           "of a shard with documents");
   const bool fwd = p.kind == StateKind::kForward;
   check_tensor(p.x, fwd ? "x (k)" : "x (q)", p.x_stride, p.qk_dim);
   check_tensor(p.y, fwd ? "y (v)" : "y (d_o)", p.y_stride, p.v_dim);
