@@ -31,6 +31,10 @@ enum Field {
   kLocalOk,
   kHeadState,
   kTailState,
+  kDocsEnabled,
+  kDocsCount,
+  kDocsContinues,
+  kDocsEnds,
   kNumFields
 };
 
@@ -73,9 +77,42 @@ std::string value_str(int field, int64_t v) {
   }
 }
 
+std::string rank_list(const std::vector<int>& ranks) {
+  std::ostringstream os;
+  for (size_t i = 0; i < ranks.size(); ++i) os << (i ? ", " : "") << ranks[i];
+  return os.str();
+}
+
 }  // namespace
 
-std::vector<int64_t> agree_on_shapes(comm::Communicator& comm, const LocalInput& in, Call call) {
+std::string document_layout_errors(const std::vector<DocumentFlags>& docs) {
+  const int P = static_cast<int>(docs.size());
+  std::vector<int> with, without;
+  for (int g = 0; g < P; ++g) (docs[g].enabled ? with : without).push_back(g);
+  if (with.empty()) return "";
+  std::ostringstream err;
+  if (!without.empty()) {
+    err << "\n  packed documents (docs) are given on rank(s) " << rank_list(with)
+        << " but not on rank(s) " << rank_list(without)
+        << ": every rank passes the local_documents of its shard, or none does";
+    return err.str();
+  }
+  if (docs[0].continues)
+    err << "\n  rank 0 continues a document (docs.continues): no document begins before the "
+           "first shard";
+  if (!docs[P - 1].ends)
+    err << "\n  the last rank (" << P - 1
+        << ") does not end its last document (docs.ends = false): the stream ends there";
+  for (int g = 0; g + 1 < P; ++g)
+    if (docs[g].ends == docs[g + 1].continues)
+      err << "\n  rank " << g << (docs[g].ends ? " ends" : " does not end")
+          << " its last document but rank " << g + 1
+          << (docs[g + 1].continues ? " continues one" : " does not continue it")
+          << ": each rank's local_documents must come from the same global cu_seqlens";
+  return err.str();
+}
+
+Agreement agree_on_shapes(comm::Communicator& comm, const LocalInput& in, Call call) {
   const kernels::Problem& p = *in.problem;
   std::string error = in.error;
   kernels::DecayDigest digest = {0, 0};
@@ -104,7 +141,11 @@ std::vector<int64_t> agree_on_shapes(comm::Communicator& comm, const LocalInput&
                                           p.seqlen,
                                           ok,
                                           in.has_head_state,
-                                          in.has_tail_state};
+                                          in.has_tail_state,
+                                          p.docs.enabled(),
+                                          p.docs.enabled() ? p.docs.count : 0,
+                                          p.docs.enabled() && p.docs.continues,
+                                          !p.docs.enabled() || p.docs.ends};
   const int P = comm.size(), me = comm.rank();
   std::vector<int64_t> all(static_cast<size_t>(P) * kNumFields);
   comm.all_gather_host(mine.data(), all.data(), kNumFields);
@@ -152,15 +193,33 @@ std::vector<int64_t> agree_on_shapes(comm::Communicator& comm, const LocalInput&
     if (at(g, kTailState))
       err << "\n  rank " << g << " passed d_final_state: the global G is read on the last SP "
           << "rank (" << P - 1 << ") only; pass nullptr on the other ranks";
+  // 5. Packed documents: the same on every rank, a layout one cu_seqlens gives, per-document
+  //    states instead of the global ones.
+  Agreement a;
+  a.lengths.resize(P);
+  a.documents.resize(P);
+  for (int g = 0; g < P; ++g) {
+    a.lengths[g] = at(g, kSeqlen);
+    a.documents[g] = DocumentFlags{at(g, kDocsEnabled) != 0, at(g, kDocsCount),
+                                   at(g, kDocsContinues) != 0, at(g, kDocsEnds) != 0};
+  }
+  err << document_layout_errors(a.documents);
+  for (int g = 0; g < P; ++g) {
+    if (!a.documents[g].enabled) continue;
+    if (at(g, kHeadState))
+      err << "\n  rank " << g << " passed initial_state with packed documents: each document "
+          << "starts from its own state (doc_initial_states), there is no global S0";
+    if (at(g, kTailState))
+      err << "\n  rank " << g << " passed d_final_state with packed documents: each document "
+          << "has its own final-state gradient (d_doc_final_states), there is no global G";
+  }
   if (err.tellp() != 0) {
     LR_THROW("sequence-parallel ", what, " over ", P, " ranks (", comm.backend_name(),
              "): the ranks' inputs do not agree (B, H, D, E, dtype, device, decay values, scale "
              "and schedule must match; sequence lengths may differ):",
              err.str());
   }
-  std::vector<int64_t> lengths(P);
-  for (int g = 0; g < P; ++g) lengths[g] = at(g, kSeqlen);
-  return lengths;
+  return a;
 }
 
 }  // namespace lightring::parallel

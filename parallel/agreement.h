@@ -6,7 +6,9 @@
 // the same lightring::Error on every rank of the group instead of a hang or a
 // wrong answer; when a rank rejected its own input, the ranks exchange the
 // messages (a second bounded all-gather) and every rank reports them all.
-// Both all-gathers are bounded by the communicator's deadline.
+// Both all-gathers are bounded by the communicator's deadline. The record also
+// carries the rank's packed-document flags (DocumentFlags), so that every rank
+// knows every rank's resets and checks the layout of documents across shards.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +17,7 @@
 
 #include "comm/communicator.h"
 #include "kernels/attention.h"
+#include "parallel/sequence_parallel.h"
 
 namespace lightring::parallel {
 
@@ -30,7 +33,16 @@ struct LocalInput {
   int schedule = 0;             // the schedule this rank asked for (parallel::Schedule)
 };
 
-// Returns every rank's shard length in rank order, or throws on every rank.
-std::vector<int64_t> agree_on_shapes(comm::Communicator& comm, const LocalInput& in, Call call);
+struct Agreement {
+  std::vector<int64_t> lengths;          // every rank's shard length, in rank order
+  std::vector<DocumentFlags> documents;  // every rank's document flags, in rank order
+};
+
+// Returns what every rank passed, or throws on every rank.
+Agreement agree_on_shapes(comm::Communicator& comm, const LocalInput& in, Call call);
+
+// The rules of packed documents across the shards of a group (parallel/sequence_parallel.h),
+// checked on a table every rank holds: one "\n  …" line per broken rule, empty when none is.
+std::string document_layout_errors(const std::vector<DocumentFlags>& docs);
 
 }  // namespace lightring::parallel

@@ -31,6 +31,26 @@
 // Global states: the initial state S0 is read on SP rank 0 only, the final
 // state (forward) and its gradient G (backward) live on the last SP rank.
 //
+// Packed documents (docs/algorithm.md §5, kernels/documents.h): p.docs describes the
+// document pieces of THIS rank's shard. Convention: every rank holds the GLOBAL cu_seqlens of
+// the stream (FLA's way) and passes its own kernels::local_documents(cu, num_docs, start_r,
+// n_r).view(), with start_r = n_0 + … + n_{r-1}; the per-document states are then the slices
+// [first_r, first_r + count_r) of the [N_docs,H,D,E] arrays. Every rank passes documents or
+// none does; B = 1; rank 0 does not continue a document, the last rank ends one, and rank r
+// ends its last document exactly when rank r+1 does not continue it (what local_documents
+// gives for one cu_seqlens). The global initial_state (S0) and d_final_state (G) are rejected
+// with documents: each document carries its own states instead, which stay on the rank that
+// holds the document's first or last token:
+//   doc_initial_states  read on the rank where the document starts (its piece with
+//                       starts_document), gradients d_doc_initial_states written there
+//   doc_final_states    written on the rank where the document ends (ends_document),
+//                       its gradient d_doc_final_states read there
+// A document spanning ranks r..s has its state carried through the exchange: a rank whose
+// shard contains a document start has the pair scalar 0 (kernels::forward_reset) and passes
+// on only what follows its last start; backward mirrors it (kernels::backward_reset). The
+// flags of every rank travel in the agreement record, so a layout that breaks any rule above
+// throws the same lightring::Error on every rank before any exchange.
+//
 // Shards may have different lengths (each rank passes its own seqlen >= 1);
 // B, H, D, E, dtype, device and the decay presence must agree. Every call first
 // all-gathers a small shape record; any mismatch throws lightring::Error with
@@ -102,6 +122,23 @@ double schedule_cost_us(Schedule s, int num_ranks, size_t bytes, const LinkModel
 Schedule choose_schedule(Schedule requested, int num_ranks, size_t bytes,
                          const LinkModel& link = {});
 
+// The packed-document flags of one rank's shard (kernels::Documents without its offsets): what
+// the exchange needs of every rank and the agreement compares.
+struct DocumentFlags {
+  bool enabled = false;    // the rank passed documents (p.docs.enabled())
+  int64_t count = 0;       // pieces in the shard (0 without documents)
+  bool continues = false;  // piece 0 continues a document begun on an earlier rank
+  bool ends = true;        // the last piece ends its document at the shard's last token
+
+  bool operator==(const DocumentFlags& o) const {
+    return enabled == o.enabled && count == o.count && continues == o.continues && ends == o.ends;
+  }
+};
+DocumentFlags document_flags(const kernels::Documents& d);
+// kernels::forward_reset / backward_reset of the shard these flags describe.
+bool forward_reset(const DocumentFlags& f);
+bool backward_reset(const DocumentFlags& f);
+
 struct Options {
   Schedule schedule = Schedule::kAuto;
   LinkModel link;
@@ -118,6 +155,11 @@ struct Options {
   // The schedule must then resolve the same on every rank (kAuto does: the cost model sees
   // only P, the state size and the link).
   std::vector<int64_t> agreed_lengths;
+  // With agreed_lengths and packed documents: every rank's DocumentFlags in rank order (the
+  // caller agreed them too); this rank's entry is checked against p.docs and the table against
+  // the rules above (the same error on every rank, the table being the same). Empty: no rank
+  // has documents (a rank that passes p.docs then throws).
+  std::vector<DocumentFlags> agreed_documents;
 };
 
 // What one call did, for benchmarks and logs.
@@ -135,7 +177,10 @@ struct Report {
 //   p.final_state    on the last rank the global final state; elsewhere, when
 //                    not null, this shard's S_out (nullptr to skip)
 //   s_in             out, [B,H,D,E] fp32 in p.device memory: S_in(r), the only
-//                    thing backward needs besides the inputs (S0 or 0 on rank 0)
+//                    thing backward needs besides the inputs (S0 or 0 on rank 0;
+//                    with documents 0 unless p.docs.continues)
+//   with p.docs      initial_state must be nullptr; doc_initial_states / doc_final_states
+//                    are this rank's pieces' slices (above); final_state is S_out(r)
 Report forward(comm::Communicator& sp_group, const kernels::ForwardParams& p, float* s_in,
                const Options& options = {});
 
@@ -145,6 +190,9 @@ Report forward(comm::Communicator& sp_group, const kernels::ForwardParams& p, fl
 //   p.d_final_state    global G, read on the last SP rank only (nullptr: zero);
 //                      must be nullptr on every other rank
 //   p.d_initial_state  on rank 0 the global dS0; elsewhere, when not null, dS_in(r)
+//   with p.docs        d_final_state must be nullptr; doc_initial_states,
+//                      d_doc_final_states and d_doc_initial_states are this rank's
+//                      pieces' slices; d_initial_state is 0 unless p.docs.continues
 Report backward(comm::Communicator& sp_group, const kernels::BackwardParams& p,
                 const Options& options = {});
 
