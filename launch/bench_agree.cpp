@@ -51,6 +51,7 @@ std::string canonical_options(const BenchOptions& o) {
   os << "--seed " << o.seed << "\n--timeout " << o.timeout_s << "\n";
   os << "--msg-bytes " << join(o.msg_bytes) << "\n--refine " << o.refine << "\n";
   os << "--max-seconds " << o.max_seconds << "\n";
+  os << "--docs " << o.docs.text << "\n--docs-seed " << o.docs_seed << "\n";
   return os.str();
 }
 

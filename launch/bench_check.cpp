@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "launch/bench_docs.h"
 #include "launch/bench_fill.h"
 
 namespace lightring::launch {
@@ -139,7 +140,8 @@ void fill_shard_inputs(const BenchOptions& opt, int rank, int world_size, Shard&
 }
 
 CheckResult check_against_unsharded(comm::MpiCommunicator& world, const BenchOptions& opt,
-                                    const std::vector<int64_t>& lengths, Shard& shard) {
+                                    const std::vector<int64_t>& lengths,
+                                    const std::vector<int64_t>& cu, Shard& shard) {
   const int rank = world.rank(), P = world.size();
   auto send_bytes = [&](const void* p, size_t n, int to) { world.send_bytes(p, n, to); };
   auto recv_bytes = [&](size_t n, int from) {
@@ -155,6 +157,12 @@ CheckResult check_against_unsharded(comm::MpiCommunicator& world, const BenchOpt
     if (rank == P - 1) {
       const auto fs = shard.final_state.download();
       send_bytes(fs.data(), fs.size(), 0);
+    }
+    if (shard.use_doc_states) {
+      for (const Buffer* b : {&shard.doc_final, &shard.d_doc_s0}) {
+        const auto bytes = b->download();
+        send_bytes(bytes.data(), bytes.size(), 0);
+      }
     }
   }
   double result[3] = {0, 0, 1};  // rel_err, num_wrong, pass
@@ -177,6 +185,17 @@ CheckResult check_against_unsharded(comm::MpiCommunicator& world, const BenchOpt
                              g = global_state(opt, kG);
     std::vector<float> o(v.size()), dq(q.size()), dk(k.size()), dv(v.size());
     std::vector<float> fs(BH * D * E), ds0(BH * D * E);
+    // --docs: the whole packed stream; with --states every document's states.
+    const int64_t num_docs = static_cast<int64_t>(cu.size()) - 1, per = BH * D * E;
+    const bool docs = opt.docs.enabled(), doc_states = docs && opt.states;
+    const kernels::LocalDocuments whole =
+        docs ? kernels::local_documents(cu.data(), num_docs, 0, N) : kernels::LocalDocuments{};
+    const std::vector<float> doc_s0 = doc_states ? document_states(opt, 0, 0, num_docs)
+                                                 : std::vector<float>{},
+                             doc_g = doc_states ? document_states(opt, 1, 0, num_docs)
+                                                : std::vector<float>{};
+    std::vector<float> doc_fs(doc_states ? num_docs * per : 0),
+        doc_ds0(doc_states ? num_docs * per : 0);
     kernels::ForwardParams fp;
     fp.batch = B;
     fp.heads = H;
@@ -190,20 +209,31 @@ CheckResult check_against_unsharded(comm::MpiCommunicator& world, const BenchOpt
     fp.o = o.data();
     fp.q_stride = fp.k_stride = kernels::contiguous_bhnd(H, N, D);
     fp.v_stride = fp.o_stride = kernels::contiguous_bhnd(H, N, E);
-    fp.initial_state = opt.states ? s0.data() : nullptr;
+    fp.initial_state = opt.states && !docs ? s0.data() : nullptr;
     fp.final_state = fs.data();
+    if (docs) {
+      fp.docs = whole.view();
+      fp.doc_initial_states = doc_states ? doc_s0.data() : nullptr;
+      fp.doc_final_states = doc_states ? doc_fs.data() : nullptr;
+    }
     kernels::forward(fp);
     kernels::BackwardParams bp =
         kernels::backward_params(fp, d_o.data(), dq.data(), dk.data(), dv.data());
-    bp.d_final_state = opt.states ? g.data() : nullptr;
+    bp.d_final_state = opt.states && !docs ? g.data() : nullptr;
     bp.d_initial_state = ds0.data();
+    if (docs) {
+      bp.d_doc_final_states = doc_states ? doc_g.data() : nullptr;
+      bp.d_doc_initial_states = doc_states ? doc_ds0.data() : nullptr;
+    }
     kernels::backward(bp);
 
     const Tolerance tol = check_tolerance(opt.backend, dt);
     const std::vector<float>* refs[4] = {&o, &dq, &dk, &dv};
     const int64_t dims[4] = {E, D, D, E};
-    ErrAcc acc[6];
+    ErrAcc acc[8];
     t0 = 0;
+    std::vector<uint8_t> fs_got;
+    const double rms_doc_fs = rms_doc_fs, rms_doc_ds0 = rms_of(doc_ds0);
     for (int r = 0; r < P; ++r) {
       for (int t = 0; t < 4; ++t) {
         const size_t bytes = BH * lengths[r] * dims[t] * kernels::dtype_size(dt);
@@ -211,10 +241,32 @@ CheckResult check_against_unsharded(comm::MpiCommunicator& world, const BenchOpt
         acc[t].add(bytes_to_float(got, dt), take_rows(*refs[t], BH, lengths[r], N, dims[t], t0),
                    rms_of(*refs[t]), tol.elem);
       }
+      if (r == P - 1)
+        fs_got = r == 0 ? shard.final_state.download() : recv_bytes(fs.size() * sizeof(float), r);
+      if (doc_states) {
+        // A document's final state from the rank where it ends, its dS0 where it starts.
+        const kernels::LocalDocuments ld =
+            kernels::local_documents(cu.data(), num_docs, t0, lengths[r]);
+        const kernels::Documents d = ld.view();
+        const size_t bytes = static_cast<size_t>(d.count * per) * sizeof(float);
+        const std::vector<float> got_fs = bytes_to_float(
+            r == 0 ? shard.doc_final.download() : recv_bytes(bytes, r), kernels::DType::kFloat32);
+        const std::vector<float> got_ds0 = bytes_to_float(
+            r == 0 ? shard.d_doc_s0.download() : recv_bytes(bytes, r), kernels::DType::kFloat32);
+        auto entry = [&](const std::vector<float>& x, int64_t i) {
+          return std::vector<float>(x.begin() + i * per, x.begin() + (i + 1) * per);
+        };
+        for (int64_t i = 0; i < d.count; ++i) {
+          if (d.ends_document(i))
+            acc[6].add(entry(got_fs, i), entry(doc_fs, ld.first + i), rms_of(doc_fs),
+                       tol.state_elem);
+          if (d.starts_document(i))
+            acc[7].add(entry(got_ds0, i), entry(doc_ds0, ld.first + i), rms_doc_ds0,
+                       tol.state_elem);
+        }
+      }
       t0 += lengths[r];
     }
-    const std::vector<uint8_t> fs_got =
-        P == 1 ? shard.final_state.download() : recv_bytes(fs.size() * sizeof(float), P - 1);
     acc[4].add(bytes_to_float(fs_got, kernels::DType::kFloat32), fs, rms_of(fs), tol.state_elem);
     acc[5].add(bytes_to_float(shard.ds0.download(), kernels::DType::kFloat32), ds0, rms_of(ds0),
                tol.state_elem);

@@ -5,10 +5,13 @@
 // reference. --check: rank 0 runs the unsharded problem with the CPU backend
 // in fp32 on the same (dtype-rounded) inputs, gathers every rank's outputs and
 // gradients over MPI, and compares:
-//   rel_err  = max over tensors (o, dq, dk, dv, final state, dS0) of ‖x − ref‖ / ‖ref‖
+//   rel_err  = max over tensors (o, dq, dk, dv, final state, dS0; with --docs --states also the
+//              per-document final states, each from the rank where its document ends, and
+//              initial-state gradients, each from the rank where it starts) of ‖x − ref‖ / ‖ref‖
 //   #wrong   = elements with |x − ref| > tol_elem·(|ref| + rms(ref))
 // with tol_elem = 1e-3 (fp32), 1e-2 (fp16), 5e-2 (bf16); the row passes when
-// rel_err <= 1e-4 (fp32), 5e-3 (fp16), 2e-2 (bf16) and #wrong == 0.
+// rel_err <= 1e-4 (fp32), 5e-3 (fp16), 2e-2 (bf16) and #wrong == 0. With --docs the reference
+// is the unsharded packed stream with the row's global offsets `cu` (bench_docs.h).
 #pragma once
 
 #include <cstdint>
@@ -33,6 +36,7 @@ struct CheckResult {
 // Collective over world (rank r holds shard r; every message bounded by its
 // deadline); the result is the same on every rank.
 CheckResult check_against_unsharded(comm::MpiCommunicator& world, const BenchOptions& opt,
-                                    const std::vector<int64_t>& lengths, Shard& shard);
+                                    const std::vector<int64_t>& lengths,
+                                    const std::vector<int64_t>& cu, Shard& shard);
 
 }  // namespace lightring::launch

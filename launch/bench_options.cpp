@@ -102,7 +102,7 @@ std::vector<int64_t> BenchOptions::lengths(int world_size) const {
 
 bool parse_bench_options(int argc, char** argv, bool print_help, BenchOptions* out) {
   std::string dtype, decay = "on", schedule = "auto", backend, local_len, msg_bytes, ranks;
-  std::string link, inter_link;
+  std::string link, inter_link, docs;
   int64_t min_len = 0, max_len = 0, heads = 0, dim = 0, vdim = 0;
   int ranks_per_node = 0;
   bool exchange_only = false, find_max = false, model = false, no_baseline = false;
@@ -125,7 +125,13 @@ bool parse_bench_options(int argc, char** argv, bool print_help, BenchOptions* o
     ("vdim", po::value(&vdim), "v head dim E (default: D)")
     ("dtype", po::value(&dtype), "fp32 | bf16 | fp16 (cpu fp32, cuda bf16)")
     ("decay", po::value(&decay)->default_value("on"), "on (TransNormer slopes) | off (s = 0)")
-    ("states", po::bool_switch(&out->states), "pass a global initial state S0 (rank 0) and G (last rank)")
+    ("states", po::bool_switch(&out->states),
+     "pass a global initial state S0 (rank 0) and G (last rank); with --docs per-document "
+     "initial states and final-state gradients (and per-document final states and dS0 out)")
+    ("docs", po::value(&docs),
+     "packed documents (B = 1): fixed:L | uniform:A..B | lognormal:MEAN[:SIGMA] (SIGMA 1); "
+     "lengths drawn per row until its global length, the last one cut to fit")
+    ("docs-seed", po::value(&out->docs_seed)->default_value(1), "seed of the --docs lengths")
     ("schedule", po::value(&schedule)->default_value("auto"),
      "ring | allgather | scan | auto, or a comma list (one row per schedule)")
     ("link", po::value(&link),
@@ -224,6 +230,12 @@ bool parse_bench_options(int argc, char** argv, bool print_help, BenchOptions* o
            "--batch and --heads must be <= 1048576 (got ", out->batch, " and ", out->heads, ")");
   LR_CHECK(!vm.count("timeout") || (std::isfinite(out->timeout_s) && out->timeout_s > 0),
            "--timeout must be a positive number of seconds (got ", out->timeout_s, ")");
+  out->docs = parse_docs_spec(docs);
+  LR_CHECK(!out->docs.enabled() || out->mode == BenchMode::kRun,
+           "--docs applies to the timed run only (not --exchange-only/--find-max/--model)");
+  LR_CHECK(!out->docs.enabled() || out->batch == 1,
+           "--docs packs the documents into one stream: it needs --batch 1 (got --batch ",
+           out->batch, ")");
   LR_CHECK(!(out->check && out->mode != BenchMode::kRun),
            "--check applies to the timed run only (not --exchange-only/--find-max/--model)");
   return true;

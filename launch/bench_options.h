@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "kernels/attention.h"
+#include "launch/bench_docs.h"
 #include "parallel/sequence_parallel.h"
 
 namespace lightring::launch {
@@ -29,7 +30,10 @@ struct BenchOptions {
   int64_t batch = 1, heads = 0, dim = 0, vdim = 0;
   kernels::DType dtype = kernels::DType::kFloat32;
   bool decay = true;
-  bool states = false;  // --states: global S0 on rank 0 and G on the last rank
+  bool states = false;     // --states: global S0 on rank 0 and G on the last rank (with --docs:
+                           // per-document S0 and G, per-document final states and dS0 out)
+  DocsSpec docs;           // --docs: packed documents in every timed row (off: one sequence)
+  uint64_t docs_seed = 1;  // --docs-seed: the document lengths drawn
   std::vector<parallel::Schedule> schedules{parallel::Schedule::kAuto};
   parallel::LinkModel link;  // the cost model auto uses (--link, --inter-link, --ranks-per-node)
   int warmup = 1, iters = 3;

@@ -117,6 +117,10 @@ void print_header(const BenchOptions& o, const RunInfo& info) {
               static_cast<long>(o.batch), static_cast<long>(o.heads), static_cast<long>(o.dim),
               static_cast<long>(o.vdim), kernels::dtype_name(o.dtype), o.decay ? "on" : "off",
               o.states ? "on" : "off", schedules.c_str());
+  if (o.docs.enabled())
+    std::printf("# docs %s (--docs-seed %llu): packed documents, per-document states %s\n",
+                o.docs.text.c_str(), static_cast<unsigned long long>(o.docs_seed),
+                o.states ? "on" : "off");
   std::printf("# warmup %d  iters %d (median)  check %s  commit %s\n", o.warmup, o.iters,
               o.check ? "on" : "off", info.commit.c_str());
   std::printf("# versions: %s\n", info.versions.c_str());
@@ -195,8 +199,15 @@ std::vector<JsonRow> json_rows(const BenchOptions& o, const RunInfo& info, const
     row.str("schedule", r.schedule)
         .integer("N", r.N)
         .integer("n_local", r.n_local_max)
-        .integer("n_local_min", r.n_local_min)
-        .str("pass", p.name)
+        .integer("n_local_min", r.n_local_min);
+    if (o.docs.enabled()) {
+      row.str("docs_spec", o.docs.text)
+          .integer("num_docs", r.num_docs)
+          .num("mean_doc_len", static_cast<double>(r.N) / static_cast<double>(r.num_docs));
+    } else {
+      row.null("docs_spec").null("num_docs").null("mean_doc_len");
+    }
+    row.str("pass", p.name)
         .num("ms", p.ms)
         .num("tokens_per_s", tok_s)
         .num("tokens_per_s_per_rank", tok_s / info.world_size)

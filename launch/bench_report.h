@@ -23,6 +23,7 @@ struct RowResult {
   size_t state_bytes = 0;                       // one state message B·H·D·E·4
   int messages_per_step = 0;                    // state messages sent per step, max over ranks
   double peak_bytes = 0, alloc_peak_bytes = 0;  // max over ranks (bench_device.h MemoryProbe)
+  int64_t num_docs = 1;  // documents in the packed stream (--docs; 1 without)
   bool checked = false;
   double rel_err = 0;
   int64_t num_wrong = 0;

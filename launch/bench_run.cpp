@@ -15,6 +15,7 @@
 
 #include "core/error.h"
 #include "launch/bench_check.h"
+#include "launch/bench_docs.h"
 #include "launch/bench_shard.h"
 #include "parallel/exchange.h"
 #include "parallel/sequence_parallel.h"
@@ -29,7 +30,9 @@ using Clock = std::chrono::steady_clock;
 // (and the shape agreement) skipped: phase 1 of kernels::ForwardPass, its pair
 // where a peer consumes it (every rank but the last), phase 2 from the same
 // S_in; the mirror image in backward (pair on every rank but the first). Same
-// buffers, same kernels, same stream.
+// buffers, same kernels, same stream. With documents a pair is computed where parallel/ computes
+// it: not on a rank that ends its last document (forward) or starts one at its first token
+// (backward).
 struct LocalOnly {
   Shard& shard;
   Buffer ds_out;
@@ -41,13 +44,13 @@ struct LocalOnly {
   void forward(void* stream) {
     const kernels::ForwardParams p = shard.forward_params(stream);
     kernels::ForwardPass pass(p);
-    if (rank != size - 1) pass.local_state();
+    if (rank != size - 1 && !(p.docs.enabled() && p.docs.ends)) pass.local_state();
     pass.finish(rank == 0 ? p.initial_state : shard.s_in.f32(), p.final_state);
   }
   void backward(void* stream) {
     const kernels::BackwardParams p = shard.backward_params(stream);
     kernels::BackwardPass pass(p);
-    if (rank != 0) pass.local_state();
+    if (rank != 0 && !(p.docs.enabled() && !p.docs.continues)) pass.local_state();
     pass.finish(rank == size - 1 ? p.d_final_state : ds_out.f32(), p.d_initial_state);
   }
 };
@@ -114,10 +117,15 @@ RowResult run_row(BenchContext& ctx, const std::vector<int64_t>& lengths,
   probe.begin_row();
   std::unique_ptr<Shard> owned;
   set_activity("allocating a shard of " + std::to_string(lengths[r]) + " tokens");
+  // --docs: the row's global offsets, the same on every rank (bench_docs.h).
+  const std::vector<int64_t> cu = document_offsets(
+      o.docs, std::accumulate(lengths.begin(), lengths.end(), int64_t{0}), o.docs_seed);
   agreed(ctx.world, "allocating the shard", [&] {
     owned = std::make_unique<Shard>(
         o.backend, ShardShape{o.batch, o.heads, lengths[r], o.dim, o.vdim, o.dtype});
     fill_shard_inputs(o, r, P, *owned);
+    attach_documents(o, cu, std::accumulate(lengths.begin(), lengths.begin() + r, int64_t{0}),
+                     *owned);
   });
   Shard& shard = *owned;
   EventPair ev_fwd(o.backend), ev_bwd(o.backend);
@@ -173,7 +181,7 @@ RowResult run_row(BenchContext& ctx, const std::vector<int64_t>& lengths,
   // baseline below overwrites them (it runs backward with a zero dS_out).
   CheckResult check;
   set_activity(row_name + ", --check (gathering every shard's outputs on rank 0)");
-  if (o.check) check = check_against_unsharded(ctx.world, o, lengths, shard);
+  if (o.check) check = check_against_unsharded(ctx.world, o, lengths, cu, shard);
 
   std::vector<double> local;
   set_activity(row_name + ", the local-only baseline");
@@ -225,6 +233,7 @@ RowResult run_row(BenchContext& ctx, const std::vector<int64_t>& lengths,
   row.messages_per_step = static_cast<int>(worst[10]);
   row.state_bytes = shard.state_bytes();
   row.schedule = parallel::schedule_name(fr.schedule);
+  row.num_docs = static_cast<int64_t>(cu.size()) - 1;
   if (o.check) {
     row.checked = true;
     row.rel_err = check.rel_err;

@@ -142,6 +142,11 @@ kernels::ForwardParams Shard::forward_params(void* stream) {
   p.v_stride = p.o_stride = kernels::contiguous_bhnd(s.heads, s.seqlen, s.v_dim);
   p.initial_state = use_s0 ? s0.f32() : nullptr;
   p.final_state = final_state.f32();
+  if (use_docs) {
+    p.docs = docs.view();
+    p.doc_initial_states = use_doc_states ? doc_s0.f32() : nullptr;
+    p.doc_final_states = use_doc_states ? doc_final.f32() : nullptr;
+  }
   return p;
 }
 
@@ -152,6 +157,11 @@ kernels::BackwardParams Shard::backward_params(void* stream) {
   p.initial_state = s_in.f32();
   p.d_final_state = use_g ? g.f32() : nullptr;
   p.d_initial_state = ds0.f32();
+  if (use_docs) {
+    p.doc_initial_states = f.doc_initial_states;
+    p.d_doc_final_states = use_doc_states ? doc_g.f32() : nullptr;
+    p.d_doc_initial_states = use_doc_states ? d_doc_s0.f32() : nullptr;
+  }
   return p;
 }
 

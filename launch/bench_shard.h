@@ -2,6 +2,8 @@
 //
 // Element tensors (dtype): q, k [B,H,n,D]; v, o, d_o [B,H,n,E]; dq, dk, dv.
 // fp32: decay [H], s0 / g / s_in / final_state / ds0 [B,H,D,E].
+// With --docs (launch/bench_docs.h, B = 1): the shard's document pieces, and with --states the
+// per-document states of its K pieces, [K,H,D,E] fp32: doc_s0 / doc_g in, doc_final / d_doc_s0 out.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +11,7 @@
 #include <vector>
 
 #include "kernels/attention.h"
+#include "kernels/documents.h"
 
 namespace lightring::launch {
 
@@ -52,6 +55,9 @@ struct Shard {
   Buffer q, k, v, d_o, o, dq, dk, dv;
   Buffer decay, s0, g, s_in, final_state, ds0;
   bool use_decay = true, use_s0 = false, use_g = false;
+  kernels::LocalDocuments docs;  // valid when use_docs
+  Buffer doc_s0, doc_g, doc_final, d_doc_s0;
+  bool use_docs = false, use_doc_states = false;
 
   Shard(Device device, const ShardShape& shape);
   kernels::ForwardParams forward_params(void* stream);
