@@ -42,4 +42,23 @@ def register_fakes():
     def _local_state(x, y, decay, scale, backward, block_size):
         return x.new_empty((x.shape[0], x.shape[1], x.shape[3], y.shape[3]), dtype=torch.float32)
 
+    def _pieces(q, v, offsets):
+        return q.new_empty((offsets.shape[0] - 1, q.shape[1], q.shape[3], v.shape[3]),
+                           dtype=torch.float32)
+
+    @register("lightring::forward_docs")
+    def _forward_docs(q, k, v, decay, scale, offsets, continues, ends, initial_state,
+                      doc_initial_states, output_final_state, block_size):
+        return (_empty_rows_like(v, v.shape[3]), _pieces(q, v, offsets),
+                _state(q, v, output_final_state))
+
+    @register("lightring::backward_docs")
+    def _backward_docs(q, k, v, d_o, decay, scale, offsets, continues, ends, initial_state,
+                       doc_initial_states, d_doc_final_states, d_final_state,
+                       output_d_doc_initial_states, output_d_initial_state, block_size):
+        d_init = _pieces(q, v, offsets) if output_d_doc_initial_states else \
+            q.new_empty((0,), dtype=torch.float32)
+        return (_empty_rows_like(q, q.shape[3]), _empty_rows_like(k, k.shape[3]),
+                _empty_rows_like(v, v.shape[3]), d_init, _state(q, v, output_d_initial_state))
+
     return True

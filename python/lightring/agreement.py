@@ -4,8 +4,9 @@ backward, whichever exchange moves the states.
 Every rank all-gathers one small fixed-size record over the group (lightring.collectives:
 tagged point-to-point messages with a deadline): which call this is (forward / backward),
 whether its own inputs were valid, B, H, D, E, dtype, layout, which global states it passed,
-schedule, scale, block size, a 128-bit digest of the exact decay bytes, the exchange, and its
-shard length. Every rank evaluates the same gathered table, so an invalid input on one rank or
+schedule, scale, block size, a 128-bit digest of the exact decay bytes, the exchange, the
+number of documents and a digest of the global cu_seqlens (packed documents), and its shard
+length. Every rank evaluates the same gathered table, so an invalid input on one rank or
 a mismatch between ranks raises on every rank, with the same message, before any message whose
 size depends on the inputs; a rank whose own input was rejected raises its own error, the
 others name it and its reason. The agreed shard lengths are returned (the C++ ops of the
@@ -41,6 +42,10 @@ _FIELDS = (
     ("digest0", "decay values", lambda v: f"digest {v & (2**64 - 1):016x}"),
     ("digest1", "decay values", lambda v: f"digest {v & (2**64 - 1):016x}"),
     ("exchange", "exchange", lambda v: repr(EXCHANGES[v])),
+    ("docs", "cu_seqlens (given or None)", lambda v: "given" if v else "None"),
+    ("num_docs", "number of documents len(cu_seqlens) - 1", str),
+    ("cu0", "cu_seqlens values (the global offsets)", lambda v: f"digest {v & (2**64 - 1):016x}"),
+    ("cu1", "cu_seqlens values (the global offsets)", lambda v: f"digest {v & (2**64 - 1):016x}"),
     ("length", None, str),  # the shard length: may differ between ranks
 )
 
@@ -61,8 +66,9 @@ def _decay_digest(decay):
 
 
 def agree(ex, call, error, q=None, v=None, decay=None, has_s0=False, layout="bhnd", scale=1.0,
-          block_size=0, output_final_state=False):
+          block_size=0, output_final_state=False, docs=None):
     """One agreement round over ex's group (ex: an exchange of lightring.sequence_parallel).
+    docs: None, or (number of documents, the two digest words of the global cu_seqlens).
     `error` is this rank's own validation error (None when its inputs are valid): it is raised
     on this rank, and its text reported on every other rank. Returns every rank's shard
     length, in group-rank order."""
@@ -80,6 +86,8 @@ def agree(ex, call, error, q=None, v=None, decay=None, has_s0=False, layout="bhn
                       scale=struct.unpack("<q", struct.pack("<d", float(scale)))[0],
                       block_size=block_size, decay=int(decay is not None),
                       digest0=digest[0], digest1=digest[1], length=q.shape[n_dim])
+        if docs is not None:
+            record.update(docs=1, num_docs=docs[0], cu0=docs[1], cu1=docs[2])
     mine = torch.tensor([record[f] for f, _, _ in _FIELDS], dtype=torch.int64,
                         device=ex.device)
     what = f"the agreement of a sequence-parallel {call}"

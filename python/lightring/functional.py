@@ -113,11 +113,11 @@ def check_inputs(q, k, v, decay, initial_state, layout, scale, block_size):
     return b, h, n, d, e
 
 
-def check_state(s, name, shape, device):
+def check_state(s, name, shape, device, dims="[B, H, D, E]"):
     if not isinstance(s, torch.Tensor):
         raise TypeError(f"{name} must be a tensor or None (got {type(s).__name__})")
     if list(s.shape) != list(shape):
-        raise ValueError(f"{name} must have shape [B, H, D, E] = {list(shape)} "
+        raise ValueError(f"{name} must have shape {dims} = {list(shape)} "
                          f"(got {_shape(s)})")
     if s.dtype != torch.float32:
         raise TypeError(f"{name} must be float32 whatever the input dtype (got {s.dtype})")
@@ -203,7 +203,7 @@ class _LocalAttention(torch.autograd.Function):
 
 def lightning_attention(q, k, v, decay=None, *, scale=1.0, initial_state=None,
                         output_final_state=False, layout="bhnd", group=None, schedule="auto",
-                        block_size=None, exchange=None):
+                        block_size=None, exchange=None, cu_seqlens=None):
     """Causal Lightning Attention-2 with per-head decay.
 
     q, k: [B, H, N, D]; v: [B, H, N, E] (layout="bhnd"), or [B, N, H, *] with
@@ -234,6 +234,12 @@ def lightning_attention(q, k, v, decay=None, *, scale=1.0, initial_state=None,
     "auto" is "lightring" on NCCL groups where this build has it, else "torch".
     See lightring.nccl_exchange.
 
+    cu_seqlens: None, or the document offsets [0, c_1, ..., T] (int32 or int64, on the cpu or
+    the device of q) of a packed stream (B = 1): every document is then an independent causal
+    sequence (lightring/documents.py, docs/algorithm.md §5). initial_state and the final state
+    are then [N, H, D, E], one per document. With a group, pass the global offsets on every
+    rank; only the torch exchange takes documents so far.
+
     Returns o (in the layout of q), or (o, final_state) when output_final_state.
     """
     if schedule not in SCHEDULES:
@@ -247,23 +253,51 @@ def lightning_attention(q, k, v, decay=None, *, scale=1.0, initial_state=None,
         raise ValueError(f"exchange={exchange!r} applies to sequence-parallel calls only: pass "
                          "group= (the torch.distributed group the sequence is sharded over)")
     if group is None:
-        check_inputs(q, k, v, decay, initial_state, layout, scale, block_size)
+        if cu_seqlens is None:
+            check_inputs(q, k, v, decay, initial_state, layout, scale, block_size)
+        else:
+            offsets = _check_documents(q, k, v, decay, initial_state, layout, scale, block_size,
+                                       cu_seqlens, sharded=False)
         if layout == "bnhd":
             q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-        o, final = _LocalAttention.apply(q, k, v, decay, initial_state, float(scale), bs,
-                                         bool(output_final_state))
+        if cu_seqlens is None:
+            o, final = _LocalAttention.apply(q, k, v, decay, initial_state, float(scale), bs,
+                                             bool(output_final_state))
+        else:
+            from . import documents
+            o, final = documents.LocalDocuments.apply(q, k, v, decay, initial_state, offsets,
+                                                      float(scale), bs, bool(output_final_state))
     else:
         from . import sequence_parallel
         # A bad input on one rank must fail every rank of the group, not hang them:
         # the error travels in the consistency check that precedes any exchange.
+        offsets = None
         try:
-            check_inputs(q, k, v, decay, initial_state, layout, scale, block_size)
+            if cu_seqlens is None:
+                check_inputs(q, k, v, decay, initial_state, layout, scale, block_size)
+            else:
+                offsets = _check_documents(q, k, v, decay, initial_state, layout, scale,
+                                           block_size, cu_seqlens, sharded=True)
             error = None
         except (TypeError, ValueError) as e:
             error = e
+            if cu_seqlens is not None:
+                offsets = torch.zeros(2, dtype=torch.int64)
         o, final = sequence_parallel.attention(q, k, v, decay, initial_state, layout, scale, bs,
                                                bool(output_final_state), group, schedule,
-                                               exchange, error)
+                                               exchange, error, offsets)
     if layout == "bnhd":
         o = o.transpose(1, 2)
     return (o, final) if output_final_state else o
+
+
+def _check_documents(q, k, v, decay, initial_state, layout, scale, block_size, cu_seqlens,
+                     sharded):
+    """check_inputs for a packed stream: initial_state is [N, H, D, E] (one per document).
+    Returns cu_seqlens as a host int64 tensor (lightring/documents.py)."""
+    from . import documents
+    b, h, n, d, e = check_inputs(q, k, v, decay, None, layout, scale, block_size)
+    host = documents.check_cu_seqlens(cu_seqlens, b, None if sharded else n, q.device,
+                                      _compiling())
+    documents.check_doc_states(initial_state, host.numel() - 1, h, d, e, q.device)
+    return host

@@ -86,8 +86,11 @@ class LightningAttention(nn.Module):
                                  f"(got {list(rate.shape)})")
         self.register_buffer("decay", None if rate is None else rate.to(device))
 
-    def forward(self, x, initial_state=None, output_final_state=False, group=None):
-        """x: [B, N, embed_dim]. Returns y [B, N, embed_dim] (and the final state)."""
+    def forward(self, x, initial_state=None, output_final_state=False, group=None,
+                cu_seqlens=None):
+        """x: [B, N, embed_dim]. Returns y [B, N, embed_dim] (and the final state).
+        cu_seqlens: the document offsets of a packed stream (B = 1), as in
+        lightning_attention; initial_state and the final state are then per document."""
         if x.dim() != 3:
             raise ValueError(f"x must be [B, N, embed_dim] (got shape {list(x.shape)})")
         b, n, _ = x.shape
@@ -102,7 +105,7 @@ class LightningAttention(nn.Module):
                                   output_final_state=output_final_state, layout="bnhd",
                                   group=self.group if group is None else group,
                                   schedule=self.schedule, block_size=self.block_size,
-                                  exchange=self.exchange)
+                                  exchange=self.exchange, cu_seqlens=cu_seqlens)
         o, final = out if output_final_state else (out, None)
         o = o.reshape(b, n, self.hidden)
         if self.norm is not None:

@@ -107,11 +107,11 @@ class GroupExchange:
         return None
 
     def agree(self, call, error, q=None, v=None, decay=None, has_s0=False, layout="bhnd",
-              scale=1.0, block_size=0, output_final_state=False):
+              scale=1.0, block_size=0, output_final_state=False, docs=None):
         """The one agreement of a forward or a backward (lightring/agreement.py); then "auto"
         is resolved, the same on every rank (the agreed P, B, H, D, E, dtype, transport)."""
         self.lengths = agreement.agree(self, call, error, q, v, decay, has_s0, layout, scale,
-                                       block_size, output_final_state)
+                                       block_size, output_final_state, docs)
         if self.schedule is None:
             h_dim = 1 if layout == "bhnd" else 2
             self.schedule = schedule_choice(self.size, q.shape[0], q.shape[h_dim], q.shape[3],
@@ -312,13 +312,17 @@ class _ShardedAttention(torch.autograd.Function):
 
 
 def attention(q, k, v, decay, initial_state, layout, scale, block_size, output_final_state,
-              group, schedule, exchange, error):
+              group, schedule, exchange, error, cu_seqlens=None):
     """A sequence-parallel call: q, k, v are this rank's shard in `layout`; `error` is this
-    rank's validation error or None (scale is then not yet known to be a number). Agrees the
-    forward once, then runs the Function.
+    rank's validation error or None (scale is then not yet known to be a number); cu_seqlens
+    the global document offsets as a host int64 tensor (checked), or None. Agrees the forward
+    once, then runs the Function.
     Returns (o as a [B, H, N_local, E] view, final_state)."""
     from . import nccl_exchange
     asked = nccl_exchange.resolve(exchange)
+    if cu_seqlens is not None:
+        return _documents(q, k, v, decay, initial_state, layout, scale, block_size,
+                          output_final_state, group, schedule, asked, error, cu_seqlens)
     if nccl_exchange.select(asked, group) == "lightring":
         # Same answer on every rank (build, backend): no rank is left waiting.
         nccl_exchange.check_available(group)
@@ -333,3 +337,30 @@ def attention(q, k, v, decay, initial_state, layout, scale, block_size, output_f
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
     return _ShardedAttention.apply(q, k, v, decay, initial_state, float(scale), block_size,
                                    output_final_state, ex)
+
+
+def _documents(q, k, v, decay, initial_state, layout, scale, block_size, output_final_state,
+               group, schedule, asked, error, cu_seqlens):
+    """attention() for a packed stream (lightring/documents.py) over the torch exchange."""
+    from . import documents
+    if asked == "lightring" and error is None:
+        # Reported to every rank by the agreement below (no rank is left waiting).
+        error = ValueError("cu_seqlens with exchange='lightring' is not supported yet: the C++ "
+                           "sequence-parallel ops take no documents from Python; pass "
+                           "exchange='torch' (states travel over torch.distributed)")
+    ex = TorchExchange(group, schedule)
+    num_docs = cu_seqlens.numel() - 1
+    words = documents.digest(cu_seqlens) if error is None else (0, 0)
+    ex.docs_record = (num_docs, words[0], words[1])
+    ex.agree("forward", error, q, v, decay, initial_state is not None, layout, scale, block_size,
+             output_final_state, docs=ex.docs_record)
+    total = sum(ex.lengths)
+    if int(cu_seqlens[-1]) != total:  # the same on every rank: agreed offsets and lengths
+        raise ValueError(f"cu_seqlens[-1] must be the packed stream's length T = {total}, the "
+                         f"sum of the shard lengths {ex.lengths} (got {int(cu_seqlens[-1])})")
+    start = sum(ex.lengths[:ex.rank])
+    pieces = documents.Pieces(cu_seqlens.tolist(), start, ex.lengths[ex.rank])
+    if layout == "bnhd":
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+    return documents.ShardedDocuments.apply(q, k, v, decay, initial_state, float(scale),
+                                            block_size, output_final_state, ex, pieces, num_docs)
