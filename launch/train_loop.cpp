@@ -1,0 +1,370 @@
+// The training loop of launch/train_loop.h.
+#include "launch/train_loop.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <iostream>
+#include <limits>
+#include <sstream>
+#include <vector>
+
+#include "core/error.h"
+#include "csrc/data/loader.h"
+#include "csrc/data/sp_slice.h"
+#include "csrc/model/transnormer.h"
+#include "launch/train_checkpoint.h"
+#include "launch/train_dist.h"
+#include "launch/train_log.h"
+
+namespace lightring::launch {
+
+volatile std::sig_atomic_t g_stop_requested = 0;
+
+namespace {
+
+const char* g_activity = "starting";
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// This rank's shard of a batch of sequences, as tensors.
+struct Batch {
+  torch::Tensor ids, targets;  // [B, n] int64; targets kIgnoreTarget (-1) where nothing counts
+  int64_t begin = 0;           // the shard's first global position
+  int64_t count = 0;           // targets that count
+  // synthetic-recall: per row, the local answer positions and whether each answer's key lies on
+  // an earlier SP shard (its state had to cross a shard boundary).
+  std::vector<std::vector<int32_t>> answers;
+  std::vector<std::vector<uint8_t>> key_elsewhere;
+};
+
+Batch make_batch(const std::vector<data::Sequence>& seqs, int sp_size, int sp_rank) {
+  Batch b;
+  std::vector<int32_t> ids, targets;
+  int64_t n = 0;
+  for (const data::Sequence& s : seqs) {
+    const data::SequenceShard shard = data::sp_slice(s, sp_size, sp_rank);
+    n = shard.end - shard.begin;
+    b.begin = shard.begin;
+    ids.insert(ids.end(), shard.input_ids.begin(), shard.input_ids.end());
+    targets.insert(targets.end(), shard.target_ids.begin(), shard.target_ids.end());
+    b.answers.push_back(shard.answer_positions);
+    std::vector<uint8_t> elsewhere;
+    for (const int32_t key : shard.answer_key_positions) elsewhere.push_back(key < shard.begin);
+    b.key_elsewhere.push_back(std::move(elsewhere));
+  }
+  const int64_t rows = static_cast<int64_t>(seqs.size());
+  b.ids = torch::tensor(ids, torch::kInt).view({rows, n}).to(torch::kLong);
+  b.targets = torch::tensor(targets, torch::kInt).view({rows, n}).to(torch::kLong);
+  b.count = (b.targets != data::kIgnoreTarget).sum().item<int64_t>();
+  return b;
+}
+
+torch::Tensor loss_sum(const torch::Tensor& logits, const torch::Tensor& targets) {
+  namespace F = torch::nn::functional;
+  return F::cross_entropy(
+      logits.view({-1, logits.size(-1)}), targets.view({-1}),
+      F::CrossEntropyFuncOptions().ignore_index(data::kIgnoreTarget).reduction(torch::kSum));
+}
+
+// Training FLOPs per token (docs/training.md, "MFU"): 6 per weight of every matmul (the
+// embedding is a lookup) plus the attention as its recurrence, 4·dh² per head and layer forward
+// (the state update kᵀv and the readout q·S), three times that with backward.
+double flops_per_token(const model::ModelConfig& c) {
+  const double dh = static_cast<double>(c.resolved_head_dim());
+  const double matmul = static_cast<double>(model::non_embedding_parameter_count(c)) +
+                        static_cast<double>(c.vocab_size) * c.d_model;
+  return 6.0 * matmul + 12.0 * c.num_layers * c.num_heads * dh * dh;
+}
+
+class Trainer {
+ public:
+  Trainer(const TrainOptions& o, comm::MpiCommunicator& world) : o_(o), world_(world) {}
+  int run();
+
+ private:
+  void setup();
+  void train_step(int64_t step);
+  void evaluate(int64_t step);
+  void save(int64_t step);
+  std::vector<torch::Tensor> replica_tensors();
+
+  const TrainOptions& o_;
+  comm::MpiCommunicator& world_;
+  comm::ProcessGroups groups_;
+  model::AttentionGroup attention_;
+  data::Dataset dataset_;
+  model::ModelConfig config_;
+  model::TransNormerLM model_{nullptr};
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::unique_ptr<data::ShardedLoader> loader_;
+  std::unique_ptr<JsonlLog> log_;
+  int64_t first_step_ = 0;  // completed steps at start (resume)
+  bool root_ = false, stop_ = false;
+  Clock::time_point start_;
+  double train_seconds_ = 0.0;
+};
+
+void Trainer::setup() {
+  root_ = world_.rank() == 0;
+  g_activity = "opening the data";
+  std::string error;
+  try {
+    dataset_ = data::open_dataset(o_.data);
+    config_ = o_.model_config(dataset_.vocab_size);
+    LR_CHECK(config_.vocab_size >= dataset_.vocab_size, "--vocab ", config_.vocab_size,
+             " is smaller than the vocabulary of the data (", dataset_.vocab_size, ": ",
+             dataset_.description, " has token ids up to ", dataset_.vocab_size - 1, ")");
+    model::validate(config_);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  agree_on_errors(world_, error,
+                  "lightring-train: --data " + o_.data.format +
+                      (o_.data.path.empty() ? "" : " --data-path " + o_.data.path));
+
+  g_activity = "setting up the process groups";
+  groups_ = comm::make_groups(world_, o_.sp);
+  attention_.sp = groups_.sp.get();
+  attention_.options.schedule = o_.schedule;
+
+  torch::manual_seed(o_.seed);
+  model_ = model::TransNormerLM(config_);
+  torch::optim::AdamWOptions adam(o_.lr);
+  adam.betas({o_.beta1, o_.beta2}).eps(o_.adam_eps).weight_decay(o_.weight_decay);
+  optimizer_ = std::make_unique<torch::optim::AdamW>(model_->parameters(), adam);
+  loader_ = std::make_unique<data::ShardedLoader>(*dataset_.train, groups_.layout.dp_rank,
+                                                  groups_.layout.dp_size);
+  if (!o_.resume.empty()) {
+    g_activity = "loading the checkpoint";
+    error.clear();
+    std::string file = o_.resume;
+    try {
+      file = resolve_checkpoint(o_.resume);
+      CheckpointInfo expected;
+      expected.data_format = o_.data.format;
+      expected.seq_len = o_.data.seq_len;
+      const CheckpointInfo info = load_checkpoint(file, model_, *optimizer_, expected);
+      loader_->seek(info.position);
+      first_step_ = info.step;
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    agree_on_errors(world_, error, "lightring-train: --resume " + o_.resume);
+    if (root_) std::cout << "resumed from " << file << " at step " << first_step_ << "\n";
+  }
+  g_activity = "checking that every rank holds the same parameters";
+  check_identical(world_, replica_tensors(), "parameters and optimizer state",
+                  o_.resume.empty() ? "at start" : "after --resume");
+  if (root_) log_ = std::make_unique<JsonlLog>(o_.log_path, !o_.resume.empty());
+}
+
+std::vector<torch::Tensor> Trainer::replica_tensors() {
+  std::vector<torch::Tensor> out = model_->parameters();
+  for (const auto& p : model_->parameters()) {
+    auto it = optimizer_->state().find(c10::guts::to_string(p.unsafeGetTensorImpl()));
+    if (it == optimizer_->state().end()) continue;
+    const auto& s = static_cast<const torch::optim::AdamWParamState&>(*it->second);
+    out.push_back(s.exp_avg());
+    out.push_back(s.exp_avg_sq());
+  }
+  return out;
+}
+
+void Trainer::train_step(int64_t step) {
+  const auto t0 = Clock::now();
+  g_activity = "training";
+  const Batch batch = make_batch(loader_->next_batch(o_.batch), o_.sp, groups_.layout.sp_rank);
+  // The global target count (the loss's denominator) and the stop request, agreed.
+  double head[2] = {static_cast<double>(batch.count), g_stop_requested ? 1.0 : 0.0};
+  all_reduce_sum(world_, head, 2, "the token count");
+  const double tokens = std::max(head[0], 1.0);
+  stop_ = head[1] > 0;
+
+  const torch::Tensor logits = model_->forward(batch.ids, attention_);
+  const torch::Tensor local = loss_sum(logits, batch.targets);
+  (local / tokens).backward();
+
+  // One flat buffer: every gradient, then this rank's loss sum.
+  std::vector<torch::Tensor> params = model_->parameters();
+  std::vector<torch::Tensor> flat_parts;
+  for (const auto& p : params) flat_parts.push_back(p.grad().flatten());
+  flat_parts.push_back(local.detach().view({1}));
+  torch::Tensor flat = torch::cat(flat_parts);
+  all_reduce_sum(world_, flat.data_ptr<float>(), flat.numel(), "the gradients");
+  int64_t offset = 0;
+  for (auto& p : params) {
+    p.mutable_grad().copy_(flat.narrow(0, offset, p.numel()).view_as(p));
+    offset += p.numel();
+  }
+  const double loss = flat[offset].item<double>() / tokens;
+  const double grad_norm = torch::nn::utils::clip_grad_norm_(
+      params, o_.grad_clip > 0 ? o_.grad_clip : std::numeric_limits<double>::infinity());
+  const double lr = learning_rate(o_, step - 1);
+  for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
+  optimizer_->step();
+  optimizer_->zero_grad();
+
+  const double step_s = seconds_since(t0);
+  train_seconds_ += step_s;
+  if (!root_) return;
+  const double global_tokens =
+      static_cast<double>(groups_.layout.dp_size) * o_.batch * o_.data.seq_len;
+  const double tps = global_tokens / step_s;
+  const double mfu = o_.peak_tflops > 0
+                         ? flops_per_token(config_) * tps / (o_.peak_tflops * 1e12 * world_.size())
+                         : std::nan("");
+  const double elapsed = seconds_since(start_);
+  const double eta = train_seconds_ / (step - first_step_) * (o_.steps - step);
+  JsonObject row;
+  row.add("kind", "train").add("step", (long long)step).add("loss", loss).add("lr", lr);
+  row.add("grad_norm", grad_norm).add("tokens", (long long)global_tokens);
+  row.add("target_tokens", (long long)tokens).add("tokens_per_s", tps).add("mfu", mfu);
+  row.add("step_s", step_s).add("elapsed_s", elapsed).add("max_rss_mb", max_rss_mb());
+  log_->write(row);
+  if (step % o_.log_every == 0 || step == first_step_ + 1 || step == o_.steps) {
+    char line[256];
+    std::snprintf(line, sizeof(line),
+                  "step %6lld/%lld | loss %.4f | lr %.2e | gnorm %.3f | %s tok/s | mfu %s | "
+                  "mem %.0f MB | %s | eta %s",
+                  (long long)step, (long long)o_.steps, loss, lr, grad_norm,
+                  format_count(tps).c_str(),
+                  std::isfinite(mfu) ? (std::to_string(mfu * 100).substr(0, 4) + "%").c_str() : "-",
+                  max_rss_mb(), format_duration(elapsed).c_str(), format_duration(eta).c_str());
+    std::cout << line << std::endl;
+  }
+}
+
+void Trainer::evaluate(int64_t step) {
+  data::SequenceSource* val = dataset_.validation.get();
+  if (val == nullptr || o_.eval_sequences == 0) return;
+  g_activity = "evaluating";
+  torch::NoGradGuard no_grad;
+  const uint64_t n = std::min<uint64_t>(o_.eval_sequences, val->sequences_per_epoch());
+  const std::vector<uint64_t> mine =
+      data::shard_indices(n, groups_.layout.dp_rank, groups_.layout.dp_size);
+  // loss sum, targets, answers right, answers, answers right with the key elsewhere, those
+  double stats[6] = {0, 0, 0, 0, 0, 0};
+  for (size_t i = 0; i < mine.size(); i += o_.batch) {
+    std::vector<data::Sequence> seqs(std::min<size_t>(o_.batch, mine.size() - i));
+    for (size_t j = 0; j < seqs.size(); ++j) val->sequence(0, mine[i + j], seqs[j]);
+    const Batch b = make_batch(seqs, o_.sp, groups_.layout.sp_rank);
+    const torch::Tensor logits = model_->forward(b.ids, attention_);
+    stats[0] += loss_sum(logits, b.targets).item<double>();
+    stats[1] += static_cast<double>(b.count);
+    const torch::Tensor pred = logits.argmax(-1);
+    for (size_t r = 0; r < b.answers.size(); ++r) {
+      for (size_t a = 0; a < b.answers[r].size(); ++a) {
+        const int64_t pos = b.answers[r][a];
+        const bool right = pred[r][pos].item<int64_t>() == b.targets[r][pos].item<int64_t>();
+        stats[2] += right;
+        stats[3] += 1;
+        if (b.key_elsewhere[r][a]) stats[4] += right, stats[5] += 1;
+      }
+    }
+  }
+  all_reduce_sum(world_, stats, 6, "the validation statistics");
+  if (!root_) return;
+  const double loss = stats[0] / std::max(stats[1], 1.0);
+  JsonObject row;
+  row.add("kind", "eval").add("step", (long long)step).add("eval_loss", loss);
+  row.add("eval_tokens", (long long)stats[1]).add("eval_sequences", (long long)n);
+  std::ostringstream line;
+  line.precision(4);
+  line << std::fixed << "eval   " << step << " | val loss " << loss;
+  if (stats[3] > 0) {
+    row.add("recall_acc", stats[2] / stats[3]);
+    line << " | recall " << stats[2] / stats[3] << " (" << (long long)stats[3] << " queries)";
+    if (stats[5] > 0) {
+      row.add("recall_acc_other_shard", stats[4] / stats[5]);
+      line << ", keys on an earlier shard " << stats[4] / stats[5] << " (" << (long long)stats[5]
+           << ")";
+    }
+  }
+  log_->write(row.add("elapsed_s", seconds_since(start_)));
+  std::cout << line.str() << std::endl;
+}
+
+void Trainer::save(int64_t step) {
+  if (o_.save_dir.empty()) return;
+  g_activity = "saving a checkpoint";
+  std::string error, file;
+  if (root_) {
+    try {
+      CheckpointInfo info;
+      info.step = step;
+      info.position = loader_->position();
+      info.data_format = o_.data.format;
+      info.seq_len = o_.data.seq_len;
+      info.seed = o_.seed;
+      file = save_checkpoint(o_.save_dir, model_, *optimizer_, info);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  }
+  agree_on_errors(world_, error, "lightring-train: --save-dir " + o_.save_dir);
+  if (root_) std::cout << "saved " << file << std::endl;
+}
+
+int Trainer::run() {
+  setup();
+  const comm::GroupLayout& l = groups_.layout;
+  if (root_) {
+    std::cout << "lightring-train: " << model::describe(config_) << "\n  "
+              << format_count(double(model::parameter_count(config_))) << " parameters ("
+              << model::parameter_count(config_) << "; "
+              << model::non_embedding_parameter_count(config_) << " without embedding and head)\n"
+              << "  " << l.world_size << " ranks = --dp " << l.dp_size << " x --sp " << l.sp_size
+              << " (" << world_.backend_name() << ", schedule "
+              << parallel::schedule_name(o_.schedule) << ", timeout " << world_.timeout_s()
+              << " s)\n  data " << dataset_.description << ": " << o_.data.seq_len
+              << " tokens per sequence (" << o_.data.seq_len / l.sp_size << "+ per SP rank), "
+              << o_.batch << " per DP rank, " << int64_t{l.dp_size} * o_.batch * o_.data.seq_len
+              << " tokens per step\n  steps " << o_.steps << ", lr " << o_.lr << " (warmup "
+              << o_.warmup << ", cosine to " << o_.min_lr << "), AdamW wd " << o_.weight_decay
+              << ", clip " << o_.grad_clip << ", seed " << o_.seed << std::endl;
+    JsonObject row;
+    row.add("kind", "start")
+        .add("step", (long long)first_step_)
+        .add("config", model::describe(config_));
+    row.add("parameters", (long long)model::parameter_count(config_));
+    row.add("dp", l.dp_size).add("sp", l.sp_size).add("seq_len", (long long)o_.data.seq_len);
+    row.add("batch", o_.batch).add("data", dataset_.description);
+    row.add("flops_per_token", flops_per_token(config_));
+    log_->write(row);
+  }
+  start_ = Clock::now();
+  int64_t step = first_step_;
+  while (step < o_.steps && !stop_) {
+    ++step;
+    train_step(step);
+    const bool last = step == o_.steps;
+    if (!last && !stop_ && o_.eval_every > 0 && step % o_.eval_every == 0) evaluate(step);
+    if (!last && !stop_ && o_.save_every > 0 && step % o_.save_every == 0) save(step);
+  }
+  if (stop_ && root_) std::cout << "stop requested (SIGTERM/SIGINT): saving and exiting\n";
+  if (!stop_) evaluate(step);
+  save(step);
+  if (root_)
+    std::cout << "done: " << step << " steps in " << format_duration(seconds_since(start_))
+              << std::endl;
+  return 0;
+}
+
+}  // namespace
+
+const char* train_activity() {
+  return g_activity;
+}
+
+int run_training(const TrainOptions& options, comm::MpiCommunicator& world) {
+  Trainer trainer(options, world);
+  return trainer.run();
+}
+
+}  // namespace lightring::launch
