@@ -1,0 +1,203 @@
+// Packed documents on the CUDA backend (kernels/documents.h) against the per-document float64
+// oracle (testing/documents_oracle.h): for each kernel family (tf32 for fp32; wgmma and mma for
+// 16-bit inputs), the stream cut into shards chained through the two-phase passes in device
+// memory as the sequence-parallel runtime chains them, and the one-shot forward / backward of
+// the whole stream. Every output, per-document final state and gradient, and the pair
+// identities of common/run_documents.h.
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <numeric>
+#include <string>
+
+#include "common/run_documents.h"
+#include "cuda_runner.h"
+
+namespace lightring::test {
+namespace {
+
+using Family = kernels::KernelTuning::Family;
+
+struct CudaDocsCase {
+  std::string name;
+  std::vector<int64_t> lengths;  // document lengths
+  std::vector<int64_t> shards;   // shard lengths (sum = T)
+  int64_t D = 64, E = 64;
+};
+
+std::vector<float> download_floats(const DeviceBuffer& b, size_t n) {
+  std::vector<float> h(n);
+  b.download(h.data());
+  return h;
+}
+
+std::vector<float> device_floats(const float* p, size_t n) {
+  std::vector<float> h(n);
+  if (cudaMemcpy(h.data(), p, n * sizeof(float), cudaMemcpyDeviceToHost) != cudaSuccess)
+    throw std::runtime_error("cudaMemcpy D2H failed");
+  return h;
+}
+
+// Runs the stream shard by shard through ForwardPass / BackwardPass on the GPU.
+DocsRun run_cuda_documents(const CudaDocsCase& c, const Problem& pr,
+                           const std::vector<int64_t>& cu, const std::vector<float>& s0,
+                           const std::vector<float>& g) {
+  const Shape& s = pr.shape;
+  const int64_t docs = static_cast<int64_t>(cu.size()) - 1, per = s.H * s.D * s.E;
+  const int P = static_cast<int>(c.shards.size());
+  const size_t es = kernels::dtype_size(pr.dtype);
+  const size_t nd = s.H * s.N * s.D, ne = s.H * s.N * s.E;
+  DeviceBuffer q(pr.q.data(), nd * es), k(pr.k.data(), nd * es), v(pr.v.data(), ne * es),
+      dout(pr.dout.data(), ne * es), decay(pr.decay_f.data(), s.H * sizeof(float));
+  const HostTensor pe = poisoned(pr.dtype, ne), pd = poisoned(pr.dtype, nd);
+  DeviceBuffer o(pe.data(), ne * es), dq(pd.data(), nd * es), dk(pd.data(), nd * es),
+      dv(pe.data(), ne * es);
+  const std::vector<float> nan_states(docs * per, std::nanf("")), zero(per, 0.0f);
+  DeviceBuffer finals(nan_states.data(), docs * per * 4), d_init(nan_states.data(), docs * per * 4);
+  DeviceBuffer d_s0, d_g;
+  if (!s0.empty()) d_s0 = DeviceBuffer(s0.data(), docs * per * 4);
+  if (!g.empty()) d_g = DeviceBuffer(g.data(), docs * per * 4);
+  std::vector<DeviceBuffer> chain;  // S_in(r) for r = 0..P (S_in(P) = S_out of the last)
+  for (int r = 0; r <= P; ++r) chain.emplace_back(zero.data(), per * 4);
+  DeviceBuffer grad(zero.data(), per * 4), grad_in(zero.data(), per * 4);
+
+  std::vector<kernels::LocalDocuments> local(P);
+  std::vector<int64_t> start(P, 0);
+  for (int r = 1; r < P; ++r) start[r] = start[r - 1] + c.shards[r - 1];
+  const kernels::Strides qs = kernels::contiguous_bhnd(s.H, s.N, s.D),
+                         vs = kernels::contiguous_bhnd(s.H, s.N, s.E);
+  auto row = [&](const DeviceBuffer& b, int64_t t, int64_t dim) {
+    return static_cast<char*>(b.get()) + t * dim * es;
+  };
+  auto states = [&](const DeviceBuffer& b, int64_t first) {
+    return b.get() ? b.f() + first * per : nullptr;
+  };
+  auto problem = [&](int r, kernels::ForwardParams* f) {
+    f->device = kernels::Device::kCuda;
+    f->dtype = pr.dtype;
+    f->batch = 1;
+    f->heads = s.H;
+    f->seqlen = c.shards[r];
+    f->qk_dim = s.D;
+    f->v_dim = s.E;
+    f->decay = decay.f();
+    f->scale = static_cast<float>(pr.scale);
+    f->docs = local[r].view();
+    f->q = row(q, start[r], s.D);
+    f->k = row(k, start[r], s.D);
+    f->v = row(v, start[r], s.E);
+    f->q_stride = f->k_stride = qs;
+    f->v_stride = f->o_stride = vs;
+    f->doc_initial_states = states(d_s0, local[r].first);
+  };
+  DocsRun run;
+  for (int r = 0; r < P; ++r) {
+    local[r] = kernels::local_documents(cu.data(), docs, start[r], c.shards[r]);
+    kernels::ForwardParams f;
+    problem(r, &f);
+    f.o = row(o, start[r], s.E);
+    f.doc_final_states = states(finals, local[r].first);
+    kernels::ForwardPass pass(f);
+    const std::vector<double> pair = to_double(device_floats(pass.local_state(), per));
+    pass.finish(chain[r].f(), chain[r + 1].f());
+    const std::vector<double> want = axpy_heads(
+        to_double(download_floats(chain[r], per)), pair,
+        pair_scalars(pr.decay, s.H, c.shards[r], kernels::forward_reset(f.docs)), s.D * s.E);
+    run.pair_err =
+        std::max(run.pair_err, rel_err(to_double(download_floats(chain[r + 1], per)), want));
+  }
+  for (int r = P - 1; r >= 0; --r) {
+    kernels::ForwardParams f;
+    problem(r, &f);
+    kernels::BackwardParams b = kernels::backward_params(
+        f, row(dout, start[r], s.E), row(dq, start[r], s.D), row(dk, start[r], s.D),
+        row(dv, start[r], s.E));
+    b.initial_state = chain[r].f();
+    b.d_doc_final_states = states(d_g, local[r].first);
+    b.d_doc_initial_states = states(d_init, local[r].first);
+    kernels::BackwardPass pass(b);
+    const std::vector<double> pair = to_double(device_floats(pass.local_state(), per));
+    pass.finish(grad.f(), grad_in.f());
+    const std::vector<double> want = axpy_heads(
+        to_double(download_floats(grad, per)), pair,
+        pair_scalars(pr.decay, s.H, c.shards[r], kernels::backward_reset(b.docs)), s.D * s.E);
+    run.pair_err =
+        std::max(run.pair_err, rel_err(to_double(download_floats(grad_in, per)), want));
+    std::swap(grad, grad_in);
+  }
+  if (cudaDeviceSynchronize() != cudaSuccess) throw std::runtime_error("CUDA kernels failed");
+  HostTensor ho(pr.dtype, ne), hdq(pr.dtype, nd), hdk(pr.dtype, nd), hdv(pr.dtype, ne);
+  o.download(ho.data());
+  dq.download(hdq.data());
+  dk.download(hdk.data());
+  dv.download(hdv.data());
+  run.o = ho.to_double();
+  run.dq = hdq.to_double();
+  run.dk = hdk.to_double();
+  run.dv = hdv.to_double();
+  run.final_states = to_double(download_floats(finals, docs * per));
+  run.d_initial_states = to_double(download_floats(d_init, docs * per));
+  return run;
+}
+
+class DocumentsCuda : public ::testing::TestWithParam<std::tuple<CudaDocsCase, DType, Family>> {
+};
+
+TEST_P(DocumentsCuda, MatchesPerDocumentOracle) {
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) GTEST_SKIP() << "no GPU";
+  const auto& [c, dtype, family] = GetParam();
+  if (dtype == DType::kFloat32 && family != Family::kAuto)
+    GTEST_SKIP() << "fp32 inputs run the tf32 family only";
+  ScopedFamily use(family);
+  const std::vector<int64_t> cu = offsets_of(c.lengths);
+  const int64_t T = cu.back(), docs = static_cast<int64_t>(c.lengths.size());
+  ASSERT_EQ(T, std::accumulate(c.shards.begin(), c.shards.end(), int64_t{0}));
+  const int64_t H = 2;
+  const Shape s{1, H, T, c.D, c.E};
+  const Problem pr = make_problem(s, dtype, /*decay_on=*/true, false, false, 29 + T);
+  std::mt19937_64 rng(11 + docs);
+  const int64_t per = H * c.D * c.E;
+  const std::vector<float> s0 = to_float(randn(docs * per, rng, 0.5)),
+                           g = to_float(randn(docs * per, rng, 0.5));
+  const DocsRun got = run_cuda_documents(c, pr, cu, s0, g);
+  const DocumentsOut want =
+      documents_forward(s, cu, pr.qd, pr.kd, pr.vd, pr.decay, pr.scale, to_double(s0));
+  const DocumentsGrad grad = documents_backward(s, cu, pr.qd, pr.kd, pr.vd, pr.decay, pr.scale,
+                                                to_double(s0), pr.dod, to_double(g));
+  const double tol = cuda_tolerance(dtype) * 2;
+  EXPECT_LT(rel_err(got.o, want.o), tol);
+  EXPECT_LT(rel_err(got.final_states, want.final_states), tol);
+  EXPECT_LT(rel_err(got.dq, grad.dq), tol);
+  EXPECT_LT(rel_err(got.dk, grad.dk), tol);
+  EXPECT_LT(rel_err(got.dv, grad.dv), tol);
+  EXPECT_LT(rel_err(got.d_initial_states, grad.d_initial_states), tol);
+  EXPECT_LT(got.pair_err, tol);
+}
+
+std::vector<CudaDocsCase> cuda_cases() {
+  return {
+      {"one_token_documents", {1, 1, 1, 1, 1, 1, 1}, {7}},
+      {"block_edges", {64, 65, 1, 63, 128}, {321}},
+      {"equal_lengths_batched", {96, 96, 96, 96, 5}, {389}},
+      {"spans_three_shards_of_four", {10, 700, 7, 300}, {150, 280, 290, 297}},
+      {"boundary_on_every_edge", {130, 200, 77}, {130, 200, 77}},
+      {"one_token_shards", {3, 1, 4}, {1, 1, 1, 1, 1, 1, 1, 1}},
+      {"wide_heads", {100, 1000, 33}, {500, 633}, 128, 128},
+      {"odd_dims", {45, 300, 2}, {347}, 48, 80},
+  };
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, DocumentsCuda,
+    ::testing::Combine(::testing::ValuesIn(cuda_cases()),
+                       ::testing::Values(DType::kFloat32, DType::kBFloat16, DType::kFloat16),
+                       ::testing::Values(Family::kAuto, Family::kMma)),
+    [](const auto& info) {
+      return std::get<0>(info.param).name + "_" + dtype_name(std::get<1>(info.param)) + "_" +
+             kernels::family_name(std::get<2>(info.param));
+    });
+
+}  // namespace
+}  // namespace lightring::test
