@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# lightring-train under mpirun on the CPU: one case per ctest entry (tests/cpp/model/CMakeLists.txt).
+#   train_cases.sh CASE TRAIN COMPARE WORKDIR MPIRUN...
+# Every case fails (exit != 0) on a wrong number or a missing message; the numbers are
+# compared by train_compare (the exit status of a real comparison, not a printed pass line).
+#   sp      fortunes, --sp 2 vs --sp 1, 20 steps: every step's loss and the final weights and
+#           AdamW moments within 1e-5 relative (the norm of each tensor's difference)
+#   dp      fortunes, --dp 2 --batch 2 vs --dp 1 --batch 4 (the same global batch): the same
+# (On synthetic-recall only 8 of 96 targets count: the sparse gradients let AdamW amplify the
+# fp32 rounding of the sums to ~1e-4 in the moments within 20 steps, so the equivalence runs
+# on real text, where every token is a target.)
+#   resume  --sp 2: save at step 6 of 12, resume from it: steps 7-12 and the final checkpoint
+#           bit-identical to the uninterrupted run
+#   signal  SIGTERM during a run: every rank saves, exit status 0, the checkpoint resumes
+#   recall  synthetic-recall, --sp 2: recall accuracy on queries whose key is on the other
+#           shard rises above 0.5 (chance: 1/16)
+#   errors  bad inputs on 2 ranks: each exits != 0 within 60 s, every rank prints the reason,
+#           a failed resume changes nothing on disk
+set -uo pipefail
+case_name=$1 train=$2 compare=$3 work=$4
+shift 4
+mpirun=("$@")
+rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
+export OMP_NUM_THREADS=1
+# Flags every run of a case shares (a case that sets one of these itself clears the list).
+common=(--seq-len 96 --log-every 1000 --warmup 5 --eval-sequences 0 --recall-pairs 8
+        --recall-queries 8)
+
+run() {  # run NP ARGS...: lightring-train on NP ranks, bounded; fails the case on error
+  local np=$1
+  shift
+  if ! timeout 120 "${mpirun[@]}" "$np" "$train" "${common[@]}" "$@" > "out.$$" 2>&1; then
+    echo "FAILED: mpirun -np $np lightring-train $*"
+    cat "out.$$"
+    exit 1
+  fi
+}
+
+expect_error() {  # expect_error NP NEEDLE ARGS...: fails unless every rank reports NEEDLE
+  local np=$1 needle=$2
+  shift 2
+  timeout 60 "${mpirun[@]}" "$np" "$train" "${common[@]}" "$@" > err.out 2>&1
+  local rc=$?
+  local seen
+  seen=$(grep -F -c -- "$needle" err.out)
+  if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ] || [ "$seen" -lt "$np" ]; then
+    echo "FAILED: '$*' on $np ranks: exit status $rc, '$needle' on $seen of $np ranks"
+    cat err.out
+    exit 1
+  fi
+  echo "ok: $* -> exit $rc, every rank: $needle"
+}
+
+case $case_name in
+  sp)
+    run 1 --data fortunes --steps 20 --log sp1.jsonl --save-dir sp1
+    run 2 --data fortunes --sp 2 --steps 20 --log sp2.jsonl --save-dir sp2
+    "$compare" --log sp1.jsonl sp2.jsonl --rtol 1e-5 &&
+      "$compare" --ckpt sp1/ckpt-00000020.pt sp2/ckpt-00000020.pt --rtol 1e-5
+    ;;
+  dp)
+    run 1 --data fortunes --batch 4 --steps 20 --log dp1.jsonl --save-dir dp1
+    run 2 --data fortunes --dp 2 --batch 2 --steps 20 --log dp2.jsonl --save-dir dp2
+    "$compare" --log dp1.jsonl dp2.jsonl --rtol 1e-5 &&
+      "$compare" --ckpt dp1/ckpt-00000020.pt dp2/ckpt-00000020.pt --rtol 1e-5
+    ;;
+  resume)
+    run 2 --sp 2 --steps 12 --save-every 6 --log full.jsonl --save-dir full
+    run 2 --sp 2 --steps 12 --resume full/ckpt-00000006.pt --log resumed.jsonl --save-dir resumed
+    grep -q "resumed from full/ckpt-00000006.pt at step 6" "out.$$" || { cat "out.$$"; exit 1; }
+    "$compare" --log full.jsonl resumed.jsonl --rtol 0 --from-step 6 &&
+      "$compare" --ckpt full/ckpt-00000012.pt resumed/ckpt-00000012.pt --rtol 0
+    ;;
+  signal)
+    # SIGTERM to every rank, as a batch scheduler sends it at the end of a job's time (mpirun
+    # itself, when signalled, ends the job after a grace period with a non-zero status).
+    "${mpirun[@]}" 2 "$train" "${common[@]}" --sp 2 --steps 100000 --save-dir sig --log sig.jsonl \
+      > sig.out 2>&1 &
+    pid=$!
+    for _ in $(seq 1 200); do  # until a few steps ran
+      [ -f sig.jsonl ] && [ "$(grep -c '"train"' sig.jsonl)" -ge 3 ] && break
+      sleep 0.3
+    done
+    ranks=$(pgrep -P $pid)
+    [ "$(echo "$ranks" | wc -w)" -eq 2 ] || { echo "FAILED: ranks of mpirun: '$ranks'"; exit 1; }
+    kill -TERM $ranks
+    wait $pid
+    rc=$?
+    cat sig.out
+    [ "$rc" -eq 0 ] || { echo "FAILED: exit status $rc after SIGTERM"; exit 1; }
+    grep -q "stop requested" sig.out && [ -f sig/latest ] || { echo "FAILED: no checkpoint"; exit 1; }
+    steps=$(grep -c '"train"' sig.jsonl)
+    run 2 --sp 2 --steps $((steps + 2)) --resume sig --log sig.jsonl
+    grep -q "at step $steps" "out.$$" || { cat "out.$$"; exit 1; }
+    ;;
+  recall)
+    common=()
+    run 2 --sp 2 --seq-len 128 --steps 150 --batch 8 --lr 1e-2 --warmup 10 --eval-sequences 64 \
+      --log recall.jsonl
+    cat "out.$$"
+    python3 - recall.jsonl <<'PY' || exit 1
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+final = [r for r in rows if r["kind"] == "eval"][-1]
+acc = final["recall_acc_other_shard"]
+print(f"recall accuracy with the key on the other shard: {acc:.3f} (threshold 0.5)")
+sys.exit(0 if acc > 0.5 else 1)
+PY
+    ;;
+  errors)
+    common=(--log-every 1000 --eval-sequences 0 --seq-len 128)
+    expect_error 2 "--preset: unknown preset '7b'" --preset 7b
+    expect_error 2 "--dp 3 x --sp 1 = 3 ranks, but the job has 2" --dp 3
+    expect_error 2 "--lr must be > 0" --lr -1
+    expect_error 2 "--data-path is required for --data text" --data text
+    expect_error 2 "text path not found: $work/none" --data text --data-path "$work/none"
+    mkdir -p empty && printf '\n\n  \n' > empty/blank.txt
+    expect_error 2 "empty corpus" --data text --data-path empty
+    expect_error 2 "--vocab 100 is smaller than the vocabulary of the data (257" \
+      --data text --data-path "$0" --text-split block --vocab 100
+    run 1 --steps 2 --save-dir good
+    head -c 2000 good/ckpt-00000002.pt > truncated.pt
+    before=$(ls -la --time-style=full-iso good; sha256sum good/* truncated.pt)
+    expect_error 2 "truncated.pt (2000 bytes) is not readable: truncated or corrupt" \
+      --steps 4 --resume truncated.pt --save-dir good
+    expect_error 2 "d_model: 64 in the checkpoint, 32 in this run" \
+      --steps 4 --d-model 32 --resume good --save-dir good --log good.jsonl
+    expect_error 2 "--resume: no checkpoint file 'missing.pt'" --resume missing.pt
+    after=$(ls -la --time-style=full-iso good; sha256sum good/* truncated.pt)
+    [ "$before" == "$after" ] && [ ! -e good.jsonl ] ||
+      { echo "FAILED: a failed resume changed files"; exit 1; }
+    ;;
+  *)
+    echo "unknown case $case_name"
+    exit 2
+    ;;
+esac
