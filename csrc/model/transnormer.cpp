@@ -36,13 +36,24 @@ TokenMixerImpl::TokenMixerImpl(const ModelConfig& c, int64_t layer)
   decay = register_buffer("decay", layer_decay(heads_, layer, c.num_layers));
 }
 
-torch::Tensor TokenMixerImpl::forward(const torch::Tensor& x, const AttentionGroup& group) {
+torch::Tensor TokenMixerImpl::forward(const torch::Tensor& x, AttentionRows rows) {
   const int64_t b = x.size(0), n = x.size(1), hidden = heads_ * head_dim_;
   const std::vector<torch::Tensor> parts = qkvu_proj(x).split(hidden, -1);
   const torch::Tensor q = torch::silu(parts[0]).view({b, n, heads_, head_dim_});
   const torch::Tensor k = torch::silu(parts[1]).view({b, n, heads_, head_dim_});
   const torch::Tensor v = parts[2].view({b, n, heads_, head_dim_});
-  const torch::Tensor o = lightning_attention(q, k, v, decay, 1.0, group).reshape({b, n, hidden});
+  torch::Tensor o;
+  if (rows.count == 1) {
+    o = lightning_attention(q, k, v, decay, 1.0, rows.groups[0]);
+  } else {
+    std::vector<torch::Tensor> out;
+    for (int64_t r = 0; r < b; ++r) {
+      out.push_back(lightning_attention(q.narrow(0, r, 1), k.narrow(0, r, 1), v.narrow(0, r, 1),
+                                        decay, 1.0, rows.groups[r]));
+    }
+    o = torch::cat(out, 0);
+  }
+  o = o.reshape({b, n, hidden});
   return out_proj(parts[3] * srms_norm(o, eps_));
 }
 
@@ -64,8 +75,8 @@ BlockImpl::BlockImpl(const ModelConfig& c, int64_t layer) : eps_(c.norm_eps) {
   channel_mixer = register_module("channel_mixer", ChannelMixer(c.d_model, c.resolved_ffn_dim()));
 }
 
-torch::Tensor BlockImpl::forward(const torch::Tensor& x, const AttentionGroup& group) {
-  const torch::Tensor h = x + token_mixer(srms_norm(x, eps_), group);
+torch::Tensor BlockImpl::forward(const torch::Tensor& x, AttentionRows rows) {
+  const torch::Tensor h = x + token_mixer(srms_norm(x, eps_), rows);
   return h + channel_mixer(srms_norm(h, eps_));
 }
 
@@ -85,12 +96,24 @@ TransNormerLMImpl::TransNormerLMImpl(const ModelConfig& c) : config_(c) {
 }
 
 torch::Tensor TransNormerLMImpl::forward(const torch::Tensor& ids, const AttentionGroup& group) {
+  return forward_rows(ids, AttentionRows{&group, 1});
+}
+
+torch::Tensor TransNormerLMImpl::forward(const torch::Tensor& ids,
+                                         const std::vector<AttentionGroup>& rows) {
+  LR_CHECK(ids.dim() == 2 && static_cast<int64_t>(rows.size()) == ids.size(0),
+           "TransNormerLM: one attention group per row: ", rows.size(), " groups for ",
+           ids.dim() == 2 ? ids.size(0) : -1, " rows");
+  return forward_rows(ids, AttentionRows{rows.data(), rows.size()});
+}
+
+torch::Tensor TransNormerLMImpl::forward_rows(const torch::Tensor& ids, AttentionRows rows) {
   LR_CHECK(ids.dim() == 2 && ids.scalar_type() == torch::kLong,
            "TransNormerLM: ids must be [B, N] int64 (got ", ids.dim(), "-D ", ids.scalar_type(),
            ")");
   torch::Tensor h = embed(ids);
   if (config_.scale_embedding) h = h * std::sqrt(static_cast<double>(config_.d_model));
-  for (Block& block : layers) h = block(h, group);
+  for (Block& block : layers) h = block(h, rows);
   return lm_head(srms_norm(h, config_.norm_eps));
 }
 

@@ -30,6 +30,15 @@
 
 namespace lightring::model {
 
+// The attention groups of a batch of B rows, as the modules take them: count == 1, one group
+// for every row (the rows run as one call), or count == B, row b running alone with groups[b]
+// (its own packed documents, AttentionGroup::documents, which need B = 1 per call). The groups
+// are the caller's and must outlive the graph (csrc/model/attention_function.h).
+struct AttentionRows {
+  const AttentionGroup* groups = nullptr;
+  size_t count = 0;
+};
+
 // x / sqrt(mean(x²) + eps) over the last dim, in fp32, returned in x's dtype.
 torch::Tensor srms_norm(const torch::Tensor& x, double eps);
 
@@ -40,7 +49,7 @@ class TokenMixerImpl : public torch::nn::Module {
  public:
   TokenMixerImpl(const ModelConfig& config, int64_t layer);
   // x [B, N, d] -> [B, N, d]
-  torch::Tensor forward(const torch::Tensor& x, const AttentionGroup& group);
+  torch::Tensor forward(const torch::Tensor& x, AttentionRows rows);
 
   torch::nn::Linear qkvu_proj{nullptr}, out_proj{nullptr};
   torch::Tensor decay;  // [H] fp32 buffer
@@ -63,7 +72,7 @@ TORCH_MODULE(ChannelMixer);
 class BlockImpl : public torch::nn::Module {
  public:
   BlockImpl(const ModelConfig& config, int64_t layer);
-  torch::Tensor forward(const torch::Tensor& x, const AttentionGroup& group);
+  torch::Tensor forward(const torch::Tensor& x, AttentionRows rows);
 
   TokenMixer token_mixer{nullptr};
   ChannelMixer channel_mixer{nullptr};
@@ -77,8 +86,10 @@ class TransNormerLMImpl : public torch::nn::Module {
  public:
   // Validates the config; initialises the weights from torch's default generator.
   explicit TransNormerLMImpl(const ModelConfig& config);
-  // ids [B, N] int64 (this rank's shard) -> logits [B, N, V] fp32.
+  // ids [B, N] int64 (this rank's shard) -> logits [B, N, V] fp32, every row with `group`.
   torch::Tensor forward(const torch::Tensor& ids, const AttentionGroup& group);
+  // Row b with rows[b] (rows.size() == B): packed documents per row.
+  torch::Tensor forward(const torch::Tensor& ids, const std::vector<AttentionGroup>& rows);
   const ModelConfig& config() const { return config_; }
 
   torch::nn::Embedding embed{nullptr};
@@ -86,6 +97,7 @@ class TransNormerLMImpl : public torch::nn::Module {
   torch::nn::Linear lm_head{nullptr};
 
  private:
+  torch::Tensor forward_rows(const torch::Tensor& ids, AttentionRows rows);
   ModelConfig config_;
 };
 TORCH_MODULE(TransNormerLM);

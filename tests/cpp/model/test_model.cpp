@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/expect_error.h"
 #include "csrc/model/transnormer.h"
 #include "kernels/attention.h"
 
@@ -25,14 +26,23 @@ torch::Tensor ref_norm(const torch::Tensor& x, double eps) {
   return x / torch::sqrt(x.pow(2).mean(-1, true) + eps);
 }
 
+// Per row, the positions where a packed document starts (the state restarts from zero there);
+// empty: one sequence per row.
+using DocStarts = std::vector<std::vector<int64_t>>;
+
 // q, k [B, N, H, D], v [B, N, H, E], rate [H] -> o [B, N, H, E], one token at a time.
 torch::Tensor ref_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                            const torch::Tensor& rate) {
+                            const torch::Tensor& rate, const DocStarts& starts = {}) {
   const int64_t b = q.size(0), n = q.size(1), h = q.size(2), d = q.size(3), e = v.size(3);
   const torch::Tensor lambda = torch::exp(-rate).view({1, h, 1, 1});
   torch::Tensor s = torch::zeros({b, h, d, e}, q.options());
   std::vector<torch::Tensor> out;
   for (int64_t t = 0; t < n; ++t) {
+    std::vector<double> keep(static_cast<size_t>(b), 1.0);  // 0: row r starts a document at t
+    for (size_t r = 0; r < starts.size(); ++r) {
+      for (const int64_t start : starts[r]) keep[r] = start == t ? 0.0 : keep[r];
+    }
+    s = s * torch::tensor(keep, q.options()).view({b, 1, 1, 1});
     const torch::Tensor kt = k.select(1, t).unsqueeze(-1);  // [B, H, D, 1]
     const torch::Tensor vt = v.select(1, t).unsqueeze(-2);  // [B, H, 1, E]
     s = lambda * s + kt * vt;
@@ -54,7 +64,8 @@ torch::Tensor ref_rate(int64_t heads, int64_t layer, int64_t num_layers) {
   return r;
 }
 
-torch::Tensor ref_logits(const ModelConfig& c, Weights& w, const torch::Tensor& ids) {
+torch::Tensor ref_logits(const ModelConfig& c, Weights& w, const torch::Tensor& ids,
+                         const DocStarts& starts = {}) {
   const int64_t b = ids.size(0), n = ids.size(1), h = c.num_heads, dh = c.resolved_head_dim();
   torch::Tensor x = w["embed.weight"].index_select(0, ids.flatten()).view({b, n, c.d_model});
   if (c.scale_embedding) x = x * std::sqrt(double(c.d_model));
@@ -66,7 +77,7 @@ torch::Tensor ref_logits(const ModelConfig& c, Weights& w, const torch::Tensor& 
     const torch::Tensor k = torch::silu(qkvu[1]).view({b, n, h, dh});
     const torch::Tensor v = qkvu[2].reshape({b, n, h, dh});
     const torch::Tensor o =
-        ref_attention(q, k, v, ref_rate(h, l, c.num_layers)).reshape({b, n, h * dh});
+        ref_attention(q, k, v, ref_rate(h, l, c.num_layers), starts).reshape({b, n, h * dh});
     x = x + torch::matmul(qkvu[3] * ref_norm(o, c.norm_eps),
                           w[pre + "token_mixer.out_proj.weight"].t());
     const torch::Tensor m = ref_norm(x, c.norm_eps);
@@ -145,6 +156,49 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ModelVsReference,
                          [](const ::testing::TestParamInfo<Case>& info) {
                            return std::string(info.param.name);
                          });
+
+// Packed documents: each row has its own document boundaries (AttentionGroup::documents, one
+// group per row); the reference restarts the state at every document start.
+TEST(Model, PackedDocumentsPerRow) {
+  ModelConfig c;
+  c.preset = "custom";
+  c.vocab_size = 29, c.d_model = 24, c.num_layers = 2, c.num_heads = 3, c.ffn_dim = 32;
+  torch::manual_seed(11);
+  TransNormerLM model(c);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : model->parameters()) p.normal_(0.0, 0.3);
+  }
+  const int64_t n = 41;
+  const std::vector<std::vector<int64_t>> cu = {{0, 7, 8, 30, n}, {0, n}, {0, 20, n}};
+  std::vector<kernels::LocalDocuments> docs;
+  DocStarts starts;
+  for (const auto& row : cu) {
+    docs.push_back(kernels::local_documents(row.data(), int64_t(row.size()) - 1, 0, n));
+    starts.emplace_back(row.begin(), row.end() - 1);
+  }
+  std::vector<AttentionGroup> rows(cu.size());
+  for (size_t r = 0; r < rows.size(); ++r) rows[r].documents = &docs[r];
+  const torch::Tensor ids = torch::randint(c.vocab_size, {3, n}, torch::kLong);
+  const torch::Tensor logits = model->forward(ids, rows);
+  logits.pow(2).mean().backward();
+
+  Weights w;
+  for (const auto& p : model->named_parameters()) {
+    w[p.key()] = p.value().detach().to(torch::kDouble).requires_grad_(true);
+  }
+  const torch::Tensor ref = ref_logits(c, w, ids, starts);
+  ref.pow(2).mean().backward();
+  EXPECT_LT(rel_err(logits, ref), 2e-5);
+  for (const auto& p : model->named_parameters()) {
+    EXPECT_LT(rel_err(p.value().grad(), w[p.key()].grad()), 1e-4) << "grad of " << p.key();
+  }
+  // The boundaries matter: without them the reference is another function.
+  EXPECT_GT(rel_err(logits, ref_logits(c, w, ids).detach()), 1e-3);
+  // One group per row, or one for all.
+  test::expect_error([&] { model->forward(ids, std::vector<AttentionGroup>(2)); },
+                     "one attention group per row: 2 groups for 3 rows");
+}
 
 // Gradients flow through the attention: a model whose attention output is cut (a zero gate
 // weight) has different input-projection gradients than the full one, so the test above
