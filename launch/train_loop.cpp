@@ -14,6 +14,7 @@
 #include "csrc/data/loader.h"
 #include "csrc/data/sp_slice.h"
 #include "csrc/model/transnormer.h"
+#include "kernels/documents.h"
 #include "launch/train_checkpoint.h"
 #include "launch/train_dist.h"
 #include "launch/train_log.h"
@@ -41,9 +42,16 @@ struct Batch {
   // an earlier SP shard (its state had to cross a shard boundary).
   std::vector<std::vector<int32_t>> answers;
   std::vector<std::vector<uint8_t>> key_elsewhere;
+  // Per row, the packed documents of the shard (kernels::local_documents of the sequence's
+  // global cu_seqlens), and the attention group of each row pointing at them.
+  std::vector<kernels::LocalDocuments> docs;
+  std::vector<model::AttentionGroup> rows;
 };
 
-Batch make_batch(const std::vector<data::Sequence>& seqs, int sp_size, int sp_rank) {
+// The batch of this rank; with `attention` non-null, per-row documents and groups (a copy of
+// *attention each, pointing at its row's documents).
+Batch make_batch(const std::vector<data::Sequence>& seqs, int sp_size, int sp_rank,
+                 const model::AttentionGroup* attention) {
   Batch b;
   std::vector<int32_t> ids, targets;
   int64_t n = 0;
@@ -57,12 +65,26 @@ Batch make_batch(const std::vector<data::Sequence>& seqs, int sp_size, int sp_ra
     std::vector<uint8_t> elsewhere;
     for (const int32_t key : shard.answer_key_positions) elsewhere.push_back(key < shard.begin);
     b.key_elsewhere.push_back(std::move(elsewhere));
+    if (attention != nullptr) {
+      const std::vector<int64_t> cu(shard.global_cu_seqlens.begin(), shard.global_cu_seqlens.end());
+      b.docs.push_back(
+          kernels::local_documents(cu.data(), static_cast<int64_t>(cu.size()) - 1, shard.begin, n));
+    }
+  }
+  for (const kernels::LocalDocuments& d : b.docs) {
+    b.rows.push_back(*attention);
+    b.rows.back().documents = &d;
   }
   const int64_t rows = static_cast<int64_t>(seqs.size());
   b.ids = torch::tensor(ids, torch::kInt).view({rows, n}).to(torch::kLong);
   b.targets = torch::tensor(targets, torch::kInt).view({rows, n}).to(torch::kLong);
   b.count = (b.targets != data::kIgnoreTarget).sum().item<int64_t>();
   return b;
+}
+
+torch::Tensor logits_of(model::TransNormerLM& model, const Batch& b,
+                        const model::AttentionGroup& attention) {
+  return b.rows.empty() ? model->forward(b.ids, attention) : model->forward(b.ids, b.rows);
 }
 
 torch::Tensor loss_sum(const torch::Tensor& logits, const torch::Tensor& targets) {
@@ -106,6 +128,7 @@ class Trainer {
   std::unique_ptr<JsonlLog> log_;
   int64_t first_step_ = 0;  // completed steps at start (resume)
   bool root_ = false, stop_ = false;
+  bool documents_ = false;  // the attention restarts at the document boundaries of a sequence
   Clock::time_point start_;
   double train_seconds_ = 0.0;
 };
@@ -132,6 +155,8 @@ void Trainer::setup() {
   groups_ = comm::make_groups(world_, o_.sp);
   attention_.sp = groups_.sp.get();
   attention_.options.schedule = o_.schedule;
+  // synthetic-recall holds one sample per sequence: nothing to restart.
+  documents_ = o_.documents && dataset_.documents != nullptr;
 
   torch::manual_seed(o_.seed);
   model_ = model::TransNormerLM(config_);
@@ -179,14 +204,15 @@ std::vector<torch::Tensor> Trainer::replica_tensors() {
 void Trainer::train_step(int64_t step) {
   const auto t0 = Clock::now();
   g_activity = "training";
-  const Batch batch = make_batch(loader_->next_batch(o_.batch), o_.sp, groups_.layout.sp_rank);
+  const Batch batch = make_batch(loader_->next_batch(o_.batch), o_.sp, groups_.layout.sp_rank,
+                                 documents_ ? &attention_ : nullptr);
   // The global target count (the loss's denominator) and the stop request, agreed.
   double head[2] = {static_cast<double>(batch.count), g_stop_requested ? 1.0 : 0.0};
   all_reduce_sum(world_, head, 2, "the token count");
   const double tokens = std::max(head[0], 1.0);
   stop_ = head[1] > 0;
 
-  const torch::Tensor logits = model_->forward(batch.ids, attention_);
+  const torch::Tensor logits = logits_of(model_, batch, attention_);
   const torch::Tensor local = loss_sum(logits, batch.targets);
   (local / tokens).backward();
 
@@ -253,8 +279,9 @@ void Trainer::evaluate(int64_t step) {
   for (size_t i = 0; i < mine.size(); i += o_.batch) {
     std::vector<data::Sequence> seqs(std::min<size_t>(o_.batch, mine.size() - i));
     for (size_t j = 0; j < seqs.size(); ++j) val->sequence(0, mine[i + j], seqs[j]);
-    const Batch b = make_batch(seqs, o_.sp, groups_.layout.sp_rank);
-    const torch::Tensor logits = model_->forward(b.ids, attention_);
+    const Batch b =
+        make_batch(seqs, o_.sp, groups_.layout.sp_rank, documents_ ? &attention_ : nullptr);
+    const torch::Tensor logits = logits_of(model_, b, attention_);
     stats[0] += loss_sum(logits, b.targets).item<double>();
     stats[1] += static_cast<double>(b.count);
     const torch::Tensor pred = logits.argmax(-1);
@@ -325,9 +352,12 @@ int Trainer::run() {
               << " s)\n  data " << dataset_.description << ": " << o_.data.seq_len
               << " tokens per sequence (" << o_.data.seq_len / l.sp_size << "+ per SP rank), "
               << o_.batch << " per DP rank, " << int64_t{l.dp_size} * o_.batch * o_.data.seq_len
-              << " tokens per step\n  steps " << o_.steps << ", lr " << o_.lr << " (warmup "
-              << o_.warmup << ", cosine to " << o_.min_lr << "), AdamW wd " << o_.weight_decay
-              << ", clip " << o_.grad_clip << ", seed " << o_.seed << std::endl;
+              << " tokens per step, "
+              << (documents_ ? "attention restarts at every document"
+                             : "attention runs across documents")
+              << "\n  steps " << o_.steps << ", lr " << o_.lr << " (warmup " << o_.warmup
+              << ", cosine to " << o_.min_lr << "), AdamW wd " << o_.weight_decay << ", clip "
+              << o_.grad_clip << ", seed " << o_.seed << std::endl;
     JsonObject row;
     row.add("kind", "start")
         .add("step", (long long)first_step_)
@@ -335,6 +365,7 @@ int Trainer::run() {
     row.add("parameters", (long long)model::parameter_count(config_));
     row.add("dp", l.dp_size).add("sp", l.sp_size).add("seq_len", (long long)o_.data.seq_len);
     row.add("batch", o_.batch).add("data", dataset_.description);
+    row.add("documents", documents_ ? 1 : 0);
     row.add("flops_per_token", flops_per_token(config_));
     log_->write(row);
   }

@@ -52,7 +52,7 @@ void check_format(const std::string& f) {
 
 bool parse_train_options(int argc, char** argv, bool print_help, TrainOptions* out) {
   TrainOptions& o = *out;
-  std::string schedule = "auto", text_split = "file", token_dtype = "uint16";
+  std::string schedule = "auto", text_split = "file", token_dtype = "uint16", documents = "on";
   int64_t eos = -1, recall_keys = 64, recall_pairs = 16, recall_queries = 16;
   double val_fraction = 0.01;
   bool no_embedding_scale = false;
@@ -94,6 +94,10 @@ bool parse_train_options(int argc, char** argv, bool print_help, TrainOptions* o
     ("seq-len", po::value(&o.data.seq_len)->default_value(256),
      "tokens per sequence (global: split over the --sp ranks)")
     ("batch", po::value(&o.batch)->default_value(4), "sequences per DP rank per step")
+    ("documents", po::value(&documents)->default_value("on"),
+     "on: the attention state restarts at every document boundary of a packed sequence (each "
+     "row runs alone); off: it flows across documents (document formats; synthetic-recall has "
+     "one sample per sequence)")
     ("text-split", po::value(&text_split)->default_value("file"),
      "--data text: one document per file | per blank-line-separated block")
     ("token-dtype", po::value(&token_dtype)->default_value("uint16"),
@@ -180,6 +184,9 @@ bool parse_train_options(int argc, char** argv, bool print_help, TrainOptions* o
   LR_CHECK(o.data.seq_len >= o.sp, "--seq-len (", o.data.seq_len, ") must be at least --sp (", o.sp,
            "): every SP rank holds >= 1 token");
   LR_CHECK(o.batch >= 1, "--batch must be >= 1 (got ", o.batch, ")");
+  LR_CHECK(documents == "on" || documents == "off", "--documents must be on or off (got '",
+           documents, "')");
+  o.documents = documents == "on";
   o.data.seed = o.seed;
   o.data.text_split = parse_text_split(text_split);
   o.data.token_dtype = parse_token_dtype(token_dtype);
@@ -240,7 +247,8 @@ std::string canonical_options(const TrainOptions& o) {
      << "parallel dp=" << o.dp << " sp=" << o.sp
      << " schedule=" << parallel::schedule_name(o.schedule) << "\n"
      << "data " << o.data.format << " path=" << o.data.path << " seq_len=" << o.data.seq_len
-     << " batch=" << o.batch << " val=" << o.data.validation.fraction << "\n"
+     << " batch=" << o.batch << " documents=" << o.documents
+     << " val=" << o.data.validation.fraction << "\n"
      << "optim steps=" << o.steps << " lr=" << o.lr << " min_lr=" << o.min_lr
      << " warmup=" << o.warmup << " wd=" << o.weight_decay << " betas=" << o.beta1 << "," << o.beta2
      << " eps=" << o.adam_eps << " clip=" << o.grad_clip << " seed=" << o.seed << "\n"

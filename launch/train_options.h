@@ -27,6 +27,7 @@ struct TrainOptions {
   // Data.
   data::DataOptions data;  // format, path, seq_len, seed, split, recall sizes
   int batch = 4;           // sequences per DP rank per step
+  bool documents = true;   // attention restarts at document boundaries (document formats)
 
   // Optimisation: AdamW, linear warmup then cosine decay to min_lr.
   int64_t steps = 200;
