@@ -233,6 +233,11 @@ struct KernelTuning {
   bool check_decay_every_call = false;  // read and check decay every call (else once per array)
   bool pool_release = false;  // let the stream-ordered pool return memory at each synchronisation
   int tf32_stages = 0;        // TF32 family: cp.async stages, 1 or 2 (0: by occupancy)
+  // Packed documents (kernels/documents_impl.h): short pieces of different lengths run as one
+  // front-padded batch. kAuto: on the CUDA backend (where each piece would be its own launches);
+  // kOn: on every backend (the CPU tests use it); kOff: never.
+  enum class PadShort { kAuto, kOn, kOff };
+  PadShort pad_short_documents = PadShort::kAuto;
 };
 void set_kernel_tuning(const KernelTuning& tuning);
 KernelTuning kernel_tuning();

@@ -57,6 +57,13 @@ std::unique_ptr<BackwardPass::Impl> backward_pass(const BackwardParams& p);
 int default_block_size(int64_t qk_dim, int64_t v_dim);
 bool available();
 DecayDigest decay_digest(const Problem& p);
+// Side streams (kernels/cuda/streams.cu): fork_streams makes n <= kMaxSideStreams side streams
+// wait for the work enqueued so far on `stream` and returns them in side[0..n); join_streams
+// makes `stream` wait for everything enqueued on them since. One fork and one join at a time
+// per host thread.
+constexpr int kMaxSideStreams = 8;
+void fork_streams(void* stream, int n, void** side);
+void join_streams(void* stream, int n);
 }  // namespace cuda
 
 }  // namespace lightring::kernels

@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "kernels/backend.h"
+#include "kernels/documents_impl.h"
 #include "kernels/state_ops.h"
 
 namespace lightring::kernels {
@@ -52,6 +53,9 @@ LocalDocuments local_documents(const int64_t* cu, int64_t num_docs, int64_t star
 
 namespace {
 
+using documents::Fanout;
+using documents::Run;
+
 size_t per_piece(const Problem& p) {
   return static_cast<size_t>(p.heads * p.qk_dim * p.v_dim);
 }
@@ -70,11 +74,6 @@ Strides run_strides(Strides s, int64_t len) {
   s.batch = len * s.seq;
   return s;
 }
-
-// Consecutive pieces [begin, end) that are one sub-problem.
-struct Run {
-  int64_t begin, end;
-};
 
 // The runs of pieces [lo, hi): equal lengths, batched.
 std::vector<Run> runs_of(const Documents& d, int64_t lo, int64_t hi) {
@@ -147,17 +146,40 @@ BackwardParams sub_backward(const BackwardParams& p, Run r) {
   return s;
 }
 
+// Longest runs first, so that the side streams finish together.
+std::vector<Run> by_size(std::vector<Run> runs, const Documents& d) {
+  std::stable_sort(runs.begin(), runs.end(), [&](const Run& a, const Run& b) {
+    return (a.end - a.begin) * d.length(a.begin) > (b.end - b.begin) * d.length(b.begin);
+  });
+  return runs;
+}
+
 // Pieces [lo, hi) to completion; the last piece of the shard (hi == K) writes its final state
 // into `last` as well when it is given (a state the pass keeps, or the caller's final_state).
 void forward_pieces(const ForwardParams& p, int64_t lo, int64_t hi, float* last) {
   const int64_t K = p.docs.count;
-  for (const Run& r : runs_of(p.docs, lo, hi == K ? K - 1 : hi)) forward(sub_forward(p, r));
-  if (hi != K || lo == K) return;
-  ForwardParams s = sub_forward(p, {K - 1, K});
-  s.final_state = last;
-  forward(s);
-  if (p.docs.ends && p.doc_final_states && last)
-    copy_state(p.device, piece_state(p.doc_final_states, p, K - 1), last, per_piece(p), p.stream);
+  std::vector<Run> runs = runs_of(p.docs, lo, hi == K ? K - 1 : hi);
+  const std::vector<int64_t> short_pieces =
+      documents::take_short(p.docs, &runs, documents::may_pad(p, p.doc_initial_states, nullptr));
+  runs = by_size(std::move(runs), p.docs);
+  const bool with_last = hi == K && lo < K;
+  Fanout fan(p,
+             runs.size() + (with_last ? 1 : 0) + documents::padded_batches(p.docs, short_pieces));
+  documents::forward_padded(p, short_pieces, &fan);
+  if (with_last) {
+    ForwardParams s = sub_forward(p, {K - 1, K});
+    s.final_state = last;
+    s.stream = fan.next();
+    forward(s);
+    if (p.docs.ends && p.doc_final_states && last)
+      copy_state(p.device, piece_state(p.doc_final_states, p, K - 1), last, per_piece(p), s.stream);
+  }
+  for (const Run& r : runs) {
+    ForwardParams s = sub_forward(p, r);
+    s.stream = fan.next();
+    forward(s);
+  }
+  fan.join();
 }
 
 // The first piece's sub-problem when it continues a document: S_in enters, and when it is
@@ -218,16 +240,28 @@ class DocumentsBackwardPass final : public BackwardPass::Impl {
     if (0 < hi) {
       // Piece 0 of a continuing shard enters with S_in and leaves dS_in to the left: it is its
       // own sub-problem, its dS_in kept for finish().
-      int64_t lo = 0;
+      const int64_t lo = d.continues ? 1 : 0;
+      if (d.continues) first_ = StateBuffer(p.device, per_piece(p), p.stream);
+      std::vector<Run> runs = runs_of(d, lo, hi);
+      const std::vector<int64_t> short_pieces = documents::take_short(
+          d, &runs, documents::may_pad(p, p.doc_initial_states, p.d_doc_initial_states));
+      runs = by_size(std::move(runs), d);
+      Fanout fan(p,
+                 runs.size() + (d.continues ? 1 : 0) + documents::padded_batches(d, short_pieces));
+      documents::backward_padded(p, short_pieces, &fan);
       if (d.continues) {
-        first_ = StateBuffer(p.device, per_piece(p), p.stream);
         BackwardParams s = sub_backward(p, {0, 1});
         s.initial_state = p.initial_state;
         s.d_initial_state = first_.data();
+        s.stream = fan.next();
         backward(s);
-        lo = 1;
       }
-      for (const Run& r : runs_of(d, lo, hi)) backward(sub_backward(p, r));
+      for (const Run& r : runs) {
+        BackwardParams s = sub_backward(p, r);
+        s.stream = fan.next();
+        backward(s);
+      }
+      fan.join();
     }
     if (!d.ends) {
       BackwardParams s = sub_backward(p, {K - 1, K});
