@@ -35,19 +35,19 @@ if [ "${TESTS:-1}" = 1 ]; then
   echo "GPU document tests: rc=$? in $(($(date +%s) - t0)) s; $(grep -E '^\[  PASSED|^\[  FAILED|tests ran' "$OUT/test-docs.log" | tr '\n' ' ')"
   grep -E "FAILED|Failure" -A4 "$OUT/test-docs.log" | head -40
   t0=$(date +%s)
-  F='Cases/DocumentsCuda.*/block_edges_*:Cases/DocumentsCuda.*/spans_three*bf16*:Cases/DocumentsCuda.*/one_token_shards_fp32*'
+  F='Cases/DocumentsCuda.*/block_edges_*:Cases/DocumentsCuda.*/spans_three*bf16*:Cases/DocumentsCuda.*/one_token_shards_fp32*:Cases/DocumentsCuda.NoStates*/many_short_mixed_bf16*'
   timeout "${SAN_TIMEOUT:-150}" compute-sanitizer --tool memcheck --error-exitcode 17 "$TEST" \
     --gtest_filter="$F" --gtest_brief=1 >"$OUT/sanitize-memcheck.log" 2>&1
   echo "compute-sanitizer memcheck: rc=$? in $(($(date +%s) - t0)) s $(grep -E 'ERROR SUMMARY|tests ran|PASSED' "$OUT/sanitize-memcheck.log" | tr '\n' ' ')"
   t0=$(date +%s)
-  LIGHTRING_BUILD_DIR="$BP" python3 -m pytest -q -rs tests/python/test_documents.py tests/python/test_functional.py \
-    tests/python/test_compile.py >"$OUT/pytest.log" 2>&1
+  LIGHTRING_BUILD_DIR="$BP" python3 -m pytest -q -rs tests/python/test_documents.py \
+    >"$OUT/pytest.log" 2>&1
   echo "pytest (GPU torch): rc=$? in $(($(date +%s) - t0)) s: $(tail -1 "$OUT/pytest.log")"
   grep -E "^FAILED|Error" "$OUT/pytest.log" | head -20
 fi
 if [ "${BENCH:-1}" = 1 ]; then
   t0=$(date +%s)
-  LIGHTRING_BUILD_DIR="$BP" python3 bench/docs_bench.py --anchors .anchors --impls lightring,fla --check \
+  LIGHTRING_BUILD_DIR="$BP" python3 bench/docs_bench.py --anchors .anchors --impls lightring --check \
     --rows 8192:uniform:1..2048,8192:fixed:64,8192:uniform:1..256 -w 1 -n 2 --out "$OUT/docs-check.jsonl" \
     >"$OUT/docs-check.log" 2>&1
   echo "docs --check: rc=$? in $(($(date +%s) - t0)) s"

@@ -144,7 +144,7 @@ def check_errors():
 
 
 def main():
-    lrd.init(backend="gloo")
+    lrd.init(backend="gloo", device="cpu")
     p, rank = dist.get_world_size(), dist.get_rank()
     seed = 0
     for name, lengths, shards in layouts(p):
