@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "csrc/data/loader.h"
 #include "csrc/data/sp_slice.h"
+#include "csrc/model/generate.h"
 #include "csrc/model/transnormer.h"
 #include "kernels/documents.h"
 #include "launch/train_checkpoint.h"
@@ -114,6 +115,7 @@ class Trainer {
   void train_step(int64_t step);
   void evaluate(int64_t step);
   void save(int64_t step);
+  void sample();
   std::vector<torch::Tensor> replica_tensors();
 
   const TrainOptions& o_;
@@ -338,8 +340,43 @@ void Trainer::save(int64_t step) {
   if (root_) std::cout << "saved " << file << std::endl;
 }
 
+// Rank 0 prints a sample: the prompt after the start-of-document token (EOS), bytes shown as
+// text for byte-level data (other bytes escaped), token ids otherwise.
+void Trainer::sample() {
+  if (!root_ || o_.sample_tokens == 0) return;
+  g_activity = "sampling";
+  std::vector<int64_t> prompt = {dataset_.eos                           ? int64_t{*dataset_.eos}
+                                 : o_.data.format == "synthetic-recall" ? data::kRecallBos
+                                                                        : 0};
+  for (const unsigned char c : o_.prompt) prompt.push_back(c);
+  model::SamplingOptions so;
+  so.num_tokens = o_.sample_tokens;
+  so.temperature = o_.temperature;
+  so.top_k = o_.top_k;
+  so.seed = o_.seed;
+  const std::vector<int64_t> tokens = model::generate(model_, prompt, so);
+  const bool bytes = o_.data.format == "fortunes" || o_.data.format == "text";
+  std::string text = o_.prompt;
+  for (const int64_t t : tokens) {
+    if (bytes && t == data::kByteEos) {
+      text += "<|eos|>";
+    } else if (bytes && (t >= 0x20 || t == '\n' || t == '\t')) {
+      text += static_cast<char>(t);
+    } else {
+      text += (bytes ? "\\x" : " ") + std::to_string(t);
+    }
+  }
+  std::cout << "sample (" << tokens.size() << " tokens, temperature " << o_.temperature
+            << (o_.top_k ? ", top-k " + std::to_string(o_.top_k) : std::string()) << "):\n"
+            << text << std::endl;
+}
+
 int Trainer::run() {
   setup();
+  if (o_.generate_only) {
+    sample();
+    return 0;
+  }
   const comm::GroupLayout& l = groups_.layout;
   if (root_) {
     std::cout << "lightring-train: " << model::describe(config_) << "\n  "
@@ -381,6 +418,7 @@ int Trainer::run() {
   if (stop_ && root_) std::cout << "stop requested (SIGTERM/SIGINT): saving and exiting\n";
   if (!stop_) evaluate(step);
   save(step);
+  if (!stop_) sample();
   if (root_)
     std::cout << "done: " << step << " steps in " << format_duration(seconds_since(start_))
               << std::endl;

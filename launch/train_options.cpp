@@ -137,7 +137,15 @@ bool parse_train_options(int argc, char** argv, bool print_help, TrainOptions* o
     ("eval-sequences", po::value(&o.eval_sequences)->default_value(16),
      "held-out sequences per evaluation (over all DP ranks)")
     ("peak-tflops", po::value(&o.peak_tflops)->default_value(0.0),
-     "peak dense TFLOP/s of one rank's device, for MFU (0: MFU not reported)");
+     "peak dense TFLOP/s of one rank's device, for MFU (0: MFU not reported)")
+    // samples
+    ("sample", po::value(&o.sample_tokens)->default_value(0),
+     "print a sample of N tokens from the model after training (rank 0; recurrent form)")
+    ("generate", po::bool_switch(&o.generate_only),
+     "only sample from the --resume checkpoint (--sample tokens, default 200), no training")
+    ("prompt", po::value(&o.prompt), "text the sample continues (byte-level data: fortunes, text)")
+    ("temperature", po::value(&o.temperature)->default_value(0.8), "sampling temperature (0: greedy)")
+    ("top-k", po::value(&o.top_k)->default_value(0), "sample among the k likeliest tokens (0: all)");
   // clang-format on
   po::variables_map vm;
   try {
@@ -224,6 +232,14 @@ bool parse_train_options(int argc, char** argv, bool print_help, TrainOptions* o
   LR_CHECK(o.eval_every >= 0, "--eval-every must be >= 0 (got ", o.eval_every, ")");
   LR_CHECK(o.eval_sequences >= 0, "--eval-sequences must be >= 0 (got ", o.eval_sequences, ")");
   LR_CHECK(o.peak_tflops >= 0, "--peak-tflops must be >= 0 (got ", o.peak_tflops, ")");
+  LR_CHECK(o.sample_tokens >= 0, "--sample must be >= 0 (got ", o.sample_tokens, ")");
+  LR_CHECK(!o.generate_only || !o.resume.empty(), "--generate needs --resume (the checkpoint)");
+  if (o.generate_only && o.sample_tokens == 0) o.sample_tokens = 200;
+  LR_CHECK(o.temperature >= 0 && std::isfinite(o.temperature), "--temperature must be >= 0 (got ",
+           o.temperature, ")");
+  LR_CHECK(o.top_k >= 0, "--top-k must be >= 0 (got ", o.top_k, ")");
+  LR_CHECK(o.prompt.empty() || o.data.format == "fortunes" || o.data.format == "text",
+           "--prompt needs byte-level data (--data fortunes or text), not ", o.data.format);
   // The sizes themselves (head dim limits, divisibility) are checked once the vocabulary is
   // known; check them now with a stand-in vocabulary so that a bad size fails before any data.
   model::validate(o.model_config(2));

@@ -49,6 +49,13 @@ struct TrainOptions {
   int64_t eval_sequences = 16;  // validation sequences per evaluation (all DP ranks together)
   double peak_tflops = 0.0;     // per rank, for MFU; 0: MFU not reported
 
+  // Samples (rank 0, the recurrent form of csrc/model/generate.h).
+  int64_t sample_tokens = 0;   // --sample: tokens printed after training; 0: none
+  bool generate_only = false;  // --generate: load --resume, print a sample, exit (no training)
+  std::string prompt;          // byte-level data: the text after the start-of-document EOS
+  double temperature = 0.8;
+  int64_t top_k = 0;
+
   // The model config these flags give (vocab from the data when --vocab is 0).
   model::ModelConfig model_config(uint32_t data_vocab) const;
 };

@@ -10,7 +10,8 @@
 # fp32 rounding of the sums to ~1e-4 in the moments within 20 steps, so the equivalence runs
 # on real text, where every token is a target.)
 #   resume  --sp 2: save at step 6 of 12, resume from it: steps 7-12 and the final checkpoint
-#           bit-identical to the uninterrupted run
+#           bit-identical to the uninterrupted run; --generate from the checkpoint samples and
+#           changes nothing
 #   signal  SIGTERM during a run: every rank saves, exit status 0, the checkpoint resumes
 #   recall  synthetic-recall, --sp 2, 200 steps: recall accuracy on queries whose key is on the
 #           other shard above 0.45 (chance 0.25)
@@ -69,7 +70,12 @@ case $case_name in
     run 2 --sp 2 --steps 12 --resume full/ckpt-00000006.pt --log resumed.jsonl --save-dir resumed
     grep -q "resumed from full/ckpt-00000006.pt at step 6" "out.$$" || { cat "out.$$"; exit 1; }
     "$compare" --log full.jsonl resumed.jsonl --rtol 0 --from-step 6 &&
-      "$compare" --ckpt full/ckpt-00000012.pt resumed/ckpt-00000012.pt --rtol 0
+      "$compare" --ckpt full/ckpt-00000012.pt resumed/ckpt-00000012.pt --rtol 0 || exit 1
+    # --generate: a sample from the checkpoint, nothing trained or written.
+    before=$(ls -la --time-style=full-iso full)
+    run 1 --generate --resume full --sample 16
+    grep -q "sample (16 tokens" "out.$$" && [ "$before" == "$(ls -la --time-style=full-iso full)" ] ||
+      { cat "out.$$"; exit 1; }
     ;;
   signal)
     # SIGTERM to every rank, as a batch scheduler sends it at the end of a job's time (mpirun
