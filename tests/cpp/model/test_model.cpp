@@ -103,6 +103,10 @@ struct Case {
   bool scale_embedding;
 };
 
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << c.name;
+}
+
 class ModelVsReference : public ::testing::TestWithParam<Case> {};
 
 TEST_P(ModelVsReference, LogitsAndGradients) {

@@ -15,6 +15,8 @@
 #   signal  SIGTERM during a run: every rank saves, exit status 0, the checkpoint resumes
 #   recall  synthetic-recall, --sp 2, 200 steps: recall accuracy on queries whose key is on the
 #           other shard above 0.45 (chance 0.25)
+#   formats text (blocks), raw and llm.c token files, Megatron .bin/.idx, fortunes: files written
+#           here, 3 steps on --sp 2 each, finite losses and a validation row
 #   errors  bad inputs on 2 ranks: each exits != 0 within 60 s, every rank prints the reason,
 #           a failed resume changes nothing on disk
 set -uo pipefail
@@ -117,6 +119,58 @@ acc = final["recall_acc_other_shard"]
 print(f"recall accuracy on queries whose key is on the other shard: {acc:.3f} (threshold 0.45, chance 0.25)")
 sys.exit(0 if acc > 0.45 else 1)
 PY
+    ;;
+  formats)
+    # Every file format end to end, --sp 2 with documents: files written here, 3 steps each,
+    # the data the header names, finite losses in the log.
+    common=(--seq-len 96 --log-every 1000)
+    python3 - <<'PY' || exit 1
+import os, random, struct
+random.seed(3)
+docs = [[random.randrange(1, 300) for _ in range(random.randrange(5, 60))] for _ in range(80)]
+with open("raw.bin", "wb") as f:  # nanoGPT: raw uint16, EOS 0 after every document
+    for d in docs:
+        f.write(struct.pack(f"<{len(d) + 1}H", *d, 0))
+with open("llmc.bin", "wb") as f:  # llm.c: 256 int32 header (GPT-2 magic, v1, count), uint16
+    toks = [t for d in docs for t in [0] + d]
+    f.write(struct.pack("<256i", 20240520, 1, len(toks), *([0] * 253)))
+    f.write(struct.pack(f"<{len(toks)}H", *toks))
+with open("mega.bin", "wb") as f:  # Megatron MMIDIDX v1, int32 tokens, one sequence per doc
+    for d in docs:
+        f.write(struct.pack(f"<{len(d)}i", *d))
+with open("mega.idx", "wb") as f:
+    n = len(docs)
+    f.write(b"MMIDIDX\x00\x00" + struct.pack("<QBQQ", 1, 4, n, n + 1))
+    f.write(struct.pack(f"<{n}i", *[len(d) for d in docs]))
+    ptr, ptrs = 0, []
+    for d in docs:
+        ptrs.append(ptr)
+        ptr += 4 * len(d)
+    f.write(struct.pack(f"<{n}q", *ptrs))
+    f.write(struct.pack(f"<{n + 1}q", *range(n + 1)))
+os.makedirs("texts", exist_ok=True)
+for i in range(30):
+    with open(f"texts/{i:02d}.txt", "w") as f:
+        f.write("\n\n".join(f"document {i}.{j}: " + "lorem ipsum " * (j + 1) for j in range(4)))
+PY
+    formats=("--data text --data-path texts --text-split block|text texts"
+             "--data tokens --data-path raw.bin --eos 0|raw.bin"
+             "--data tokens --data-path llmc.bin --eos 0|llmc.bin"
+             "--data megatron --data-path mega --eos 0|mega"
+             "--data fortunes|fortunes")
+    for f in "${formats[@]}"; do
+      IFS='|' read -r flags name <<< "$f"
+      # shellcheck disable=SC2086
+      run 2 --sp 2 --steps 3 --val-fraction 0.1 --eval-sequences 4 $flags --log fmt.jsonl
+      grep -q "^  data .*$name: " "out.$$" || { echo "FAILED: $flags: no data $name"; cat "out.$$"; exit 1; }
+      python3 -c "import json, math, sys; r = [json.loads(l) for l in open('fmt.jsonl')]
+t = [x['loss'] for x in r if x['kind'] == 'train']; e = [x for x in r if x['kind'] == 'eval']
+sys.exit(0 if len(t) == 3 and all(math.isfinite(v) for v in t) and e else 1)" ||
+        { echo "FAILED: $flags: log"; cat fmt.jsonl; exit 1; }
+      echo "ok: $flags: $(grep -o 'V=[0-9]*' "out.$$")"
+    done
+    # Token ids beyond --vocab are an error of the data, on every rank.
+    expect_error 2 "is >= the vocabulary size 100" --data tokens --data-path raw.bin --eos 0 --vocab 100
     ;;
   errors)
     common=(--log-every 1000 --eval-sequences 0 --seq-len 128)
