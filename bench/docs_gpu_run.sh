@@ -40,7 +40,7 @@ if [ "${TESTS:-1}" = 1 ]; then
     --gtest_filter="$F" --gtest_brief=1 >"$OUT/sanitize-memcheck.log" 2>&1
   echo "compute-sanitizer memcheck: rc=$? in $(($(date +%s) - t0)) s $(grep -E 'ERROR SUMMARY|tests ran|PASSED' "$OUT/sanitize-memcheck.log" | tr '\n' ' ')"
   t0=$(date +%s)
-  LIGHTRING_BUILD_DIR="$BP" python3 -m pytest -q -rs tests/python/test_documents.py \
+  LIGHTRING_BUILD_DIR="$BP" python3 -m pytest -q -rs tests/python/test_documents.py ${PYTEST_ARGS:-} \
     >"$OUT/pytest.log" 2>&1
   echo "pytest (GPU torch): rc=$? in $(($(date +%s) - t0)) s: $(tail -1 "$OUT/pytest.log")"
   grep -E "^FAILED|Error" "$OUT/pytest.log" | head -20

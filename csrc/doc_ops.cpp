@@ -8,8 +8,9 @@
 // States, fp32 contiguous, on the device of q:
 //   initial_state        [1, H, D, E] S_in, read only when continues (the prefix state)
 //   doc_initial_states   [K, H, D, E] entry i read when piece i starts its document
-//   doc_final_states     [K, H, D, E] (returned) entry i the final state of piece i's document
-//                        when piece i ends it, zero otherwise (the last piece when !ends)
+//   doc_final_states     [K, H, D, E] (returned when asked) entry i the final state of piece
+//                        i's document when piece i ends it, zero otherwise (the last piece
+//                        when !ends); not asked: not computed (K states can be gigabytes)
 //   final_state          [1, H, D, E] (returned when asked) the state after the last token
 // Backward mirrors them: d_doc_final_states (entry i read when piece i ends its document),
 // d_final_state (G, read only when !ends), and returns d_doc_initial_states (entry i when piece
@@ -75,18 +76,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_docs_impl(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
     const Optional<at::Tensor>& decay, double scale, const at::Tensor& offsets, bool continues,
     bool ends, const Optional<at::Tensor>& initial_state,
-    const Optional<at::Tensor>& doc_initial_states, bool output_final_state, int64_t block_size) {
+    const Optional<at::Tensor>& doc_initial_states, bool output_doc_final_states,
+    bool output_final_state, int64_t block_size) {
   kernels::ForwardParams p;
   static_cast<kernels::Problem&>(p) = make_problem(q, "q", &k, v, "v", decay, scale, block_size);
   p.docs = documents_of(offsets, continues, ends);
   const c10::DeviceGuard guard(q.device());
   at::Tensor o = empty_rows_like(v, p.v_dim);
-  at::Tensor finals = zero_pieces(p, q.device());
+  at::Tensor finals = output_doc_final_states ? zero_pieces(p, q.device()) : none_tensor(q);
   at::Tensor final_state = output_final_state ? empty_state(p, q.device()) : none_tensor(q);
   bind_tensors(&p, q, k, v, o);
   p.initial_state = state_ptr(initial_state, "initial_state", p, q.device());
   p.doc_initial_states = piece_states(doc_initial_states, "doc_initial_states", p, q.device());
-  p.doc_final_states = finals.data_ptr<float>();
+  p.doc_final_states = output_doc_final_states ? finals.data_ptr<float>() : nullptr;
   p.final_state = output_final_state ? final_state.data_ptr<float>() : nullptr;
   kernels::forward(p);
   return {o, finals, final_state};
@@ -124,10 +126,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_docs(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
     const Optional<at::Tensor>& decay, double scale, const at::Tensor& offsets, bool continues,
     bool ends, const Optional<at::Tensor>& initial_state,
-    const Optional<at::Tensor>& doc_initial_states, bool output_final_state, int64_t block_size) {
+    const Optional<at::Tensor>& doc_initial_states, bool output_doc_final_states,
+    bool output_final_state, int64_t block_size) {
   return torch_errors([&] {
     return forward_docs_impl(q, k, v, decay, scale, offsets, continues, ends, initial_state,
-                             doc_initial_states, output_final_state, block_size);
+                             doc_initial_states, output_doc_final_states, output_final_state,
+                             block_size);
   });
 }
 
@@ -151,7 +155,8 @@ TORCH_LIBRARY_FRAGMENT(lightring, m) {
   m.def(
       "forward_docs(Tensor q, Tensor k, Tensor v, Tensor? decay, float scale, Tensor offsets, "
       "bool continues, bool ends, Tensor? initial_state, Tensor? doc_initial_states, "
-      "bool output_final_state, int block_size) -> (Tensor, Tensor, Tensor)");
+      "bool output_doc_final_states, bool output_final_state, int block_size) -> "
+      "(Tensor, Tensor, Tensor)");
   m.def(
       "backward_docs(Tensor q, Tensor k, Tensor v, Tensor d_o, Tensor? decay, float scale, "
       "Tensor offsets, bool continues, bool ends, Tensor? initial_state, "

@@ -48,9 +48,11 @@ def register_fakes():
 
     @register("lightring::forward_docs")
     def _forward_docs(q, k, v, decay, scale, offsets, continues, ends, initial_state,
-                      doc_initial_states, output_final_state, block_size):
-        return (_empty_rows_like(v, v.shape[3]), _pieces(q, v, offsets),
-                _state(q, v, output_final_state))
+                      doc_initial_states, output_doc_final_states, output_final_state,
+                      block_size):
+        finals = _pieces(q, v, offsets) if output_doc_final_states else \
+            q.new_empty((0,), dtype=torch.float32)
+        return (_empty_rows_like(v, v.shape[3]), finals, _state(q, v, output_final_state))
 
     @register("lightring::backward_docs")
     def _backward_docs(q, k, v, d_o, decay, scale, offsets, continues, ends, initial_state,

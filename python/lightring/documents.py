@@ -99,12 +99,12 @@ class LocalDocuments(torch.autograd.Function):
                 output_final_state):
         s0 = None if initial_state is None else functional.state(initial_state)
         o, finals, _ = torch.ops.lightring.forward_docs(q, k, v, decay, scale, offsets, False,
-                                                        True, None, s0, False, block_size)
+                                                        True, None, s0, output_final_state, False,
+                                                        block_size)
         ctx.save_for_backward(q, k, v, decay, s0, offsets)
         ctx.scale, ctx.block_size = scale, block_size
         ctx.output_final_state = output_final_state
         if not output_final_state:
-            finals = q.new_empty((0,), dtype=torch.float32)
             ctx.mark_non_differentiable(finals)
         return o, finals
 
@@ -165,7 +165,8 @@ class ShardedDocuments(torch.autograd.Function):
         excl, _ = ex.prefix(a, x, reverse=False)
         s_in = excl.contiguous() if p.continues else None
         o, finals, _ = torch.ops.lightring.forward_docs(
-            q, k, v, decay, scale, p.tensor(), p.continues, p.ends, s_in, s0, False, block_size)
+            q, k, v, decay, scale, p.tensor(), p.continues, p.ends, s_in, s0, output_final_state,
+            False, block_size)
         if output_final_state:
             full = q.new_zeros((num_docs,) + tuple(finals.shape[1:]), dtype=torch.float32)
             full.narrow(0, first, count).copy_(finals)  # rows of the documents that end here
