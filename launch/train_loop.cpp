@@ -19,6 +19,7 @@
 #include "launch/train_checkpoint.h"
 #include "launch/train_dist.h"
 #include "launch/train_log.h"
+#include "launch/train_reduce.h"
 
 namespace lightring::launch {
 
@@ -126,6 +127,7 @@ class Trainer {
   model::ModelConfig config_;
   model::TransNormerLM model_{nullptr};
   std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::unique_ptr<GradientReducer> reducer_;
   std::unique_ptr<data::ShardedLoader> loader_;
   std::unique_ptr<JsonlLog> log_;
   int64_t first_step_ = 0;  // completed steps at start (resume)
@@ -165,6 +167,7 @@ void Trainer::setup() {
   torch::optim::AdamWOptions adam(o_.lr);
   adam.betas({o_.beta1, o_.beta2}).eps(o_.adam_eps).weight_decay(o_.weight_decay);
   optimizer_ = std::make_unique<torch::optim::AdamW>(model_->parameters(), adam);
+  reducer_ = std::make_unique<GradientReducer>(world_, model_->parameters(), o_.bucket_mb * 1e6);
   loader_ = std::make_unique<data::ShardedLoader>(*dataset_.train, groups_.layout.dp_rank,
                                                   groups_.layout.dp_size);
   if (!o_.resume.empty()) {
@@ -216,21 +219,14 @@ void Trainer::train_step(int64_t step) {
 
   const torch::Tensor logits = logits_of(model_, batch, attention_);
   const torch::Tensor local = loss_sum(logits, batch.targets);
+  // The gradient buckets are summed over the world while backward runs (train_reduce.h).
+  reducer_->begin();
   (local / tokens).backward();
-
-  // One flat buffer: every gradient, then this rank's loss sum.
+  reducer_->finish();
+  double loss = local.item<double>();
+  all_reduce_sum(world_, &loss, 1, "the loss");
+  loss /= tokens;
   std::vector<torch::Tensor> params = model_->parameters();
-  std::vector<torch::Tensor> flat_parts;
-  for (const auto& p : params) flat_parts.push_back(p.grad().flatten());
-  flat_parts.push_back(local.detach().view({1}));
-  torch::Tensor flat = torch::cat(flat_parts);
-  all_reduce_sum(world_, flat.data_ptr<float>(), flat.numel(), "the gradients");
-  int64_t offset = 0;
-  for (auto& p : params) {
-    p.mutable_grad().copy_(flat.narrow(0, offset, p.numel()).view_as(p));
-    offset += p.numel();
-  }
-  const double loss = flat[offset].item<double>() / tokens;
   const double grad_norm = torch::nn::utils::clip_grad_norm_(
       params, o_.grad_clip > 0 ? o_.grad_clip : std::numeric_limits<double>::infinity());
   const double lr = learning_rate(o_, step - 1);
@@ -386,10 +382,10 @@ int Trainer::run() {
               << "  " << l.world_size << " ranks = --dp " << l.dp_size << " x --sp " << l.sp_size
               << " (" << world_.backend_name() << ", schedule "
               << parallel::schedule_name(o_.schedule) << ", timeout " << world_.timeout_s()
-              << " s)\n  data " << dataset_.description << ": " << o_.data.seq_len
-              << " tokens per sequence (" << o_.data.seq_len / l.sp_size << "+ per SP rank), "
-              << o_.batch << " per DP rank, " << int64_t{l.dp_size} * o_.batch * o_.data.seq_len
-              << " tokens per step, "
+              << " s, gradients in " << reducer_->num_buckets() << " all-reduce buckets)\n  data "
+              << dataset_.description << ": " << o_.data.seq_len << " tokens per sequence ("
+              << o_.data.seq_len / l.sp_size << "+ per SP rank), " << o_.batch << " per DP rank, "
+              << int64_t{l.dp_size} * o_.batch * o_.data.seq_len << " tokens per step, "
               << (documents_ ? "attention restarts at every document"
                              : "attention runs across documents")
               << "\n  steps " << o_.steps << ", lr " << o_.lr << " (warmup " << o_.warmup

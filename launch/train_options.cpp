@@ -85,6 +85,9 @@ bool parse_train_options(int argc, char** argv, bool print_help, TrainOptions* o
     ("timeout", po::value(&o.timeout_s),
      "seconds a rank waits for a peer before failing (default: LIGHTRING_COMM_TIMEOUT_S, else 300)")
     ("threads", po::value(&o.threads)->default_value(1), "torch threads per rank")
+    ("bucket-mb", po::value(&o.bucket_mb)->default_value(25.0),
+     "gradient all-reduce buckets of this many MB, each started as soon as backward has "
+     "produced its gradients (0: one bucket)")
     // data
     ("data", po::value(&o.data.format)->default_value("synthetic-recall"),
      "dataset: synthetic-recall (generated) | fortunes (Debian's fortunes) | text (files or a "
@@ -180,6 +183,8 @@ bool parse_train_options(int argc, char** argv, bool print_help, TrainOptions* o
   LR_CHECK(vm.count("timeout") == 0 || (o.timeout_s > 0 && std::isfinite(o.timeout_s)),
            "--timeout must be a positive number of seconds (got ", o.timeout_s, ")");
   LR_CHECK(o.threads >= 1, "--threads must be >= 1 (got ", o.threads, ")");
+  LR_CHECK(o.bucket_mb >= 0 && std::isfinite(o.bucket_mb), "--bucket-mb must be >= 0 (got ",
+           o.bucket_mb, ")");
 
   check_format(o.data.format);
   const bool needs_path =

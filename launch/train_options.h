@@ -23,6 +23,7 @@ struct TrainOptions {
   parallel::Schedule schedule = parallel::Schedule::kAuto;
   double timeout_s = 0.0;  // --timeout; 0: LIGHTRING_COMM_TIMEOUT_S or the default
   int threads = 1;         // torch intra-op threads per rank
+  double bucket_mb = 25;   // gradient all-reduce bucket size (MB); 0: one bucket
 
   // Data.
   data::DataOptions data;  // format, path, seq_len, seed, split, recall sizes

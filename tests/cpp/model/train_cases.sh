@@ -3,8 +3,9 @@
 #   train_cases.sh CASE TRAIN COMPARE WORKDIR MPIRUN...
 # Every case fails (exit != 0) on a wrong number or a missing message; the numbers are
 # compared by train_compare (the exit status of a real comparison, not a printed pass line).
-#   sp      fortunes, --sp 2 vs --sp 1, 20 steps: every step's loss and the final weights and
-#           AdamW moments within 1e-5 relative (the norm of each tensor's difference)
+#   sp      fortunes, --sp 2 (several gradient buckets) vs --sp 1 (one), 20 steps: every step's loss
+#           and the final weights and AdamW moments within 1e-5 relative (the norm of each
+#           tensor's difference)
 #   dp      fortunes, --dp 2 --batch 2 vs --dp 1 --batch 4 (the same global batch): the same
 # (On synthetic-recall only 8 of 96 targets count: the sparse gradients let AdamW amplify the
 # fp32 rounding of the sums to ~1e-4 in the moments within 20 steps, so the equivalence runs
@@ -57,7 +58,8 @@ expect_error() {  # expect_error NP NEEDLE ARGS...: fails unless every rank repo
 case $case_name in
   sp)
     run 1 --data fortunes --steps 20 --log sp1.jsonl --save-dir sp1
-    run 2 --data fortunes --sp 2 --steps 20 --log sp2.jsonl --save-dir sp2
+    run 2 --data fortunes --sp 2 --steps 20 --log sp2.jsonl --save-dir sp2 --bucket-mb 0.05
+    grep -Eq "gradients in ([2-9]|[1-9][0-9]+) all-reduce buckets" "out.$$" || { cat "out.$$"; exit 1; }
     "$compare" --log sp1.jsonl sp2.jsonl --rtol 1e-5 &&
       "$compare" --ckpt sp1/ckpt-00000020.pt sp2/ckpt-00000020.pt --rtol 1e-5
     ;;
@@ -68,8 +70,9 @@ case $case_name in
       "$compare" --ckpt dp1/ckpt-00000020.pt dp2/ckpt-00000020.pt --rtol 1e-5
     ;;
   resume)
-    run 2 --sp 2 --steps 12 --save-every 6 --log full.jsonl --save-dir full
-    run 2 --sp 2 --steps 12 --resume full/ckpt-00000006.pt --log resumed.jsonl --save-dir resumed
+    run 2 --sp 2 --steps 12 --save-every 6 --log full.jsonl --save-dir full --bucket-mb 0.05
+    run 2 --sp 2 --steps 12 --resume full/ckpt-00000006.pt --log resumed.jsonl --save-dir resumed \
+      --bucket-mb 0.05
     grep -q "resumed from full/ckpt-00000006.pt at step 6" "out.$$" || { cat "out.$$"; exit 1; }
     "$compare" --log full.jsonl resumed.jsonl --rtol 0 --from-step 6 &&
       "$compare" --ckpt full/ckpt-00000012.pt resumed/ckpt-00000012.pt --rtol 0 || exit 1
