@@ -76,6 +76,21 @@ case $case_name in
     grep -q "resumed from full/ckpt-00000006.pt at step 6" "out.$$" || { cat "out.$$"; exit 1; }
     "$compare" --log full.jsonl resumed.jsonl --rtol 0 --from-step 6 &&
       "$compare" --ckpt full/ckpt-00000012.pt resumed/ckpt-00000012.pt --rtol 0 || exit 1
+    # Python reads the checkpoint with torch.load (where Debian's python3-torch is installed).
+    if /usr/bin/python3 -c "import torch" 2> /dev/null; then
+      /usr/bin/python3 - full/ckpt-00000012.pt <<'PY' || exit 1
+import sys, torch
+c = torch.load(sys.argv[1])
+assert c["format"] == "lightring-train/1" and c["step"] == 12, (c["format"], c["step"])
+assert c["config"]["d_model"] == 64 and len(c["model"]) == 12, c["config"]
+w = c["model"]["lm_head.weight"]
+assert w.shape == (c["config"]["vocab_size"], 64) and w.dtype == torch.float32
+assert c["optimizer"]["lm_head.weight"]["step"] == 12
+print("torch.load: step", c["step"], "data position", c["data"]["epoch"], c["data"]["sequence"])
+PY
+    else
+      echo "python3-torch not installed: torch.load of the checkpoint not checked"
+    fi
     # --generate: a sample from the checkpoint, nothing trained or written.
     before=$(ls -la --time-style=full-iso full)
     run 1 --generate --resume full --sample 16
@@ -180,6 +195,7 @@ sys.exit(0 if len(t) == 3 and all(math.isfinite(v) for v in t) and e else 1)" ||
     expect_error 2 "--preset: unknown preset '7b'" --preset 7b
     expect_error 2 "--dp 3 x --sp 1 = 3 ranks, but the job has 2" --dp 3
     expect_error 2 "--lr must be > 0" --lr -1
+    expect_error 2 "--timeout must be a positive number of seconds" --timeout 0
     expect_error 2 "--data-path is required for --data text" --data text
     expect_error 2 "text path not found: $work/none" --data text --data-path "$work/none"
     mkdir -p empty && printf '\n\n  \n' > empty/blank.txt
@@ -193,6 +209,8 @@ sys.exit(0 if len(t) == 3 and all(math.isfinite(v) for v in t) and e else 1)" ||
       --steps 4 --resume truncated.pt --save-dir good
     expect_error 2 "d_model: 64 in the checkpoint, 32 in this run" \
       --steps 4 --d-model 32 --resume good --save-dir good --log good.jsonl
+    expect_error 2 "vocab_size: 131 in the checkpoint, 300 in this run" \
+      --steps 4 --vocab 300 --resume good --save-dir good
     expect_error 2 "--resume: no checkpoint file 'missing.pt'" --resume missing.pt
     after=$(ls -la --time-style=full-iso good; sha256sum good/* truncated.pt)
     [ "$before" == "$after" ] && [ ! -e good.jsonl ] ||
