@@ -5,6 +5,8 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <limits>
 #include <sstream>
@@ -132,7 +134,9 @@ class Trainer {
   std::unique_ptr<JsonlLog> log_;
   int64_t first_step_ = 0;  // completed steps at start (resume)
   bool root_ = false, stop_ = false;
-  bool documents_ = false;  // the attention restarts at the document boundaries of a sequence
+  bool documents_ = false;
+  int64_t fail_at_step_ = -1;  // LIGHTRING_TRAIN_FAIL_AT on this rank (tests), -1: never  // the
+                               // attention restarts at the document boundaries of a sequence
   Clock::time_point start_;
   double train_seconds_ = 0.0;
 };
@@ -155,6 +159,15 @@ void Trainer::setup() {
                   "lightring-train: --data " + o_.data.format +
                       (o_.data.path.empty() ? "" : " --data-path " + o_.data.path));
 
+  // Fault injection for the no-hang tests: LIGHTRING_TRAIN_FAIL_AT=STEP@RANK makes world rank
+  // RANK throw at the start of step STEP (docs/training.md).
+  if (const char* env = std::getenv("LIGHTRING_TRAIN_FAIL_AT"); env && *env) {
+    long long step = -1, rank = -1;
+    char tail = 0;
+    LR_CHECK(std::sscanf(env, "%lld@%lld%c", &step, &rank, &tail) == 2 && step >= 1 && rank >= 0,
+             "LIGHTRING_TRAIN_FAIL_AT must be STEP@RANK (got '", env, "')");
+    if (rank == world_.rank()) fail_at_step_ = step;
+  }
   g_activity = "setting up the process groups";
   groups_ = comm::make_groups(world_, o_.sp);
   attention_.sp = groups_.sp.get();
@@ -209,6 +222,7 @@ std::vector<torch::Tensor> Trainer::replica_tensors() {
 void Trainer::train_step(int64_t step) {
   const auto t0 = Clock::now();
   g_activity = "training";
+  LR_CHECK(step != fail_at_step_, "injected failure at step ", step, " (LIGHTRING_TRAIN_FAIL_AT)");
   const Batch batch = make_batch(loader_->next_batch(o_.batch), o_.sp, groups_.layout.sp_rank,
                                  documents_ ? &attention_ : nullptr);
   // The global target count (the loss's denominator) and the stop request, agreed.
@@ -386,8 +400,9 @@ int Trainer::run() {
               << dataset_.description << ": " << o_.data.seq_len << " tokens per sequence ("
               << o_.data.seq_len / l.sp_size << "+ per SP rank), " << o_.batch << " per DP rank, "
               << int64_t{l.dp_size} * o_.batch * o_.data.seq_len << " tokens per step, "
-              << (documents_ ? "attention restarts at every document"
-                             : "attention runs across documents")
+              << (documents_                      ? "attention restarts at every document"
+                  : dataset_.documents != nullptr ? "attention runs across documents"
+                                                  : "one sample per sequence")
               << "\n  steps " << o_.steps << ", lr " << o_.lr << " (warmup " << o_.warmup
               << ", cosine to " << o_.min_lr << "), AdamW wd " << o_.weight_decay << ", clip "
               << o_.grad_clip << ", seed " << o_.seed << std::endl;

@@ -19,7 +19,8 @@
 #   formats text (blocks), raw and llm.c token files, Megatron .bin/.idx, fortunes: files written
 #           here, 3 steps on --sp 2 each, finite losses and a validation row
 #   errors  bad inputs on 2 ranks: each exits != 0 within 60 s, every rank prints the reason,
-#           a failed resume changes nothing on disk
+#           a failed resume changes nothing on disk; a rank failing at step 3 (injected) ends
+#           both ranks within 30 s (--timeout 100)
 set -uo pipefail
 case_name=$1 train=$2 compare=$3 work=$4
 shift 4
@@ -212,6 +213,12 @@ sys.exit(0 if len(t) == 3 and all(math.isfinite(v) for v in t) and e else 1)" ||
     expect_error 2 "vocab_size: 131 in the checkpoint, 300 in this run" \
       --steps 4 --vocab 300 --resume good --save-dir good
     expect_error 2 "--resume: no checkpoint file 'missing.pt'" --resume missing.pt
+    # A rank that fails in the middle of training (injected): the other, waiting in the
+    # exchange or the all-reduce, stops at once with the reason instead of waiting for --timeout.
+    start=$SECONDS
+    LIGHTRING_TRAIN_FAIL_AT=3@1 expect_error 2 "injected failure at step 3" --sp 2 --steps 10 \
+      --timeout 100
+    [ $((SECONDS - start)) -lt 30 ] || { echo "FAILED: the failure took $((SECONDS - start)) s"; exit 1; }
     after=$(ls -la --time-style=full-iso good; sha256sum good/* truncated.pt)
     [ "$before" == "$after" ] && [ ! -e good.jsonl ] ||
       { echo "FAILED: a failed resume changed files"; exit 1; }
