@@ -135,6 +135,17 @@ std::string save_checkpoint(const std::string& dir, model::TransNormerLM& model,
   return file.string();
 }
 
+void check_save_dir(const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  LR_CHECK(!ec && fs::is_directory(dir), "--save-dir: cannot create '", dir, "': ", ec.message());
+  const fs::path probe = fs::path(dir) / ".lightring-write-test";
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  LR_CHECK(fd >= 0, "--save-dir: cannot write in '", dir, "': ", std::strerror(errno));
+  ::close(fd);
+  ::unlink(probe.c_str());
+}
+
 std::string resolve_checkpoint(const std::string& path) {
   std::error_code ec;
   if (fs::is_directory(path, ec)) {

@@ -42,6 +42,10 @@ struct CheckpointInfo {
 std::string save_checkpoint(const std::string& dir, model::TransNormerLM& model,
                             torch::optim::AdamW& optimizer, const CheckpointInfo& info);
 
+// Creates dir if needed and checks that a file can be written there (and removes it); throws
+// naming --save-dir otherwise.
+void check_save_dir(const std::string& dir);
+
 // A checkpoint file as given, or the file <dir>/latest names when `path` is a folder. Throws
 // naming the path when neither exists.
 std::string resolve_checkpoint(const std::string& path);

@@ -204,7 +204,15 @@ void Trainer::setup() {
   g_activity = "checking that every rank holds the same parameters";
   check_identical(world_, replica_tensors(), "parameters and optimizer state",
                   o_.resume.empty() ? "at start" : "after --resume");
-  if (root_) log_ = std::make_unique<JsonlLog>(o_.log_path, !o_.resume.empty());
+  error.clear();
+  try {
+    // An unwritable --save-dir fails now, not at the first checkpoint hours later.
+    if (root_ && !o_.save_dir.empty() && !o_.generate_only) check_save_dir(o_.save_dir);
+    log_ = std::make_unique<JsonlLog>(root_ ? o_.log_path : std::string(), !o_.resume.empty());
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  agree_on_errors(world_, error, "lightring-train: --log / --save-dir");
 }
 
 std::vector<torch::Tensor> Trainer::replica_tensors() {

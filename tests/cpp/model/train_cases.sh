@@ -197,6 +197,9 @@ sys.exit(0 if len(t) == 3 and all(math.isfinite(v) for v in t) and e else 1)" ||
     expect_error 2 "--dp 3 x --sp 1 = 3 ranks, but the job has 2" --dp 3
     expect_error 2 "--lr must be > 0" --lr -1
     expect_error 2 "--timeout must be a positive number of seconds" --timeout 0
+    expect_error 2 "--log: cannot write 'none/x.jsonl'" --log none/x.jsonl
+    touch plain_file
+    expect_error 2 "--save-dir: cannot create 'plain_file/ckpt'" --save-dir plain_file/ckpt
     expect_error 2 "--data-path is required for --data text" --data text
     expect_error 2 "text path not found: $work/none" --data text --data-path "$work/none"
     mkdir -p empty && printf '\n\n  \n' > empty/blank.txt
