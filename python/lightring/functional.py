@@ -13,6 +13,7 @@ anything runs (and, with a group, before any rank waits on another).
 import math
 
 import functools
+import warnings
 
 import torch
 
@@ -22,6 +23,23 @@ _LAYOUTS = ("bhnd", "bnhd")
 SCHEDULES = ("auto", "ring", "allgather", "scan")
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _MAX_BLOCK = 256
+
+
+def _looks_bnhd(q):
+    """Whether q, given without a layout (so read as [B, H, N, D]), looks like FLA's [B, T, H, D]:
+    more "heads" than models use (>= 64) and at least 4 times the "length", which itself is a
+    plausible head count (<= 128)."""
+    return q.dim() == 4 and q.shape[1] >= 64 and q.shape[1] >= 4 * q.shape[2] and \
+        q.shape[2] <= 128
+
+
+def _warn_layout(q):
+    warnings.warn(
+        f"lightning_attention: q has shape {_shape(q)} and no layout was given, so it is read as "
+        f"[B, H, N, D] (H = {q.shape[1]} heads of length N = {q.shape[2]}); it looks like FLA's "
+        f"[B, T, H, D] layout: pass layout='bnhd' for [B, T, H, D] tensors (or "
+        f"lightring.compat.fla), or layout='bhnd' to say that this is meant",
+        UserWarning, stacklevel=3)
 
 
 def _compiling():
@@ -84,8 +102,13 @@ def check_inputs(q, k, v, decay, initial_state, layout, scale, block_size):
             raise TypeError(f"decay must be a float32 tensor of shape [H] or None "
                             f"(got {type(decay).__name__}); see lightring.slopes(H)")
         if decay.dim() != 1 or decay.shape[0] != h:
+            other = q.shape[2] if layout == "bhnd" else q.shape[1]
+            hint = (f"; with {dims} q's heads are dim {1 if layout == 'bhnd' else 2}: for "
+                    f"{'[B, N, H, D]' if layout == 'bhnd' else '[B, H, N, D]'} tensors pass "
+                    f"layout={'bnhd' if layout == 'bhnd' else 'bhnd'!r}") \
+                if decay.dim() == 1 and decay.shape[0] == other else ""
             raise ValueError(f"decay must have shape [H] = [{h}], one rate per head "
-                             f"(got shape {_shape(decay)})")
+                             f"(got shape {_shape(decay)}){hint}")
         if decay.dtype != torch.float32:
             raise TypeError(f"decay must be float32 (got {decay.dtype})")
         if decay.device != q.device:
@@ -202,8 +225,8 @@ class _LocalAttention(torch.autograd.Function):
 
 
 def lightning_attention(q, k, v, decay=None, *, scale=1.0, initial_state=None,
-                        output_final_state=False, layout="bhnd", group=None, schedule="auto",
-                        block_size=None, exchange=None, cu_seqlens=None):
+                        output_final_state=False, pair=False, layout=None, group=None,
+                        schedule="auto", block_size=None, exchange=None, cu_seqlens=None):
     """Causal Lightning Attention-2 with per-head decay.
 
     q, k: [B, H, N, D]; v: [B, H, N, E] (layout="bhnd"), or [B, N, H, *] with
@@ -240,8 +263,19 @@ def lightning_attention(q, k, v, decay=None, *, scale=1.0, initial_state=None,
     are then [N, H, D, E], one per document. With a group, pass the global offsets on every
     rank; only the torch exchange takes documents so far.
 
-    Returns o (in the layout of q), or (o, final_state) when output_final_state.
+    layout: "bhnd" ([B, H, N, D]) or "bnhd" ([B, N, H, D], FLA's [B, T, H, D]); None means
+    "bhnd", and warns when q looks like [B, T, H, D] (dim 1 >= 64 and >= 4x dim 2, dim 2 <= 128):
+    pass the layout explicitly to silence it.
+
+    Returns o (in the layout of q), or (o, final_state) when output_final_state. With
+    pair=True it always returns (o, final_state), final_state None unless output_final_state
+    (FLA's convention; `o, _ = lightning_attention(q, k, v)` would otherwise unpack o along the
+    batch when B = 2).
     """
+    if layout is None:
+        layout = "bhnd"
+        if isinstance(q, torch.Tensor) and not _compiling() and _looks_bnhd(q):
+            _warn_layout(q)
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)} (got {schedule!r})")
     if _ext.MODULE is None:
@@ -288,7 +322,9 @@ def lightning_attention(q, k, v, decay=None, *, scale=1.0, initial_state=None,
                                                exchange, error, offsets)
     if layout == "bnhd":
         o = o.transpose(1, 2)
-    return (o, final) if output_final_state else o
+    if output_final_state:
+        return o, final
+    return (o, None) if pair else o
 
 
 def _check_documents(q, k, v, decay, initial_state, layout, scale, block_size, cu_seqlens,
