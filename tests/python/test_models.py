@@ -6,7 +6,9 @@ the greedy sample of `--generate`."""
 import json
 import math
 import os
+import shutil
 import subprocess
+import sys
 
 import pytest
 import torch
@@ -301,3 +303,18 @@ def test_generate_equals_cpp(trained, temperature, top_k):
     assert prompt + render(new) == cpp
     if temperature == 0:  # the parallel prefill gives the same continuation
         assert model.generate(ids, 60, temperature=0) == new
+
+
+# --- sequence parallel ------------------------------------------------------------------------
+
+@pytest.mark.skipif(shutil.which("mpirun") is None or not torch.distributed.is_available(),
+                    reason="needs mpirun and torch.distributed")
+def test_sequence_parallel_equals_unsharded():
+    np_ = 2
+    cmd = [shutil.which("mpirun"), "--allow-run-as-root", "--oversubscribe", "-np", str(np_),
+           sys.executable, os.path.join(REPO, "tests", "python", "mp_model_worker.py")]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    for case in ("rows", "documents"):
+        passed = [r for r in range(np_) if f"PASS model_sp {case} rank {r}" in proc.stdout]
+        assert proc.returncode == 0 and len(passed) == np_, proc.stdout[-6000:]
