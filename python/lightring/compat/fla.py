@@ -130,10 +130,10 @@ def chunk_simple_gla(q, k, v, g=None, g_gamma=None, scale=None, initial_state=No
             s0 = s0.transpose(-1, -2)
         if s0.dtype != torch.float32:
             s0 = s0.float()
-    out = lightning_attention(q, k, v, decay, scale=scale, initial_state=s0,
-                              output_final_state=bool(output_final_state), layout="bnhd",
-                              group=group, schedule=schedule, cu_seqlens=cu_seqlens)
-    o, final = out if output_final_state else (out, None)
+    o, final = lightning_attention(q, k, v, decay, scale=scale, initial_state=s0,
+                                   output_final_state=bool(output_final_state), pair=True,
+                                   layout="bnhd", group=group, schedule=schedule,
+                                   cu_seqlens=cu_seqlens)
     o = o.contiguous()  # FLA's o is a contiguous [B, T, H, V] (o.view(B, T, -1) works)
     if final is not None and state_v_first:
         final = final.transpose(-1, -2)
