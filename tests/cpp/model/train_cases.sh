@@ -14,8 +14,8 @@
 #           bit-identical to the uninterrupted run; --generate from the checkpoint samples and
 #           changes nothing
 #   signal  SIGTERM during a run: every rank saves, exit status 0, the checkpoint resumes
-#   recall  synthetic-recall, --sp 2, 200 steps: recall accuracy on queries whose key is on the
-#           other shard above 0.45 (chance 0.25)
+#   recall  synthetic-recall, --sp 2, 120 steps: recall accuracy on queries whose key is on the
+#           other shard above 0.40 (chance 0.25)
 #   formats text (blocks), raw and llm.c token files, Megatron .bin/.idx, fortunes: files written
 #           here, 3 steps on --sp 2 each, finite losses and a validation row
 #   errors  bad inputs on 2 ranks: each exits != 0 within 60 s, every rank prints the reason,
@@ -124,9 +124,9 @@ PY
     # 4 keys, 4 values: each key's value is drawn independently and uniformly, so nothing but
     # the key's own pair predicts it (chance 0.25). The pairs sit before the queries, mostly on
     # shard 0; a query whose key is there is answered only through the state that crossed to
-    # shard 1. Measured: 0.53 at step 200 (0.40 at step 50).
+    # shard 1. Measured: 0.44 at step 50, 0.49 at step 100, 0.52 at step 150.
     common=()
-    run 2 --sp 2 --seq-len 32 --steps 200 --batch 32 --lr 1e-2 --warmup 20 --weight-decay 0 \
+    run 2 --sp 2 --seq-len 32 --steps 120 --batch 32 --lr 1e-2 --warmup 20 --weight-decay 0 \
       --recall-keys 4 --recall-pairs 4 --recall-queries 4 --eval-sequences 128 --log-every 50 \
       --log recall.jsonl
     cat "out.$$"
@@ -135,8 +135,8 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 final = [r for r in rows if r["kind"] == "eval"][-1]
 acc = final["recall_acc_other_shard"]
-print(f"recall accuracy on queries whose key is on the other shard: {acc:.3f} (threshold 0.45, chance 0.25)")
-sys.exit(0 if acc > 0.45 else 1)
+print(f"recall accuracy on queries whose key is on the other shard: {acc:.3f} (threshold 0.40, chance 0.25)")
+sys.exit(0 if acc > 0.40 else 1)
 PY
     ;;
   formats)
