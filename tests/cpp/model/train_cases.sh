@@ -11,8 +11,8 @@
 # fp32 rounding of the sums to ~1e-4 in the moments within 20 steps, so the equivalence runs
 # on real text, where every token is a target.)
 #   resume  --sp 2: save at step 6 of 12, resume from it: steps 7-12 and the final checkpoint
-#           bit-identical to the uninterrupted run; --generate from the checkpoint samples and
-#           changes nothing
+#           bit-identical to the uninterrupted run; torch.load reads the checkpoint;
+#           tools/plot_train.py plots the log; --generate samples and changes nothing
 #   signal  SIGTERM during a run: every rank saves, exit status 0, the checkpoint resumes
 #   recall  synthetic-recall, --sp 2, 120 steps: recall accuracy on queries whose key is on the
 #           other shard above 0.40 (chance 0.25)
@@ -91,6 +91,14 @@ print("torch.load: step", c["step"], "data position", c["data"]["epoch"], c["dat
 PY
     else
       echo "python3-torch not installed: torch.load of the checkpoint not checked"
+    fi
+    # tools/plot_train.py turns the appended log of the resumed run into a PNG (with matplotlib).
+    if /usr/bin/python3 -c "import matplotlib" 2> /dev/null; then
+      /usr/bin/python3 "$(dirname "$0")/../../../tools/plot_train.py" resumed.jsonl -o resumed.png &&
+        [ "$(head -c 8 resumed.png | od -An -tx1 | tr -d ' ')" == "89504e470d0a1a0a" ] ||
+        { echo "FAILED: tools/plot_train.py wrote no PNG"; exit 1; }
+    else
+      echo "python3-matplotlib not installed: tools/plot_train.py not checked"
     fi
     # --generate: a sample from the checkpoint, nothing trained or written.
     before=$(ls -la --time-style=full-iso full)
