@@ -161,9 +161,16 @@ PyModuleDef kModule = {PyModuleDef_HEAD_INIT, "_C",
 
 }  // namespace
 
+// csrc/data_module.cpp: the data pipeline's functions (data_open, data_next, ...).
+int lightring_add_data_functions(PyObject* module);
+
 PyMODINIT_FUNC PyInit__C() {
   PyObject* m = PyModule_Create(&kModule);
   if (m == nullptr) return nullptr;
+  if (lightring_add_data_functions(m) != 0) {
+    Py_DECREF(m);
+    return nullptr;
+  }
   // The torch release this library was compiled against: lightring/_ext.py refuses
   // to run it under another one (the C++ ABI differs between releases).
   const bool ok =
