@@ -1,6 +1,7 @@
 // The training loop of launch/train_loop.h.
 #include "launch/train_loop.h"
 
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #include <chrono>
@@ -86,9 +87,33 @@ Batch make_batch(const std::vector<data::Sequence>& seqs, int sp_size, int sp_ra
   return b;
 }
 
+// bf16 autocast (CPU) for the scope of one forward: matmuls and the attention run in bf16,
+// SRMSNorm in fp32 (it casts), the weights stay fp32 (autocast casts them per use, and their
+// gradients arrive in fp32).
+class Autocast {
+ public:
+  explicit Autocast(bool on) : on_(on) {
+    if (!on_) return;
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    at::autocast::set_cpu_enabled(true);
+  }
+  ~Autocast() {
+    if (!on_) return;
+    at::autocast::set_cpu_enabled(false);
+    at::autocast::clear_cache();
+  }
+
+ private:
+  bool on_;
+};
+
+// Logits in fp32 whatever the compute precision.
 torch::Tensor logits_of(model::TransNormerLM& model, const Batch& b,
-                        const model::AttentionGroup& attention) {
-  return b.rows.empty() ? model->forward(b.ids, attention) : model->forward(b.ids, b.rows);
+                        const model::AttentionGroup& attention, bool bf16) {
+  Autocast autocast(bf16);
+  const torch::Tensor logits =
+      b.rows.empty() ? model->forward(b.ids, attention) : model->forward(b.ids, b.rows);
+  return logits.to(torch::kFloat);
 }
 
 torch::Tensor loss_sum(const torch::Tensor& logits, const torch::Tensor& targets) {
@@ -239,7 +264,7 @@ void Trainer::train_step(int64_t step) {
   const double tokens = std::max(head[0], 1.0);
   stop_ = head[1] > 0;
 
-  const torch::Tensor logits = logits_of(model_, batch, attention_);
+  const torch::Tensor logits = logits_of(model_, batch, attention_, o_.bf16);
   const torch::Tensor local = loss_sum(logits, batch.targets);
   // The gradient buckets are summed over the world while backward runs (train_reduce.h).
   reducer_->begin();
@@ -301,7 +326,7 @@ void Trainer::evaluate(int64_t step) {
     for (size_t j = 0; j < seqs.size(); ++j) val->sequence(0, mine[i + j], seqs[j]);
     const Batch b =
         make_batch(seqs, o_.sp, groups_.layout.sp_rank, documents_ ? &attention_ : nullptr);
-    const torch::Tensor logits = logits_of(model_, b, attention_);
+    const torch::Tensor logits = logits_of(model_, b, attention_, o_.bf16);
     stats[0] += loss_sum(logits, b.targets).item<double>();
     stats[1] += static_cast<double>(b.count);
     const torch::Tensor pred = logits.argmax(-1);
@@ -404,9 +429,10 @@ int Trainer::run() {
               << "  " << l.world_size << " ranks = --dp " << l.dp_size << " x --sp " << l.sp_size
               << " (" << world_.backend_name() << ", schedule "
               << parallel::schedule_name(o_.schedule) << ", timeout " << world_.timeout_s()
-              << " s, gradients in " << reducer_->num_buckets() << " all-reduce buckets)\n  data "
-              << dataset_.description << ": " << o_.data.seq_len << " tokens per sequence ("
-              << o_.data.seq_len / l.sp_size << "+ per SP rank), " << o_.batch << " per DP rank, "
+              << " s, gradients in " << reducer_->num_buckets() << " all-reduce buckets, "
+              << (o_.bf16 ? "bf16 autocast" : "fp32") << ")\n  data " << dataset_.description
+              << ": " << o_.data.seq_len << " tokens per sequence (" << o_.data.seq_len / l.sp_size
+              << "+ per SP rank), " << o_.batch << " per DP rank, "
               << int64_t{l.dp_size} * o_.batch * o_.data.seq_len << " tokens per step, "
               << (documents_                      ? "attention restarts at every document"
                   : dataset_.documents != nullptr ? "attention runs across documents"

@@ -53,6 +53,7 @@ void check_format(const std::string& f) {
 bool parse_train_options(int argc, char** argv, bool print_help, TrainOptions* out) {
   TrainOptions& o = *out;
   std::string schedule = "auto", text_split = "file", token_dtype = "uint16", documents = "on";
+  std::string precision = "fp32";
   int64_t eos = -1, recall_keys = 64, recall_pairs = 16, recall_queries = 16;
   double val_fraction = 0.01;
   bool no_embedding_scale = false;
@@ -85,6 +86,9 @@ bool parse_train_options(int argc, char** argv, bool print_help, TrainOptions* o
     ("timeout", po::value(&o.timeout_s),
      "seconds a rank waits for a peer before failing (default: LIGHTRING_COMM_TIMEOUT_S, else 300)")
     ("threads", po::value(&o.threads)->default_value(1), "torch threads per rank")
+    ("precision", po::value(&precision)->default_value("fp32"),
+     "fp32 | bf16: forward and backward under torch autocast in bf16 (matmuls, the attention "
+     "kernels), weights, gradients and AdamW state in fp32")
     ("bucket-mb", po::value(&o.bucket_mb)->default_value(25.0),
      "gradient all-reduce buckets of this many MB, each started as soon as backward has "
      "produced its gradients (0: one bucket)")
@@ -183,6 +187,9 @@ bool parse_train_options(int argc, char** argv, bool print_help, TrainOptions* o
   LR_CHECK(vm.count("timeout") == 0 || (o.timeout_s > 0 && std::isfinite(o.timeout_s)),
            "--timeout must be a positive number of seconds (got ", o.timeout_s, ")");
   LR_CHECK(o.threads >= 1, "--threads must be >= 1 (got ", o.threads, ")");
+  LR_CHECK(precision == "fp32" || precision == "bf16", "--precision must be fp32 or bf16 (got '",
+           precision, "')");
+  o.bf16 = precision == "bf16";
   LR_CHECK(o.bucket_mb >= 0 && std::isfinite(o.bucket_mb), "--bucket-mb must be >= 0 (got ",
            o.bucket_mb, ")");
 
@@ -266,7 +273,7 @@ std::string canonical_options(const TrainOptions& o) {
   const model::ModelConfig c = o.model_config(0);
   os << "model " << model::describe(c) << " init_std=" << c.init_std << "\n"
      << "parallel dp=" << o.dp << " sp=" << o.sp
-     << " schedule=" << parallel::schedule_name(o.schedule) << "\n"
+     << " schedule=" << parallel::schedule_name(o.schedule) << " bf16=" << o.bf16 << "\n"
      << "data " << o.data.format << " path=" << o.data.path << " seq_len=" << o.data.seq_len
      << " batch=" << o.batch << " documents=" << o.documents
      << " val=" << o.data.validation.fraction << "\n"

@@ -24,6 +24,7 @@ struct TrainOptions {
   double timeout_s = 0.0;  // --timeout; 0: LIGHTRING_COMM_TIMEOUT_S or the default
   int threads = 1;         // torch intra-op threads per rank
   double bucket_mb = 25;   // gradient all-reduce bucket size (MB); 0: one bucket
+  bool bf16 = false;       // --precision bf16: forward/backward under autocast, fp32 master
 
   // Data.
   data::DataOptions data;  // format, path, seq_len, seed, split, recall sizes
