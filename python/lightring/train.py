@@ -397,10 +397,19 @@ def apply_checkpoint(ckpt, model, optimizer):
 
 # --- the job -------------------------------------------------------------------------------------
 
+_DEVICE = torch.device("cpu")  # where the small all-reduces run (NCCL needs CUDA tensors)
+
+
+def all_reduce_sum(values, dtype=torch.float64):
+    """Sums a few numbers over the world; returns them as a CPU tensor."""
+    t = torch.as_tensor(values, dtype=dtype).to(_DEVICE)
+    dist.all_reduce(t)
+    return t.cpu()
+
+
 def agree(error, what):
     """Every rank learns whether any rank failed (no rank waits for one that stopped)."""
-    flag = torch.tensor([0.0 if error is None else 1.0])
-    dist.all_reduce(flag)
+    flag = all_reduce_sum([0.0 if error is None else 1.0])
     if flag.item() > 0:
         raise UsageError(f"{what}: {error}" if error else
                          f"{what}: failed on another rank (see its message)")
@@ -522,16 +531,13 @@ class Trainer:
         t0 = time.perf_counter()
         ids, targets, cu, _ = self.batch(self.pipe.next(o.batch))
         count = int((targets != -1).sum())
-        head = torch.tensor([float(count), 1.0 if _stop_requested else 0.0], dtype=torch.float64)
-        dist.all_reduce(head)
+        head = all_reduce_sum([float(count), 1.0 if _stop_requested else 0.0])
         tokens = max(head[0].item(), 1.0)
         self.stop = head[1].item() > 0
         local = self.loss_sum(self.logits(ids, cu), targets)
         (local / tokens).backward()
         self.all_reduce_grads()
-        loss = local.detach().double().reshape(1).cpu()
-        dist.all_reduce(loss)
-        loss = loss.item() / tokens
+        loss = all_reduce_sum([local.item()]).item() / tokens
         clip = o.grad_clip if o.grad_clip > 0 else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, clip))
         lr = learning_rate(o, step - 1)
@@ -593,7 +599,7 @@ class Trainer:
                     if key < begin:
                         stats[4] += right
                         stats[5] += 1
-        dist.all_reduce(stats)
+        stats = all_reduce_sum(stats)
         if not self.root:
             return
         s = stats.tolist()
@@ -684,6 +690,8 @@ def main(argv=None):
     torch.set_num_threads(o.threads)
     device = None if o.device == "auto" else o.device
     ctx = lrd.init(device=device, timeout=o.timeout)
+    global _DEVICE
+    _DEVICE = ctx.device if ctx.backend == "nccl" else torch.device("cpu")
     try:
         check_world(o, ctx.world_size)
         signal.signal(signal.SIGTERM, _request_stop)
