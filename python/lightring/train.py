@@ -16,7 +16,7 @@ checkpoint files (format "lightring-train/1"), which lightring.models.from_check
 
 Differences from the C++ driver: `--precision auto` (the default) is bf16 autocast on CUDA and
 fp32 on the CPU; gradients are all-reduced after backward in flat buckets of --bucket-mb (no
-overlap with backward); --sample / --generate are not offered (use TransNormerLM.generate).
+overlap with backward).
 """
 import argparse
 import json
@@ -101,6 +101,13 @@ def build_parser():
     a("--eval-every", type=int, default=0)
     a("--eval-sequences", type=int, default=16)
     a("--peak-tflops", type=float, default=0.0)
+    # samples (rank 0, the recurrent form: TransNormerLM.generate)
+    a("--sample", type=int, default=0, help="print a sample of N tokens after training")
+    a("--generate", action="store_true",
+      help="only sample from the --resume checkpoint (--sample tokens, default 200)")
+    a("--prompt", default="", help="byte-level data: the text the sample continues")
+    a("--temperature", type=float, default=0.8, help="0: greedy")
+    a("--top-k", type=int, default=0, help="sample among the k likeliest (0: all)")
     return p
 
 
@@ -165,6 +172,15 @@ def check_options(o):
     need(o.eval_every >= 0, f"--eval-every must be >= 0 (got {o.eval_every})")
     need(o.eval_sequences >= 0, f"--eval-sequences must be >= 0 (got {o.eval_sequences})")
     need(o.peak_tflops >= 0, f"--peak-tflops must be >= 0 (got {o.peak_tflops})")
+    need(o.sample >= 0, f"--sample must be >= 0 (got {o.sample})")
+    need(not o.generate or o.resume, "--generate needs --resume (the checkpoint)")
+    if o.generate and o.sample == 0:
+        o.sample = 200
+    need(o.temperature >= 0 and math.isfinite(o.temperature),
+         f"--temperature must be >= 0 (got {o.temperature})")
+    need(o.top_k >= 0, f"--top-k must be >= 0 (got {o.top_k})")
+    need(not o.prompt or o.data in ("fortunes", "text"),
+         f"--prompt needs byte-level data (--data fortunes or text), not {o.data}")
     try:
         model_config(o, 2).validate()  # sizes, before any data is read
     except ValueError as e:
@@ -473,9 +489,9 @@ class Trainer:
                 print(f"resumed from {self.resume_file} at step {self.first_step}", flush=True)
         error = None
         try:
-            if self.root and o.save_dir:
+            if self.root and o.save_dir and not o.generate:
                 check_save_dir(o.save_dir)
-            self.log = JsonlLog(o.log if self.root else "", bool(o.resume))
+            self.log = JsonlLog(o.log if self.root and not o.generate else "", bool(o.resume))
         except (UsageError, OSError) as e:
             error = str(e)
         agree(error, "--log / --save-dir")
@@ -631,6 +647,33 @@ class Trainer:
         if self.root:
             print(f"saved {file}", flush=True)
 
+    def sample(self):
+        """Rank 0 prints a sample as lightring-train does (launch/train_loop.cpp sample()): the
+        prompt after the start-of-document token, the recurrent form, the sampler seeded by
+        --seed; bytes as text for byte-level data, token ids otherwise."""
+        o = self.o
+        if not self.root or o.sample == 0:
+            return
+        start = self.pipe.eos if self.pipe.eos is not None else (
+            1 if o.data == "synthetic-recall" else 0)  # csrc/data/recall.h kRecallBos
+        prompt = [start] + list(o.prompt.encode())
+        tokens = self.model.generate(prompt, o.sample, temperature=o.temperature,
+                                     top_k=o.top_k, seed=o.seed, prefill="recurrent")
+        byte_level = o.data in ("fortunes", "text")
+        text = bytearray(o.prompt.encode())
+        for t in tokens:
+            if byte_level and t == 256:
+                text += b"<|eos|>"
+            elif byte_level and (t >= 0x20 or t in (0x0a, 0x09)):
+                text.append(t)
+            else:
+                text += (("\\x" if byte_level else " ") + str(t)).encode()
+        top = f", top-k {o.top_k}" if o.top_k else ""
+        sys.stdout.flush()
+        sys.stdout.buffer.write(f"sample ({len(tokens)} tokens, temperature {o.temperature:g}"
+                                f"{top}):\n".encode() + bytes(text) + b"\n")
+        sys.stdout.buffer.flush()
+
     def header(self):
         o, c = self.o, self.config
         p = c.parameter_count()
@@ -654,6 +697,9 @@ class Trainer:
 
     def run(self):
         o = self.o
+        if o.generate:
+            self.sample()
+            return 0
         if self.root:
             self.header()
         self.start = time.perf_counter()
@@ -673,6 +719,8 @@ class Trainer:
         if not self.stop:
             self.evaluate(step)
         self.save(step)
+        if not self.stop:
+            self.sample()
         if self.root:
             print(f"done: {step} steps in {format_duration(time.perf_counter() - self.start)}",
                   flush=True)
