@@ -27,7 +27,7 @@ install(TARGETS lightring_core lightring_kernels lightring_comm lightring_parall
 # Backend internals (kernels/cpu, kernels/cuda, comm/ipc_*, parallel/exchange.h) stay out.
 set(_lr_headers
   core/error.h core/dtype.h
-  kernels/attention.h kernels/state_ops.h
+  kernels/attention.h kernels/documents.h kernels/state_ops.h
   comm/communicator.h comm/layout.h
   parallel/sequence_parallel.h parallel/agreement.h)
 if(LIGHTRING_HAVE_CUDA)
