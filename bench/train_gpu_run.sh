@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# One call on the one-GPU machine for the Python driver (python -m lightring.train): builds the
+# extension against the machine's torch, then trains on one GPU (bf16 autocast): the tiny preset
+# on fortunes with documents, and a few steps of 125m and 350m at long context for tokens/s,
+# MFU and peak memory (the JSONL logs and progress lines go to $OUT).
+set -uo pipefail
+OUT=${OUT:-/tmp/lightring-train-gpu}
+BP=${BP:-/tmp/build-docs-py}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+t0=$(date +%s)
+TORCH_PREFIX=$(python3 -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
+cmake -S . -B "$BP" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython_EXECUTABLE="$(command -v python3)" \
+  -DCMAKE_C_COMPILER=/usr/bin/gcc -DCMAKE_CXX_COMPILER=/usr/bin/g++ -DCMAKE_CUDA_HOST_COMPILER=/usr/bin/g++ \
+  -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" -DCMAKE_CUDA_ARCHITECTURES=90a -DLIGHTRING_TESTS=OFF \
+  -DLIGHTRING_MPI=OFF >"$OUT/build-py.log" 2>&1 &&
+  cmake --build "$BP" --target lightring_python -j "$(nproc)" >>"$OUT/build-py.log" 2>&1 ||
+  { tail -40 "$OUT/build-py.log"; exit 1; }
+echo "build extension: $(($(date +%s) - t0)) s"
+run() {  # name timeout args...
+  local name=$1 limit=$2; shift 2
+  local t=$(date +%s)
+  LIGHTRING_BUILD_DIR="$BP" PYTHONPATH=python timeout "$limit" python3 -m lightring.train --device cuda \
+    --peak-tflops 989 --log "$OUT/$name.jsonl" "$@" >"$OUT/$name.log" 2>&1
+  echo "$name: rc=$? in $(($(date +%s) - t)) s"; grep -E "step|params|error|Error" "$OUT/$name.log" | tail -4
+}
+run tiny-fortunes 60 --preset tiny --data fortunes --documents on --seq-len 1024 --batch 8 --steps 100 --eval-every 50
+run 125m-32k 80 --preset 125m --data synthetic-recall --seq-len 32768 --batch 1 --steps 12 --log-every 1
+run 350m-32k 90 --preset 350m --data synthetic-recall --seq-len 32768 --batch 1 --steps 8 --log-every 1
