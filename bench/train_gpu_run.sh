@@ -24,6 +24,6 @@ run() {  # name timeout args...
     --peak-tflops 989 --log "$OUT/$name.jsonl" "$@" >"$OUT/$name.log" 2>&1
   echo "$name: rc=$? in $(($(date +%s) - t)) s"; grep -E "step|params|error|Error" "$OUT/$name.log" | tail -4
 }
-run tiny-fortunes 60 --preset tiny --data fortunes --documents on --seq-len 1024 --batch 8 --steps 100 --eval-every 50
-run 125m-32k 80 --preset 125m --data synthetic-recall --seq-len 32768 --batch 1 --steps 12 --log-every 1
-run 350m-32k 90 --preset 350m --data synthetic-recall --seq-len 32768 --batch 1 --steps 8 --log-every 1
+run tiny-fortunes 40 --preset tiny --data fortunes --documents on --seq-len 1024 --batch 8 --steps 60 --eval-every 30
+run 125m-32k 60 --preset 125m --data synthetic-recall --seq-len 32768 --batch 1 --steps 8 --log-every 1
+[ "${BIG:-0}" = 1 ] && run 350m-32k 90 --preset 350m --data synthetic-recall --seq-len 32768 --batch 1 --steps 8 --log-every 1

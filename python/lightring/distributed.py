@@ -98,6 +98,8 @@ def init(backend=None, device=None, timeout=None):
         else:
             device = torch.device("cpu")
     device = torch.device(device)
+    if device.type == "cuda" and device.index is None:  # "cuda": this rank's GPU
+        device = torch.device("cuda", local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if backend is None:
