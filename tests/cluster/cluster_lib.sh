@@ -1,0 +1,25 @@
+# Sourced by the tests of tests/cluster: brings a namespace cluster up (skipping with 77 where
+# it cannot), tears it down on any exit, and runs mpirun from node 0 over TCP on the veths.
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+export LR_CLUSTER_RUN=${LR_CLUSTER_RUN:-/run/lightring-cluster}
+CLUSTER=$HERE/netns_cluster.sh
+AGENT=$HERE/netns_agent.sh
+
+# cluster_up N: the cluster, torn down by an EXIT trap (also on failure, Ctrl-C, ctest's kill).
+cluster_up() {
+  local rc=0
+  "$CLUSTER" check || rc=$?
+  [ "$rc" = 0 ] || exit "$rc"            # 77: ctest reports the test skipped, with the reason
+  trap '"$CLUSTER" down' EXIT
+  trap 'exit 130' INT TERM
+  "$CLUSTER" up "$1"
+}
+
+# cluster_mpirun ARGS...: mpirun on node 0 (the usual "launch from the first node"), the other
+# nodes' daemons through netns_agent.sh; MPI and Open MPI's own traffic over the veths only.
+cluster_mpirun() {
+  "$CLUSTER" exec 0 mpirun --allow-run-as-root --hostfile "$LR_CLUSTER_RUN/hostfile" \
+    --mca plm_rsh_agent "$AGENT" \
+    --mca btl tcp,self --mca btl_tcp_if_include 192.0.2.0/24 --mca oob_tcp_if_include 192.0.2.0/24 \
+    --bind-to none -x OMP_NUM_THREADS=1 "$@"
+}
