@@ -5,6 +5,7 @@
 #include <climits>
 #include <cstring>
 #include <exception>
+#include <mutex>
 #include <sstream>
 
 #include "core/error.h"
@@ -109,14 +110,18 @@ void agreed(comm::MpiCommunicator& world, const char* what, const std::function<
 }
 
 namespace {
+// Read by the progress ticker's thread (bench_cli.h) while the main thread sets it.
+std::mutex g_activity_mutex;
 std::string g_activity = "starting";
-}
+}  // namespace
 
 void set_activity(std::string what) {
+  std::lock_guard<std::mutex> lock(g_activity_mutex);
   g_activity = std::move(what);
 }
 
-const std::string& activity() {
+std::string activity() {
+  std::lock_guard<std::mutex> lock(g_activity_mutex);
   return g_activity;
 }
 

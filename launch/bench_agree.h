@@ -32,9 +32,10 @@ void agree_on_options(comm::MpiCommunicator& world, const std::string& options,
 void agreed(comm::MpiCommunicator& world, const char* what, const std::function<void()>& phase);
 
 // What this rank is doing ("row N=32768 (ring), iteration 3: forward"), for the message of a
-// failure that ends the run (main prints it after the error).
+// failure that ends the run (main prints it after the error) and for the progress line
+// (bench_cli.h). Thread-safe.
 void set_activity(std::string what);
-const std::string& activity();
+std::string activity();
 
 // Element-wise maximum of x over the ranks of world (every rank passes the same size).
 std::vector<double> max_over_ranks(comm::MpiCommunicator& world, const std::vector<double>& x);

@@ -9,6 +9,11 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "launch/bench_cli.h"
+
+#ifndef LIGHTRING_GIT_COMMIT
+#define LIGHTRING_GIT_COMMIT "unknown"
+#endif
 
 namespace lightring::launch {
 
@@ -113,6 +118,7 @@ bool parse_bench_options(int argc, char** argv, bool print_help, BenchOptions* o
   // clang-format off
   desc.add_options()
     ("help,h", "print this help")
+    ("version", "print the version and commit, then exit")
     ("min-len,b", po::value(&min_len), "smallest global sequence length (cpu 2048, cuda 16384)")
     ("max-len,e", po::value(&max_len), "largest global sequence length (cpu 8192, cuda 262144)")
     ("factor,f", po::value(&out->factor)->default_value(2.0), "multiplicative step of the length sweeps")
@@ -146,6 +152,8 @@ bool parse_bench_options(int argc, char** argv, bool print_help, BenchOptions* o
      "skip timing the local work without the exchange (no exposed-time column)")
     ("no-ceilings", po::bool_switch(&no_ceilings), "skip measuring the copy bandwidth ceiling")
     ("json", po::value(&out->json_path), "write results as JSON (docs/bench-json.md)")
+    ("wide", po::bool_switch(&out->wide), "print every column (default: a table of 120 columns; all in --json)")
+    ("quiet,q", po::bool_switch(&out->quiet), "no progress lines during long rows (on a terminal)")
     ("backend", po::value(&backend), "cpu | cuda (default: cuda when a GPU is visible)")
     ("seed", po::value(&out->seed)->default_value(1), "seed of the inputs")
     ("timeout", po::value(&out->timeout_s),
@@ -177,6 +185,10 @@ bool parse_bench_options(int argc, char** argv, bool print_help, BenchOptions* o
   }
   if (vm.count("help")) {
     if (print_help) std::cout << desc << "\n";
+    return false;
+  }
+  if (vm.count("version")) {
+    if (print_help) std::cout << version_line(LIGHTRING_GIT_COMMIT) << "\n";
     return false;
   }
   LR_CHECK(exchange_only + find_max + model <= 1,

@@ -41,6 +41,8 @@ struct BenchOptions {
   bool baseline = true;  // time the same local work with the exchange skipped (exposed time)
   bool ceilings = true;  // measure the copy bandwidth ceiling
   std::string json_path;
+  bool wide = false;   // --wide: every column of the table (default: the 120-column subset)
+  bool quiet = false;  // --quiet: no progress lines during long rows
   kernels::Device backend = kernels::Device::kCpu;
   uint64_t seed = 1;
   double timeout_s = 0.0;  // --timeout; 0: not given (comm::resolve_timeout decides)
@@ -64,7 +66,7 @@ std::vector<int64_t> parse_length_list(const std::string& text, double factor, c
 // Parses argv. Defaults depend on the backend (small on the CPU so that
 // `mpirun -np 4 lightring-bench --backend cpu --check` takes well under a
 // minute on 2 cores; on CUDA the reference shape B=1 H=32 D=E=128 bf16).
-// Returns false after printing --help; throws lightring::Error on bad flags.
+// Returns false after printing --help or --version; throws lightring::Error on bad flags.
 bool parse_bench_options(int argc, char** argv, bool print_help, BenchOptions* out);
 
 }  // namespace lightring::launch

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -152,14 +153,35 @@ void print_header(const BenchOptions& o, const RunInfo& info) {
   std::printf("# min bytes per token per head: fwd (2D+2E)*%d = %.0f, bwd (4D+3E)*%d = %.0f\n",
               static_cast<int>(esize(o)), fwd_bytes_per_token_head(o), static_cast<int>(esize(o)),
               bwd_bytes_per_token_head(o));
-  std::printf(
-      "# %9s %8s %8s %8s %8s %10s %10s %7s %5s %9s %4s %7s %7s %7s %7s %7s %5s %7s %7s %9s "
-      "%8s %6s\n",
-      "N", "n_local", "fwd_ms", "bwd_ms", "step_ms", "tok/s", "tok/s/rk", "GB/s", "%copy",
-      "state_B", "msgs", "xf_ms", "xb_ms", "spanf", "spanb", "expo_ms", "ovl", "peak_GB", "allocGB",
-      "schedule", "max_err", "#wrong");
+  if (o.wide) {
+    std::printf(
+        "# %9s %8s %8s %8s %8s %10s %10s %7s %5s %9s %4s %7s %7s %7s %7s %7s %5s %7s %7s %9s "
+        "%8s %6s\n",
+        "N", "n_local", "fwd_ms", "bwd_ms", "step_ms", "tok/s", "tok/s/rk", "GB/s", "%copy",
+        "state_B", "msgs", "xf_ms", "xb_ms", "spanf", "spanb", "expo_ms", "ovl", "peak_GB",
+        "allocGB", "schedule", "max_err", "#wrong");
+  } else {
+    std::printf("# %9s %8s %8s %8s %8s %9s %5s %7s %7s %4s %7s %9s %8s %6s\n", "N", "n_local",
+                "fwd_ms", "bwd_ms", "step_ms", "tok/s", "%copy", "xchg_ms", "expo_ms", "ovl",
+                "peak_GB", "schedule", "max_err", "#wrong");
+  }
   std::fflush(stdout);
 }
+
+namespace {
+
+// A time in ms in at most `width` characters: 3 decimals while they fit, fewer for long rows.
+std::string ms_text(double ms, int width) {
+  char buf[64];
+  for (int decimals = 3; decimals >= 0; --decimals) {
+    std::snprintf(buf, sizeof buf, "%.*f", decimals, ms);
+    if (static_cast<int>(std::strlen(buf)) <= width) return buf;
+  }
+  std::snprintf(buf, sizeof buf, "%.2g", ms);
+  return buf;
+}
+
+}  // namespace
 
 void print_row(const BenchOptions& o, const RunInfo& info, const RowResult& r) {
   const double tok_s = r.step_ms > 0 ? o.batch * r.N / (r.step_ms * 1e-3) : 0.0;
@@ -170,16 +192,26 @@ void print_row(const BenchOptions& o, const RunInfo& info, const RowResult& r) {
     std::snprintf(err, sizeof err, "%.2e", r.rel_err);
     std::snprintf(wrong, sizeof wrong, "%ld%s", static_cast<long>(r.num_wrong), r.pass ? "" : "!");
   }
-  if (r.local_step_ms >= 0) std::snprintf(expo, sizeof expo, "%.3f", r.exposed_ms());
+  if (r.local_step_ms >= 0)
+    std::snprintf(expo, sizeof expo, "%s", ms_text(r.exposed_ms(), 7).c_str());
   if (r.overlap() >= 0) std::snprintf(ovl, sizeof ovl, "%.2f", r.overlap());
   if (info.copy_GBps > 0) std::snprintf(pct, sizeof pct, "%.1f", 100.0 * gbps / info.copy_GBps);
-  std::printf(
-      "  %9ld %8ld %8.3f %8.3f %8.3f %10.4g %10.4g %7.1f %5s %9zu %4d %7.3f %7.3f %7.3f "
-      "%7.3f %7s %5s %7.3f %7.3f %9s %8s %6s\n",
-      static_cast<long>(r.N), static_cast<long>(r.n_local_max), r.fwd_ms, r.bwd_ms, r.step_ms,
-      tok_s, tok_s / info.world_size, gbps, pct, r.state_bytes, r.messages_per_step, r.xchg_fwd_ms,
-      r.xchg_bwd_ms, r.span_fwd_ms, r.span_bwd_ms, expo, ovl, r.peak_bytes / 1e9,
-      r.alloc_peak_bytes / 1e9, r.schedule.c_str(), err, wrong);
+  if (o.wide) {
+    std::printf(
+        "  %9ld %8ld %8.3f %8.3f %8.3f %10.4g %10.4g %7.1f %5s %9zu %4d %7.3f %7.3f %7.3f "
+        "%7.3f %7s %5s %7.3f %7.3f %9s %8s %6s\n",
+        static_cast<long>(r.N), static_cast<long>(r.n_local_max), r.fwd_ms, r.bwd_ms, r.step_ms,
+        tok_s, tok_s / info.world_size, gbps, pct, r.state_bytes, r.messages_per_step,
+        r.xchg_fwd_ms, r.xchg_bwd_ms, r.span_fwd_ms, r.span_bwd_ms, expo, ovl, r.peak_bytes / 1e9,
+        r.alloc_peak_bytes / 1e9, r.schedule.c_str(), err, wrong);
+  } else {
+    std::printf("  %9ld %8ld %8s %8s %8s %9.3g %5s %7s %7s %4s %7.3f %9s %8s %6s\n",
+                static_cast<long>(r.N), static_cast<long>(r.n_local_max),
+                ms_text(r.fwd_ms, 8).c_str(), ms_text(r.bwd_ms, 8).c_str(),
+                ms_text(r.step_ms, 8).c_str(), tok_s, pct,
+                ms_text(r.xchg_fwd_ms + r.xchg_bwd_ms, 7).c_str(), expo, ovl, r.peak_bytes / 1e9,
+                r.schedule.c_str(), err, wrong);
+  }
   std::fflush(stdout);
 }
 

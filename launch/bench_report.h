@@ -2,6 +2,7 @@
 // of docs/bench-json.md. Every metric is defined in launch/README.md.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -29,8 +30,12 @@ struct RowResult {
   int64_t num_wrong = 0;
   bool pass = true;
 
-  // step_ms − local_step_ms (the part of the exchange the local work did not hide); −1 if unknown.
-  double exposed_ms() const { return local_step_ms < 0 ? -1.0 : step_ms - local_step_ms; }
+  // max(0, step_ms − local_step_ms): the part of the exchange the local work did not hide, never
+  // negative (a step faster than its local-only baseline is timing noise: nothing exposed);
+  // −1 if unknown.
+  double exposed_ms() const {
+    return local_step_ms < 0 ? -1.0 : std::max(0.0, step_ms - local_step_ms);
+  }
   // 1 − exposed / (xchg_fwd + xchg_bwd), clamped to [0, 1]; −1 if unknown or no exchange.
   double overlap() const;
 };

@@ -15,6 +15,7 @@
 
 #include "core/error.h"
 #include "launch/bench_check.h"
+#include "launch/bench_cli.h"
 #include "launch/bench_docs.h"
 #include "launch/bench_shard.h"
 #include "parallel/exchange.h"
@@ -146,7 +147,8 @@ RowResult run_row(BenchContext& ctx, const std::vector<int64_t>& lengths,
       std::to_string(std::accumulate(lengths.begin(), lengths.end(), int64_t{0})) + " (" +
       parallel::schedule_name(schedule) + ")";
   for (int it = 0; it < o.warmup + o.iters; ++it) {
-    set_activity(row_name + ", iteration " + std::to_string(it));
+    set_activity(row_name + ", iteration " + std::to_string(it + 1) + " of " +
+                 std::to_string(o.warmup + o.iters) + (it < o.warmup ? " (warm-up)" : " (timed)"));
     ctx.world.barrier();
     Clock::time_point t0;
     double f_ms = 0, b_ms = 0, xf_ms = 0, xb_ms = 0;
@@ -188,6 +190,8 @@ RowResult run_row(BenchContext& ctx, const std::vector<int64_t>& lengths,
   if (o.baseline) {
     LocalOnly lo(shard, r, P);
     for (int it = 0; it < o.warmup + o.iters; ++it) {
+      set_activity(row_name + ", the local-only baseline, iteration " + std::to_string(it + 1) +
+                   " of " + std::to_string(o.warmup + o.iters));
       ctx.world.barrier();
       double ms = 0;
       agreed(ctx.world, "the local-only baseline", [&] {
@@ -262,7 +266,12 @@ int run_timed(BenchContext& ctx) {
       LR_CHECK(shard_bytes < 0x1p62, "a shard of ", lengths.back(), " tokens at B = ", o.batch,
                ", H = ", o.heads, " and D = ", std::max(o.dim, o.vdim), " would take ", shard_bytes,
                " bytes per tensor; use shorter lengths");
-      const RowResult row = run_row(ctx, lengths, s);
+      RowResult row;
+      {
+        // Rank 0, on a terminal: a "# ..." line every 2 s while the row runs.
+        ProgressTicker progress(root && progress_wanted(o.quiet));
+        row = run_row(ctx, lengths, s);
+      }
       all_pass = all_pass && row.pass;
       if (root) print_row(o, ctx.info, row);
       for (JsonRow& j : json_rows(o, ctx.info, row)) json.push_back(std::move(j));

@@ -29,6 +29,7 @@
 #include "comm/mpi_communicator.h"
 #include "core/error.h"
 #include "launch/bench_agree.h"
+#include "launch/bench_cli.h"
 #include "launch/bench_device.h"
 #include "launch/bench_options.h"
 #include "launch/bench_report.h"
@@ -53,7 +54,7 @@ RunInfo run_info(const BenchOptions& o, int world_size) {
   MPI_Get_library_version(lib, &len);
   std::string mpi(lib, len);
   mpi = mpi.substr(0, mpi.find_first_of(",\n"));
-  info.versions = "lightring 0.1.0; " + mpi;
+  info.versions = std::string("lightring ") + kBenchVersion + "; " + mpi;
 #ifdef LIGHTRING_WITH_NCCL
   int nccl = 0;
   if (ncclGetVersion(&nccl) == ncclSuccess)
@@ -217,8 +218,11 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     // Every rank that fails says why; the others stop waiting for it at their next poll, and a
     // rank that cannot (stopped, dead) is ended with the job.
-    const std::string message =
-        std::string(e.what()) + "\n  (this rank was " + lightring::launch::activity() + ")";
+    // The first line is the error alone; where it was raised goes on the second.
+    std::string where;
+    const std::string text = lightring::launch::user_message(e.what(), &where);
+    const std::string message = text + "\n  (this rank was " + lightring::launch::activity() +
+                                (where.empty() ? "" : "; raised at " + where) + ")";
     return env.end_after_failure(message, 2, lightring::launch::g_failure_grace_s);
   }
 }
