@@ -6,10 +6,11 @@
       (the '#' line naming N and step_ms) is followed by exactly K rows of as many fields;
       every column except schedule and #wrong is '-' or a number >= 0, and the columns of
       --require are numbers in every row (with --columns N the header names N columns).
-  bench_table_check.py error -- CMD...
+  bench_table_check.py error [--expect TEXT] -- CMD...
       CMD must fail with no MPI_ABORT banner; every rank's message starts with a
       'lightring error' line, names no C++ source location, and ends with a
-      '(this rank was ...; raised at file.cpp:NN)' line.
+      '(this rank was ...; raised at file.cpp:NN)' line; with --expect, some rank's first
+      line contains TEXT.
   bench_table_check.py version -- CMD...
       CMD must exit 0 and print one line 'lightring-bench X.Y.Z (commit C)'.
 """
@@ -76,7 +77,7 @@ def check_table(a, proc):
           f"{max(len(l) for l in lines)} characters")
 
 
-def check_error(proc):
+def check_error(a, proc):
     if proc.returncode == 0:
         fail("the command succeeded; expected a failure")
     err = proc.stderr.splitlines()
@@ -94,6 +95,8 @@ def check_error(proc):
         for line in err[i:end]:
             if any(is_location(w) for w in line.split()):
                 fail(f"a source location in the message a user reads: {line!r}")
+    if a.expect and not any(a.expect in err[i] for i in firsts):
+        fail(f"no rank's first line contains {a.expect!r}", proc.stderr)
     print(f"ok: {len(firsts)} error lines without a source location")
 
 
@@ -119,9 +122,10 @@ def main(argv):
     p.add_argument("--width", type=int, default=120)
     p.add_argument("--require", default="")
     p.add_argument("--columns", type=int, default=0)
+    p.add_argument("--expect", default="")
     a = p.parse_args(argv[:cut])
     proc = subprocess.run(argv[cut + 1:], capture_output=True, text=True, timeout=240)
-    {"table": lambda: check_table(a, proc), "error": lambda: check_error(proc),
+    {"table": lambda: check_table(a, proc), "error": lambda: check_error(a, proc),
      "version": lambda: check_version(proc)}[a.mode]()
 
 
