@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Summary of the sequence-parallel GPU run (bench/sp_gpu_run.sh), and the model table of docs/scaling.md.
 
-    python3 bench/sp_report.py --weak p1.json p2.json --exchange x.json --findmax f.json \
+    python3 bench/sp_report.py --weak p1.json p2.json p4.json --exchange x.json --findmax f.json \
         --lasp lasp.json --bench build/launch/lightring-bench --out merged.json
+    python3 bench/sp_report.py --strong s1.json s2.json s4.json s8.json
 
 Prints (metrics: launch/README.md, docs/scaling.md):
-  1. weak scaling per n_local: tokens/s at P=1 and P=2, scaling efficiency
+  1. weak scaling per n_local and P (every P of --weak): tokens/s at P=1 and P, scaling efficiency
      tok/s(P) / (P * tok/s(1)) and the speed-up tok/s(P) / tok/s(1) (target >= 1.9 at P=2),
      x best LASP variant at the same n_local (target >= 5), peak memory per rank at P vs 1
      (target <= 1.05), exchange time per layer (fwd, bwd), exposed time and overlap;
+  1b. strong scaling per global N and P (--strong): speed-up tok/s(P) / tok/s(1), efficiency
+     speed-up / P;
   2. the exchange micro-benchmark, with alpha (latency) and beta (bandwidth) of one hop
      fitted on the ring rows of P=2: t = alpha + m / beta (least squares over message sizes);
   3. the longest global sequence of --find-max;
@@ -42,56 +45,100 @@ def fmt(x, spec=".3g", none="-"):
     return none if x is None else format(x, spec)
 
 
-def weak_table(p1, pn, lasp):
-    """Rows of the weak-scaling summary, keyed by n_local."""
-    def fwdbwd(doc):
-        out = {}
-        for r in (doc or {}).get("rows", []):
-            if r.get("pass") == "fwdbwd":
-                out[r["n_local"]] = r
-        return out
+def fwdbwd_rows(doc, key):
+    """The fwdbwd rows of one lightring-bench JSON, keyed by row[key] (n_local or N)."""
+    return {r[key]: r for r in (doc or {}).get("rows", []) if r.get("pass") == "fwdbwd"}
 
-    base, par = fwdbwd(p1), fwdbwd(pn)
+
+def by_world_size(docs):
+    """{P: doc} over the JSONs (the last one of a P wins), so that any set of P is used."""
+    out = {}
+    for d in docs:
+        if d:
+            out[d.get("world_size", 1)] = d
+    return out
+
+
+def weak_table(docs, lasp):
+    """Rows of the weak-scaling summary: one per (n_local, P > 1), efficiency against P = 1 at the
+    same n_local: tok/s(P) / (P * tok/s(1)). Without a P = 1 run, rows with no efficiency."""
+    runs = by_world_size(docs)
+    base = fwdbwd_rows(runs.get(1), "n_local")
     lasp_best = {}
     for r in (lasp or {}).get("rows", []):
         if r.get("tokens_per_s"):
             n = r["n_local"]
             if n not in lasp_best or r["tokens_per_s"] > lasp_best[n]["tokens_per_s"]:
                 lasp_best[n] = r
+    sizes = sorted(P for P in runs if P > 1)
     rows = []
-    for n in sorted(set(base) | set(par)):
-        b, p, l = base.get(n), par.get(n), lasp_best.get(n)
-        P = p["P"] if p else None
-        row = {"n_local": n, "P": P,
-               "tok_s_1": b and b["tokens_per_s"], "tok_s_P": p and p["tokens_per_s"],
-               "speedup": (p["tokens_per_s"] / b["tokens_per_s"]) if (b and p) else None,
-               "efficiency": (p["tokens_per_s"] / (P * b["tokens_per_s"])) if (b and p) else None,
-               "lasp_best": l and l["impl"], "lasp_tok_s": l and l["tokens_per_s"],
-               "x_lasp": (p["tokens_per_s"] / l["tokens_per_s"]) if (p and l) else None,
-               "peak_GB_1": b and b.get("peak_GB"), "peak_GB_P": p and p.get("peak_GB"),
-               "mem_ratio": (p["peak_GB"] / b["peak_GB"]) if (b and p and b.get("peak_GB")) else None,
-               "alloc_ratio": (p["alloc_peak_GB"] / b["alloc_peak_GB"])
-               if (b and p and b.get("alloc_peak_GB")) else None,
-               "exposed_ms": p and p.get("exposed_ms"), "overlap": p and p.get("overlap"),
-               "step_ms_1": b and b["ms"], "step_ms_P": p and p["ms"],
-               "frac_of_copy_1": b and b.get("frac_of_copy"), "frac_of_copy_P": p and p.get("frac_of_copy")}
-        for pas in ("fwd", "bwd"):
-            for r in (pn or {}).get("rows", []):
-                if r.get("pass") == pas and r["n_local"] == n:
-                    row[f"exchange_{pas}_ms"] = r.get("exchange_ms")
-                    row[f"span_{pas}_ms"] = r.get("exchange_span_ms")
-        rows.append(row)
+    for n in sorted(set(base).union(*(fwdbwd_rows(runs[P], "n_local") for P in sizes))):
+        b, l = base.get(n), lasp_best.get(n)
+        for P in sizes or [None]:
+            pn = runs.get(P)
+            p = fwdbwd_rows(pn, "n_local").get(n)
+            if P is not None and not p and b:
+                continue
+            row = {"n_local": n, "P": P,
+                   "tok_s_1": b and b["tokens_per_s"], "tok_s_P": p and p["tokens_per_s"],
+                   "speedup": (p["tokens_per_s"] / b["tokens_per_s"]) if (b and p) else None,
+                   "efficiency": (p["tokens_per_s"] / (P * b["tokens_per_s"])) if (b and p) else None,
+                   "lasp_best": l and l["impl"], "lasp_tok_s": l and l["tokens_per_s"],
+                   "x_lasp": (p["tokens_per_s"] / l["tokens_per_s"]) if (p and l) else None,
+                   "peak_GB_1": b and b.get("peak_GB"), "peak_GB_P": p and p.get("peak_GB"),
+                   "mem_ratio": (p["peak_GB"] / b["peak_GB"]) if (b and p and b.get("peak_GB")) else None,
+                   "alloc_ratio": (p["alloc_peak_GB"] / b["alloc_peak_GB"])
+                   if (b and p and b.get("alloc_peak_GB")) else None,
+                   "exposed_ms": p and p.get("exposed_ms"), "overlap": p and p.get("overlap"),
+                   "step_ms_1": b and b["ms"], "step_ms_P": p and p["ms"],
+                   "frac_of_copy_1": b and b.get("frac_of_copy"), "frac_of_copy_P": p and p.get("frac_of_copy")}
+            for pas in ("fwd", "bwd"):
+                for r in (pn or {}).get("rows", []):
+                    if r.get("pass") == pas and r["n_local"] == n:
+                        row[f"exchange_{pas}_ms"] = r.get("exchange_ms")
+                        row[f"span_{pas}_ms"] = r.get("exchange_span_ms")
+            rows.append(row)
     return rows
+
+
+def strong_table(docs):
+    """Rows of the strong-scaling summary: one per (global N, P > 1); speed-up
+    tok/s(P) / tok/s(1) at the same N and efficiency = speed-up / P."""
+    runs = by_world_size(docs)
+    base = fwdbwd_rows(runs.get(1), "N")
+    rows = []
+    for P in sorted(P for P in runs if P > 1):
+        for N, p in sorted(fwdbwd_rows(runs[P], "N").items()):
+            b = base.get(N)
+            speedup = p["tokens_per_s"] / b["tokens_per_s"] if b else None
+            rows.append({"N": N, "P": P, "n_local": p["n_local"], "tok_s_1": b and b["tokens_per_s"],
+                         "tok_s_P": p["tokens_per_s"], "speedup": speedup,
+                         "efficiency": speedup / P if speedup is not None else None,
+                         "step_ms_1": b and b["ms"], "step_ms_P": p["ms"],
+                         "exposed_ms": p.get("exposed_ms"), "overlap": p.get("overlap"),
+                         "peak_GB_P": p.get("peak_GB")})
+    return rows
+
+
+def print_strong(rows):
+    print("\n## Strong scaling (fwd+bwd of one layer at a fixed global length N)")
+    print(f"{'N':>9} {'P':>4} {'n_local':>8} {'tok/s P=1':>10} {'tok/s P':>10} {'speedup':>7} {'eff':>6} "
+          f"{'step_ms 1':>9} {'step_ms P':>9} {'expo_ms':>7} {'ovl':>5} {'peakGB P':>8}")
+    for r in rows:
+        print(f"{r['N']:>9} {r['P']:>4} {r['n_local']:>8} {fmt(r['tok_s_1'], '.4g'):>10} "
+              f"{fmt(r['tok_s_P'], '.4g'):>10} {fmt(r['speedup'], '.3f'):>7} {fmt(r['efficiency'], '.3f'):>6} "
+              f"{fmt(r['step_ms_1'], '.3f'):>9} {fmt(r['step_ms_P'], '.3f'):>9} "
+              f"{fmt(r['exposed_ms'], '.3f'):>7} {fmt(r['overlap'], '.2f'):>5} {fmt(r['peak_GB_P'], '.2f'):>8}")
 
 
 def print_weak(rows):
     print("\n## Weak scaling (fwd+bwd of one layer; targets: speed-up >= 1.9 at P=2, >= 5x LASP, memory <= 1.05x)")
-    print(f"{'n_local':>8} {'P':>2} {'tok/s P=1':>10} {'tok/s P':>10} {'speedup':>7} {'eff':>6} "
+    print(f"{'n_local':>8} {'P':>4} {'tok/s P=1':>10} {'tok/s P':>10} {'speedup':>7} {'eff':>6} "
           f"{'xLASP':>6} {'LASP best':>20} {'peakGB 1':>8} {'peakGB P':>8} {'mem':>5} {'alloc':>5} "
           f"{'xf_ms':>7} {'xb_ms':>7} {'expo_ms':>7} {'ovl':>5} {'%copy1':>6} {'%copyP':>6}")
     for r in rows:
         pct = lambda x: None if x is None else 100 * x  # noqa: E731
-        print(f"{r['n_local']:>8} {fmt(r['P'], 'd'):>2} {fmt(r['tok_s_1'], '.4g'):>10} {fmt(r['tok_s_P'], '.4g'):>10} "
+        print(f"{r['n_local']:>8} {fmt(r['P'], 'd'):>4} {fmt(r['tok_s_1'], '.4g'):>10} {fmt(r['tok_s_P'], '.4g'):>10} "
               f"{fmt(r['speedup'], '.3f'):>7} {fmt(r['efficiency'], '.3f'):>6} {fmt(r['x_lasp'], '.2f'):>6} "
               f"{(r['lasp_best'] or '-'):>20} {fmt(r['peak_GB_1'], '.2f'):>8} {fmt(r['peak_GB_P'], '.2f'):>8} "
               f"{fmt(r['mem_ratio'], '.3f'):>5} {fmt(r['alloc_ratio'], '.3f'):>5} "
@@ -219,7 +266,10 @@ def validate(paths, bench):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--weak", nargs="*", default=[], help="lightring-bench JSON of the weak-scaling runs (P=1 first)")
+    ap.add_argument("--weak", nargs="*", default=[],
+                    help="lightring-bench --local-len JSONs, any number of P (P = 1 is the baseline)")
+    ap.add_argument("--strong", nargs="*", default=[],
+                    help="lightring-bench -b/-e JSONs at the same global lengths, any number of P (P = 1 the baseline)")
     ap.add_argument("--exchange", help="lightring-bench --exchange-only JSON")
     ap.add_argument("--findmax", help="lightring-bench --find-max JSON")
     ap.add_argument("--lasp", help="bench/lasp_bench.py JSON")
@@ -247,15 +297,21 @@ def main():
 
     weak = [load(p) for p in a.weak]
     weak = [w for w in weak if w]
-    p1 = next((w for w in weak if w.get("world_size") == 1), None)
-    pn = next((w for w in weak if w.get("world_size", 1) > 1), None)
+    # Every P of --weak is used (the model and the ceilings take the smallest P > 1).
+    p1 = by_world_size(weak).get(1)
+    pns = [d for P, d in sorted(by_world_size(weak).items()) if P > 1]
+    pn = pns[0] if pns else None
+    strong = [d for d in (load(p) for p in a.strong) if d]
     xchg, fmax, lasp = load(a.exchange), load(a.findmax), load(a.lasp)
     summary = {}
 
-    rows = weak_table(p1, pn, lasp)
+    rows = weak_table(weak, lasp)
     if rows:
         print_weak(rows)
     summary["weak"] = rows
+    if strong:
+        summary["strong"] = strong_table(strong)
+        print_strong(summary["strong"])
     if lasp:
         bad = [r for r in lasp.get("rows", []) if r.get("status", "ok") != "ok"]
         for r in bad:
@@ -290,7 +346,10 @@ def main():
                   "world_size": (pn or {}).get("world_size"),
                   "exchange_transport": (pn or xchg or {}).get("exchange_transport", "nccl"),
                   "ceilings": (pn or p1 or {}).get("ceilings", {}), "summary": summary, "rows": []}
-        for name, doc in (("weak-p1", p1), ("weak-p", pn), ("exchange", xchg), ("find-max", fmax), ("lasp", lasp)):
+        sources = [("weak-p1", p1)] + [("weak-p", d) for d in pns] + \
+            [("strong-p1" if d.get("world_size") == 1 else "strong-p", d) for d in strong] + \
+            [("exchange", xchg), ("find-max", fmax), ("lasp", lasp)]
+        for name, doc in sources:
             for r in (doc or {}).get("rows", []):
                 merged["rows"].append(dict(r, source=name))
         with open(a.out, "w") as f:
