@@ -37,7 +37,8 @@ bench_alive() {
   local p r
   for p in $(pgrep -x lightring-bench || true); do
     case "$(ip netns identify "$p" 2>/dev/null)" in lr-node*) ;; *) continue ;; esac
-    r=$(tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
+    # (the process may end between pgrep and this read)
+    r=$({ tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null | sed -n 's/^OMPI_COMM_WORLD_RANK=//p' || true)
     [ -n "$r" ] && echo "$r $p"
   done
 }
