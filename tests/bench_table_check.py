@@ -5,7 +5,8 @@
       CMD must exit 0; every stdout line is at most --width characters; the column header
       (the '#' line naming N and step_ms) is followed by exactly K rows of as many fields;
       every column except schedule and #wrong is '-' or a number >= 0, and the columns of
-      --require are numbers in every row (with --columns N the header names N columns).
+      --require are numbers in every row (with --columns N the header names N columns). With
+      --progress-min/--progress-max: the number of progress lines ('# ... T s: ...') is within.
   bench_table_check.py error [--expect TEXT] -- CMD...
       CMD must fail with no MPI_ABORT banner; every rank's message starts with a
       'lightring error' line, names no C++ source location, and ends with a
@@ -73,7 +74,10 @@ def check_table(a, proc):
                 fail(f"{name} = {value!r} is not a number in {row}")
             if not number >= 0:
                 fail(f"{name} = {value} is negative in {row}")
-    print(f"ok: {len(rows)} rows x {len(columns)} columns, widest line "
+    progress = [l for l in lines if l.startswith("# ... ") and " s: " in l]
+    if not a.progress_min <= len(progress) <= a.progress_max:
+        fail(f"{len(progress)} progress lines, expected {a.progress_min}..{a.progress_max}", out)
+    print(f"ok: {len(rows)} rows x {len(columns)} columns, {len(progress)} progress lines, widest line "
           f"{max(len(l) for l in lines)} characters")
 
 
@@ -123,6 +127,8 @@ def main(argv):
     p.add_argument("--require", default="")
     p.add_argument("--columns", type=int, default=0)
     p.add_argument("--expect", default="")
+    p.add_argument("--progress-min", type=int, default=0)
+    p.add_argument("--progress-max", type=int, default=1 << 30)
     a = p.parse_args(argv[:cut])
     proc = subprocess.run(argv[cut + 1:], capture_output=True, text=True, timeout=240)
     {"table": lambda: check_table(a, proc), "error": lambda: check_error(a, proc),
