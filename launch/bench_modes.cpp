@@ -227,10 +227,12 @@ int run_find_max(BenchContext& ctx) {
     N = ok_N + (fail_N - ok_N) / 2;
   }
   if (root) {
+    // Two lines of at most 120 columns (the stop reason on its own).
+    const std::string failure = fail_N > 0 ? std::to_string(fail_N) : "none";
     std::printf(
-        "# find-max: longest global length that ran forward+backward: %ld (%ld per rank "
-        "on %d ranks); first failure %ld; stopped: %s\n",
-        static_cast<long>(ok_N), static_cast<long>(ok_N / P), P, static_cast<long>(fail_N),
+        "# find-max: longest N that ran forward+backward: %ld (%ld per rank, %d ranks); first "
+        "failure: %s\n# find-max stopped: %s\n",
+        static_cast<long>(ok_N), static_cast<long>(ok_N / P), P, failure.c_str(),
         stop_reason.c_str());
     write_find_max(o, ctx.info, json, ok_N, fail_N, P, stop_reason);
   }
