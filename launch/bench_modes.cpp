@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "launch/bench_check.h"
+#include "launch/bench_cli.h"
 #include "launch/bench_run.h"
 #include "launch/bench_shard.h"
 #include "parallel/exchange.h"
@@ -175,6 +176,7 @@ int run_find_max(BenchContext& ctx) {
       one.baseline = false;
       one.check = false;
       BenchContext c1{one, ctx.world, ctx.sp, ctx.stream, ctx.info};
+      ProgressTicker progress(root && progress_wanted(o.quiet));
       row = run_row(c1, lengths, o.schedules.front());
     } catch (const CommError&) {
       throw;  // a peer is gone: the agreement below could not complete
@@ -187,10 +189,16 @@ int run_find_max(BenchContext& ctx) {
     // threw reaches this one, so the decision is the same on every rank.
     const bool all_ok = all_ranks(ctx.world, ok);
     const std::string status = all_ok ? "ok" : (ok ? "peer-failed" : "failed");
+    // The table keeps to 120 columns: the message without its source location, cut to fit
+    // (the JSON row has more of it).
+    std::string shown = user_message(message);
+    const std::string prefix = "lightring error ";
+    if (shown.compare(0, prefix.size(), prefix) == 0) shown.erase(0, prefix.size());
+    if (shown.size() > 65) shown = shown.substr(0, 62) + "...";
     if (root || !ok)
       std::printf("  %11ld %10ld %8s %10.3f %8.2f  %s\n", static_cast<long>(N),
                   static_cast<long>(lengths[ctx.sp.rank()]), status.c_str(), row.step_ms,
-                  row.peak_bytes / 1e9, message.substr(0, 160).c_str());
+                  row.peak_bytes / 1e9, shown.c_str());
     std::fflush(stdout);
     JsonRow j = base_row(o, ctx.info);
     j.str("schedule", parallel::schedule_name(o.schedules.front()))
