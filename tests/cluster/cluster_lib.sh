@@ -17,9 +17,12 @@ cluster_up() {
 
 # cluster_mpirun ARGS...: mpirun on node 0 (the usual "launch from the first node"), the other
 # nodes' daemons through netns_agent.sh; MPI and Open MPI's own traffic over the veths only.
+# LR_CLUSTER_MPIRUN_ARGS: more mpirun arguments (split on spaces), e.g. --mca settings to try.
 cluster_mpirun() {
+  local extra=()
+  read -r -a extra <<<"${LR_CLUSTER_MPIRUN_ARGS:-}"
   "$CLUSTER" exec 0 mpirun --allow-run-as-root --hostfile "$LR_CLUSTER_RUN/hostfile" \
     --mca plm_rsh_agent "$AGENT" \
     --mca btl tcp,self --mca btl_tcp_if_include 192.0.2.0/24 --mca oob_tcp_if_include 192.0.2.0/24 \
-    --bind-to none -x OMP_NUM_THREADS=1 "$@"
+    --bind-to none -x OMP_NUM_THREADS=1 "${extra[@]}" "$@"
 }
