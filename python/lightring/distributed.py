@@ -43,6 +43,44 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def _interface_addresses():
+    """The IPv4 addresses of this host's network interfaces, loopback excluded (Linux)."""
+    import fcntl
+    import struct
+    out = []
+    for _, name in socket.if_nameindex():
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:  # SIOCGIFADDR
+                packed = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", name[:15].encode()))
+            except OSError:  # no IPv4 address on this interface
+                continue
+        address = socket.inet_ntoa(packed[20:24])
+        if not address.startswith("127."):
+            out.append(address)
+    return out
+
+
+def master_address():
+    """An address of this host that other nodes can reach: its name's address unless that is a
+    loopback address (a usual Debian /etc/hosts maps the host name to 127.0.1.1), else the
+    first non-loopback interface address. $LIGHTRING_MASTER_ADDR overrides both."""
+    forced = os.environ.get("LIGHTRING_MASTER_ADDR")
+    if forced:
+        return forced
+    try:
+        address = socket.gethostbyname(socket.getfqdn())
+    except OSError:
+        address = "127.0.0.1"
+    if not address.startswith("127."):
+        return address
+    found = _interface_addresses()
+    if not found:
+        raise RuntimeError(f"lightring.distributed.init(): this host's name resolves to {address} "
+                           "(loopback) and no interface has another IPv4 address, so other nodes "
+                           "cannot reach rank 0: export MASTER_ADDR (or LIGHTRING_MASTER_ADDR)")
+    return found[0]
+
+
 def _rendezvous(rank, world_size, single_node):
     """MASTER_ADDR / MASTER_PORT from rank 0, broadcast over MPI (mpi4py)."""
     try:
@@ -52,7 +90,7 @@ def _rendezvous(rank, world_size, single_node):
     if MPI is not None and MPI.COMM_WORLD.Get_size() == world_size:
         address = None
         if rank == 0:
-            host = "127.0.0.1" if single_node else socket.gethostbyname(socket.getfqdn())
+            host = "127.0.0.1" if single_node else master_address()
             address = (host, _free_port())
         return MPI.COMM_WORLD.bcast(address, root=0)
     if single_node:
