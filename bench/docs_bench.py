@@ -28,6 +28,8 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
+sys.path.insert(0, HERE)
+from peer_bench import median_ms  # noqa: E402 (the same timing as the kernel peers)
 
 DEFAULT_ROWS = ("65536:unpacked,65536:uniform:1..8192,65536:fixed:64,65536:uniform:1..256,"
                 "65536:fixed:8192,1048576:uniform:1..8192")
@@ -73,21 +75,6 @@ def lengths_of(spec, total, seed):
         out.append(n)
         used += n
     return out
-
-
-def median_ms(fn, warmup, iters):
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(iters):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        ts.append(a.elapsed_time(b))
-    ts.sort()
-    return ts[len(ts) // 2]
 
 
 def make_inputs(total, h, d, seed):

@@ -19,15 +19,8 @@ if [ "${BUILD_TESTS:-1}" = 1 ]; then
     ninja -C "$BT" test_kernels_cuda >>"$OUT/build-tests.log" 2>&1 || { tail -40 "$OUT/build-tests.log"; exit 1; }
   echo "build tests: $(($(date +%s) - t0)) s"
 fi
-t0=$(date +%s)
-TORCH_PREFIX=$(python3 -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
-cmake -S . -B "$BP" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython_EXECUTABLE="$(command -v python3)" \
-  -DCMAKE_C_COMPILER=/usr/bin/gcc -DCMAKE_CXX_COMPILER=/usr/bin/g++ -DCMAKE_CUDA_HOST_COMPILER=/usr/bin/g++ \
-  -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" -DCMAKE_CUDA_ARCHITECTURES=90a -DLIGHTRING_TESTS=OFF \
-  -DLIGHTRING_MPI=OFF >"$OUT/build-py.log" 2>&1 &&
-  cmake --build "$BP" --target lightring_python -j "$(nproc)" >>"$OUT/build-py.log" 2>&1 ||
-  { tail -40 "$OUT/build-py.log"; exit 1; }
-echo "build extension: $(($(date +%s) - t0)) s"
+# shellcheck source=bench/build_extension.sh
+. bench/build_extension.sh
 TEST="$BT/tests/cpp/cuda/test_kernels_cuda"
 if [ "${TESTS:-1}" = 1 ]; then
   t0=$(date +%s)

@@ -8,15 +8,8 @@ OUT=${OUT:-/tmp/lightring-train-gpu}
 BP=${BP:-/tmp/build-docs-py}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
-t0=$(date +%s)
-TORCH_PREFIX=$(python3 -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
-cmake -S . -B "$BP" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython_EXECUTABLE="$(command -v python3)" \
-  -DCMAKE_C_COMPILER=/usr/bin/gcc -DCMAKE_CXX_COMPILER=/usr/bin/g++ -DCMAKE_CUDA_HOST_COMPILER=/usr/bin/g++ \
-  -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" -DCMAKE_CUDA_ARCHITECTURES=90a -DLIGHTRING_TESTS=OFF \
-  -DLIGHTRING_MPI=OFF >"$OUT/build-py.log" 2>&1 &&
-  cmake --build "$BP" --target lightring_python -j "$(nproc)" >>"$OUT/build-py.log" 2>&1 ||
-  { tail -40 "$OUT/build-py.log"; exit 1; }
-echo "build extension: $(($(date +%s) - t0)) s"
+# shellcheck source=bench/build_extension.sh
+. bench/build_extension.sh
 run() {  # name timeout args...
   local name=$1 limit=$2; shift 2
   local t=$(date +%s)
