@@ -45,10 +45,9 @@ double critical_bytes(Schedule s, int P, double m) {
 void write_find_max(const BenchOptions& o, const RunInfo& info, const std::vector<JsonRow>& rows,
                     int64_t ok_N, int64_t fail_N, int P, const std::string& stopped) {
   if (o.json_path.empty()) return;
-  const std::string extra = "  \"find_max\": {\"N\": " + std::to_string(ok_N) +
-                            ", \"n_local\": " + std::to_string(ok_N / P) +
-                            ", \"first_failure_N\": " + std::to_string(fail_N) +
-                            ", \"stopped\": \"" + stopped + "\"}";
+  nlohmann::ordered_json extra;
+  extra["find_max"] = {
+      {"N", ok_N}, {"n_local", ok_N / P}, {"first_failure_N", fail_N}, {"stopped", stopped}};
   write_json(o.json_path, o, info, rows, extra);
 }
 
@@ -276,13 +275,13 @@ int print_model(const BenchOptions& o, const RunInfo& info, bool root) {
     }
   }
   if (root && !o.json_path.empty()) {
-    char link[512];
-    std::snprintf(link, sizeof link,
-                  "  \"link\": {\"alpha_us\": %g, \"beta_GBps\": %g, \"gamma_GBps\": %g, "
-                  "\"ranks_per_node\": %d, \"inter_alpha_us\": %g, \"inter_beta_GBps\": %g}",
-                  o.link.latency_us, o.link.bandwidth_Bpus / 1e3, o.link.combine_Bpus / 1e3,
-                  o.link.ranks_per_node, o.link.inter_latency_us,
-                  o.link.inter_bandwidth_Bpus / 1e3);
+    nlohmann::ordered_json link;
+    link["link"] = {{"alpha_us", o.link.latency_us},
+                    {"beta_GBps", o.link.bandwidth_Bpus / 1e3},
+                    {"gamma_GBps", o.link.combine_Bpus / 1e3},
+                    {"ranks_per_node", o.link.ranks_per_node},
+                    {"inter_alpha_us", o.link.inter_latency_us},
+                    {"inter_beta_GBps", o.link.inter_bandwidth_Bpus / 1e3}};
     write_json(o.json_path, o, info, json, link);
   }
   return 0;

@@ -25,15 +25,6 @@ double achieved_GBps(const BenchOptions& o, const RowResult& r, double bytes_per
   return ms > 0 ? bytes / (ms * 1e-3) / 1e9 : 0.0;
 }
 
-std::string quote(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += (c == '\n' || c == '\t') ? ' ' : c;
-  }
-  return out + "\"";
-}
-
 const char* mode_name(BenchMode m) {
   switch (m) {
     case BenchMode::kRun:
@@ -58,33 +49,27 @@ double RowResult::overlap() const {
 
 JsonRow& JsonRow::num(const std::string& key, double value) {
   if (!std::isfinite(value)) return null(key);
-  std::ostringstream os;
-  os.precision(6);
-  os << value;
-  fields_.emplace_back(key, os.str());
+  fields_[key] = value;
   return *this;
 }
 JsonRow& JsonRow::integer(const std::string& key, int64_t value) {
-  fields_.emplace_back(key, std::to_string(value));
+  fields_[key] = value;
   return *this;
 }
 JsonRow& JsonRow::str(const std::string& key, const std::string& value) {
-  fields_.emplace_back(key, quote(value));
+  fields_[key] = value;
   return *this;
 }
 JsonRow& JsonRow::boolean(const std::string& key, bool value) {
-  fields_.emplace_back(key, value ? "true" : "false");
+  fields_[key] = value;
   return *this;
 }
 JsonRow& JsonRow::null(const std::string& key) {
-  fields_.emplace_back(key, "null");
+  fields_[key] = nullptr;
   return *this;
 }
 std::string JsonRow::dump() const {
-  std::string out = "{";
-  for (size_t i = 0; i < fields_.size(); ++i)
-    out += (i ? ", " : "") + quote(fields_[i].first) + ": " + fields_[i].second;
-  return out + "}";
+  return fields_.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 JsonRow base_row(const BenchOptions& o, const RunInfo& info) {
@@ -272,29 +257,33 @@ std::vector<JsonRow> json_rows(const BenchOptions& o, const RunInfo& info, const
 }
 
 void write_json(const std::string& path, const BenchOptions& o, const RunInfo& info,
-                const std::vector<JsonRow>& rows, const std::string& extra_fields) {
+                const std::vector<JsonRow>& rows, const nlohmann::ordered_json& extra) {
+  nlohmann::ordered_json doc;
+  doc["tool"] = "lightring-bench";
+  doc["commit"] = info.commit;
+  doc["device"] = info.device;
+  doc["date"] = info.date;
+  doc["world_size"] = info.world_size;
+  doc["backend"] = kernels::device_name(o.backend);
+  doc["mode"] = mode_name(o.mode);
+  doc["versions"] = info.versions;
+  if (!info.transport.empty()) doc["exchange_transport"] = info.transport;
+  doc["ceilings"] = nlohmann::ordered_json::object();
+  if (info.copy_GBps > 0) doc["ceilings"]["copy_TBps"] = info.copy_GBps / 1e3;
+  if (!info.startup_bytes.empty()) {
+    nlohmann::ordered_json mem = nlohmann::ordered_json::object();
+    for (const auto& [name, bytes] : info.startup_bytes) mem[name] = bytes / 1e9;
+    doc["startup_memory_GB"] = mem;
+  }
+  LR_CHECK(extra.is_object(), "write_json: extra fields must be a JSON object");
+  for (const auto& [key, value] : extra.items()) doc[key] = value;
+  doc["rows"] = nlohmann::ordered_json::array();
+  for (const JsonRow& r : rows) doc["rows"].push_back(r.json());
   std::ofstream f(path);
   LR_CHECK(f.good(), "--json: cannot write '", path, "'");
-  f << "{\n  \"tool\": \"lightring-bench\",\n  \"commit\": " << quote(info.commit) << ",\n"
-    << "  \"device\": " << quote(info.device) << ",\n  \"date\": " << quote(info.date) << ",\n"
-    << "  \"world_size\": " << info.world_size << ",\n  \"backend\": \""
-    << kernels::device_name(o.backend) << "\",\n  \"mode\": \"" << mode_name(o.mode) << "\",\n"
-    << "  \"versions\": " << quote(info.versions) << ",\n";
-  if (!info.transport.empty()) f << "  \"exchange_transport\": " << quote(info.transport) << ",\n";
-  f << "  \"ceilings\": {";
-  if (info.copy_GBps > 0) f << "\"copy_TBps\": " << info.copy_GBps / 1e3;
-  f << "},\n";
-  if (!info.startup_bytes.empty()) {
-    f << "  \"startup_memory_GB\": {";
-    for (size_t i = 0; i < info.startup_bytes.size(); ++i)
-      f << (i ? ", " : "") << quote(info.startup_bytes[i].first) << ": "
-        << info.startup_bytes[i].second / 1e9;
-    f << "},\n";
-  }
-  if (!extra_fields.empty()) f << extra_fields << ",\n";
-  f << "  \"rows\": [";
-  for (size_t i = 0; i < rows.size(); ++i) f << (i ? ",\n    " : "\n    ") << rows[i].dump();
-  f << "\n  ]\n}\n";
+  // Invalid UTF-8 in a string (a device or path name) is replaced, never a throw mid-write.
+  f << doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  LR_CHECK(f.good(), "--json: writing '", path, "' failed");
 }
 
 }  // namespace lightring::launch

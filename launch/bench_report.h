@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "launch/bench_options.h"
 
 namespace lightring::launch {
@@ -61,9 +63,10 @@ class JsonRow {
   JsonRow& boolean(const std::string& key, bool value);
   JsonRow& null(const std::string& key);
   std::string dump() const;
+  const nlohmann::ordered_json& json() const { return fields_; }
 
  private:
-  std::vector<std::pair<std::string, std::string>> fields_;
+  nlohmann::ordered_json fields_ = nlohmann::ordered_json::object();  // keys in insertion order
 };
 
 // The keys every lightring row shares (impl, P, B, H, D, E, dtype, decay, backend).
@@ -77,8 +80,11 @@ void print_header(const BenchOptions& o, const RunInfo& info);
 void print_row(const BenchOptions& o, const RunInfo& info, const RowResult& r);
 // The three JSON rows (pass fwd, bwd, fwdbwd) of a timed row.
 std::vector<JsonRow> json_rows(const BenchOptions& o, const RunInfo& info, const RowResult& r);
-// Writes {tool, commit, device, date, world_size, backend, mode, ceilings, rows, extra...}.
+// Writes {tool, commit, device, date, world_size, backend, mode, ceilings, extra..., rows}
+// through nlohmann-json (Debian's nlohmann-json3-dev); `extra` is an object whose keys are added.
 void write_json(const std::string& path, const BenchOptions& o, const RunInfo& info,
-                const std::vector<JsonRow>& rows, const std::string& extra_fields = "");
+                const std::vector<JsonRow>& rows,
+                const nlohmann::ordered_json& extra = nlohmann::ordered_json::object());
+// (A string or any non-object `extra` is a programming error: write_json throws.)
 
 }  // namespace lightring::launch

@@ -8,7 +8,7 @@ packages=(build-essential cmake ninja-build libopenmpi-dev openmpi-bin
           libboost-program-options-dev libgtest-dev libtorch-dev python3-dev
           python3-torch python3-pytest python3-numpy python3-mpi4py
           python3-pip python3-setuptools python3-wheel python3-matplotlib fortunes fortunes-min
-          iproute2)
+          iproute2 nlohmann-json3-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
