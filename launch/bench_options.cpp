@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "launch/bench_cli.h"
+#include "launch/cli_parse.h"
 
 #ifndef LIGHTRING_GIT_COMMIT
 #define LIGHTRING_GIT_COMMIT "unknown"
@@ -172,21 +173,7 @@ bool parse_bench_options(int argc, char** argv, bool print_help, BenchOptions* o
      "--model: group sizes");
   // clang-format on
   po::variables_map vm;
-  try {
-    // No positional arguments: a stray word is an error, not silently ignored.
-    po::store(po::command_line_parser(argc, argv)
-                  .options(desc)
-                  .positional(po::positional_options_description())
-                  .run(),
-              vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    LR_THROW("lightring-bench: ", e.what(), " (see --help)");
-  }
-  if (vm.count("help")) {
-    if (print_help) std::cout << desc << "\n";
-    return false;
-  }
+  if (!parse_command_line(desc, argc, argv, "lightring-bench", print_help, &vm)) return false;
   if (vm.count("version")) {
     if (print_help) std::cout << version_line(LIGHTRING_GIT_COMMIT) << "\n";
     return false;

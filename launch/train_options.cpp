@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "launch/cli_parse.h"
 
 namespace po = boost::program_options;
 
@@ -155,20 +156,7 @@ bool parse_train_options(int argc, char** argv, bool print_help, TrainOptions* o
     ("top-k", po::value(&o.top_k)->default_value(0), "sample among the k likeliest tokens (0: all)");
   // clang-format on
   po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(argc, argv)
-                  .options(desc)
-                  .positional(po::positional_options_description())
-                  .run(),
-              vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    LR_THROW("lightring-train: ", e.what(), " (see --help)");
-  }
-  if (vm.count("help")) {
-    if (print_help) std::cout << desc << "\n";
-    return false;
-  }
+  if (!parse_command_line(desc, argc, argv, "lightring-train", print_help, &vm)) return false;
   model::preset_config(o.preset);  // unknown preset: names the known ones
   for (auto [flag, value] : {std::pair<const char*, int64_t>{"--d-model", o.d_model},
                              {"--layers", o.layers},
