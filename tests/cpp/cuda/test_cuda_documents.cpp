@@ -158,18 +158,8 @@ void check_cuda_documents(const CudaDocsCase& c, DType dtype, Family family, boo
   const std::vector<float> g = to_float(randn(docs * per, rng, 0.5));
   if (!with_s0) s0.clear();
   const DocsRun got = run_cuda_documents(c, pr, cu, s0, g);
-  const DocumentsOut want =
-      documents_forward(s, cu, pr.qd, pr.kd, pr.vd, pr.decay, pr.scale, to_double(s0));
-  const DocumentsGrad grad = documents_backward(s, cu, pr.qd, pr.kd, pr.vd, pr.decay, pr.scale,
-                                                to_double(s0), pr.dod, to_double(g));
   const double tol = cuda_tolerance(dtype) * 2;
-  EXPECT_LT(rel_err(got.o, want.o), tol);
-  EXPECT_LT(rel_err(got.final_states, want.final_states), tol);
-  EXPECT_LT(rel_err(got.dq, grad.dq), tol);
-  EXPECT_LT(rel_err(got.dk, grad.dk), tol);
-  EXPECT_LT(rel_err(got.dv, grad.dv), tol);
-  if (with_s0) EXPECT_LT(rel_err(got.d_initial_states, grad.d_initial_states), tol);
-  EXPECT_LT(got.pair_err, tol);
+  expect_documents_close(got, pr, cu, s0, g, tol, tol, tol);
 }
 
 bool have_gpu() {

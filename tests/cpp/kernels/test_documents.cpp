@@ -24,10 +24,6 @@ struct DocsCase {
   int block = 16;
 };
 
-std::vector<double> slice(const std::vector<double>& x, size_t begin, size_t n) {
-  return std::vector<double>(x.begin() + begin, x.begin() + begin + n);
-}
-
 // Runs the case on the CPU backend, shard by shard; returns what the oracle is compared with.
 DocsRun run_cpu_documents(const DocsCase& c, const Problem& pr, const std::vector<int64_t>& cu,
                           const std::vector<float>& s0, const std::vector<float>& g) {
@@ -131,24 +127,7 @@ void check_documents(const DocsCase& c, DType dtype) {
   if (c.with_g) g = to_float(randn(docs * per, rng, 0.5));
 
   const DocsRun got = run_cpu_documents(c, pr, cu, s0, g);
-  const DocumentsOut want =
-      documents_forward(s, cu, pr.qd, pr.kd, pr.vd, pr.decay, pr.scale, to_double(s0));
-  const DocumentsGrad grad = documents_backward(s, cu, pr.qd, pr.kd, pr.vd, pr.decay, pr.scale,
-                                                to_double(s0), pr.dod, to_double(g));
-  const double tol = tolerance(dtype) * 2;
-  EXPECT_LT(rel_err(got.o, want.o), tol);
-  EXPECT_LT(rel_err(got.final_states, want.final_states), 2e-5);
-  EXPECT_LT(rel_err(got.dq, grad.dq), tol);
-  EXPECT_LT(rel_err(got.dk, grad.dk), tol);
-  EXPECT_LT(rel_err(got.dv, grad.dv), tol);
-  if (c.with_s0) EXPECT_LT(rel_err(got.d_initial_states, grad.d_initial_states), 2e-5);
-  EXPECT_LT(got.pair_err, 1e-5);
-  // Each document on its own: no state leaked from its predecessor.
-  for (int64_t d = 0; d < docs; ++d) {
-    const size_t e0 = static_cast<size_t>(d * per);
-    EXPECT_LT(rel_err(slice(got.final_states, e0, per), slice(want.final_states, e0, per)), 2e-5)
-        << "document " << d;
-  }
+  expect_documents_close(got, pr, cu, s0, g, tolerance(dtype) * 2, 2e-5, 1e-5);
 }
 
 // Sets KernelTuning::pad_short_documents for one scope.
