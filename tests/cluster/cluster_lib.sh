@@ -6,10 +6,16 @@ CLUSTER=$HERE/netns_cluster.sh
 AGENT=$HERE/netns_agent.sh
 
 # cluster_up N: the cluster, torn down by an EXIT trap (also on failure, Ctrl-C, ctest's kill).
+# Every cluster uses the same namespace names, so one cluster test at a time on this host,
+# across ctest runs too: an exclusive lock on $LR_CLUSTER_RUN.lock (fd 9, closed for mpirun),
+# held until the script exits; waits up to LR_CLUSTER_LOCK_WAIT_S (default 600) for it.
 cluster_up() {
   local rc=0
   "$CLUSTER" check || rc=$?
   [ "$rc" = 0 ] || exit "$rc"            # 77: ctest reports the test skipped, with the reason
+  exec 9>"$LR_CLUSTER_RUN.lock"
+  flock -w "${LR_CLUSTER_LOCK_WAIT_S:-600}" 9 ||
+    { echo "cluster_up: another cluster test holds $LR_CLUSTER_RUN.lock" >&2; exit 1; }
   trap '"$CLUSTER" down' EXIT
   trap 'exit 130' INT TERM
   "$CLUSTER" up "$1"
@@ -24,5 +30,5 @@ cluster_mpirun() {
   "$CLUSTER" exec 0 mpirun --allow-run-as-root --hostfile "$LR_CLUSTER_RUN/hostfile" \
     --mca plm_rsh_agent "$AGENT" \
     --mca btl tcp,self --mca btl_tcp_if_include 192.0.2.0/24 --mca oob_tcp_if_include 192.0.2.0/24 \
-    --bind-to none -x OMP_NUM_THREADS=1 "${extra[@]}" "$@"
+    --bind-to none -x OMP_NUM_THREADS=1 "${extra[@]}" "$@" 9>&-
 }
