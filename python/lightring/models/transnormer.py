@@ -231,10 +231,11 @@ class TransNormerLM(nn.Module):
         total = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
                                             targets.reshape(-1), ignore_index=-1,
                                             reduction="sum")
-        count = int((targets != -1).sum())
+        count = (targets != -1).sum()
         if reduction == "sum":
-            return total, count
-        return total / max(count, 1)
+            return total, int(count)
+        # A tensor count, not int(): torch.compile(fullgraph=True) traces it without a break.
+        return total / count.clamp(min=1)
 
     def initial_states(self, batch, device=None):
         """Zero decoding states: per layer [B, H, dh, dh] fp32."""
