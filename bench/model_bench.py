@@ -455,6 +455,9 @@ def phase_compile(o, write):
 def main(argv=None):
     o = parse(argv)
     if o.summarize:
+        if not os.path.isfile(o.summarize):
+            print(f"--summarize: no file {o.summarize} (no row was written)", flush=True)
+            return 1
         with open(o.summarize) as f:
             print_summary([json.loads(line) for line in f if line.strip()])
         return 0

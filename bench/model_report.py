@@ -1,8 +1,10 @@
 """Summary tables (Markdown) of bench/model_bench.py rows; `model_bench.py --summarize FILE`.
 
-vs first = tokens_per_s of the row / tokens_per_s of the first mixer's row at the same size, T
-and recompute mode; best vs best compares each mixer's fastest row at (size, T), whatever its
-mode (a mixer that fits without recompute where the other needs it gains there).
+"<first> ×" = tokens_per_s of the first mixer's latest row before this one at the same size, T
+and recompute mode / tokens_per_s of this row (lightring first: lightring's speed-up over the
+row's mixer); "best vs best" is the same ratio between each mixer's fastest row at (size, T),
+whatever its mode (a mixer that fits without recompute where the other needs it gains there).
+In the longest-context table "<first> ×" is the first mixer's longest T / this row's.
 """
 
 
@@ -29,7 +31,12 @@ def table_lines(rows):
     if not table:
         return []
     first = table[0]["mixer"]
-    by_key = {(r["size"], r["T"], r.get("recompute"), r["mixer"]): r for r in table}
+    ref_of, latest = {}, {}  # a row's reference: the first mixer's latest row before it
+    for i, r in enumerate(table):
+        key = (r["size"], r["T"], r.get("recompute"))
+        if r["mixer"] == first:
+            latest[key] = r
+        ref_of[i] = latest.get(key)
     best = {}
     for r in table:
         if r.get("tokens_per_s"):
@@ -37,17 +44,17 @@ def table_lines(rows):
             if k not in best or r["tokens_per_s"] > best[k]["tokens_per_s"]:
                 best[k] = r
     out = ["| size | T | mixer | recompute | ms/step | steps/s | tokens/s | peak GB | "
-           "vs first | best vs best |", "|---|---:|---|---|---:|---:|---:|---:|---:|---:|"]
-    for r in table:
-        ref = by_key.get((r["size"], r["T"], r.get("recompute"), first))
+           f"{first} × | best vs best |", "|---|---:|---|---|---:|---:|---:|---:|---:|---:|"]
+    for i, r in enumerate(table):
+        ref = ref_of[i]
         ratio = None
         if r["mixer"] != first and ref and ref.get("tokens_per_s") and r.get("tokens_per_s"):
-            ratio = r["tokens_per_s"] / ref["tokens_per_s"]
+            ratio = ref["tokens_per_s"] / r["tokens_per_s"]
         mine, theirs = best.get((r["size"], r["T"], r["mixer"])), \
             best.get((r["size"], r["T"], first))
         best_ratio = None
         if r["mixer"] != first and mine is r and theirs:
-            best_ratio = r["tokens_per_s"] / theirs["tokens_per_s"]
+            best_ratio = theirs["tokens_per_s"] / r["tokens_per_s"]
         ms = _fmt(r.get("ms")) if r.get("ms") is not None else \
             ("OOM" if r.get("oom") else "error")
         out.append(f"| {r['size']} | {_tokens(r['T'])} | {r['mixer']} | "
@@ -81,9 +88,9 @@ def longest_lines(rows):
         return []
     first = found[0].get("longest_T")
     out = ["", "| size | mixer | longest T (one step fits) | first failure | stopped by | "
-           "tries | s | vs first |", "|---|---|---:|---:|---|---:|---:|---:|"]
+           f"tries | s | {found[0]['mixer']} × |", "|---|---|---:|---:|---|---:|---:|---:|"]
     for r in found:
-        ratio = r["longest_T"] / first if first and r.get("longest_T") else None
+        ratio = first / r["longest_T"] if first and r.get("longest_T") else None
         stop = r.get("stopped_by") or r.get("error") or ("time cap" if r.get("capped") else
                                                           "--longest-max")
         stop = stop.split(":")[0] if stop else stop
