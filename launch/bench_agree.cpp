@@ -46,7 +46,11 @@ std::string canonical_options(const BenchOptions& o) {
   os << "--link " << o.link.latency_us << "," << o.link.bandwidth_Bpus << "," << o.link.combine_Bpus
      << "\n";
   os << "--inter-link " << o.link.inter_latency_us << "," << o.link.inter_bandwidth_Bpus << "\n";
-  os << "--ranks-per-node " << o.link.ranks_per_node << "\n";
+  if (o.measure_nodes) {
+    os << "--ranks-per-node measured\n";
+  } else {
+    os << "--ranks-per-node " << o.link.ranks_per_node << "\n";
+  }
   os << "-w " << o.warmup << "\n-n " << o.iters << "\n--check " << o.check << "\n";
   os << "--no-baseline " << !o.baseline << "\n--no-ceilings " << !o.ceilings << "\n";
   os << "--seed " << o.seed << "\n--timeout " << o.timeout_s << "\n";

@@ -274,16 +274,8 @@ int print_model(const BenchOptions& o, const RunInfo& info, bool root) {
       json.push_back(row);
     }
   }
-  if (root && !o.json_path.empty()) {
-    nlohmann::ordered_json link;
-    link["link"] = {{"alpha_us", o.link.latency_us},
-                    {"beta_GBps", o.link.bandwidth_Bpus / 1e3},
-                    {"gamma_GBps", o.link.combine_Bpus / 1e3},
-                    {"ranks_per_node", o.link.ranks_per_node},
-                    {"inter_alpha_us", o.link.inter_latency_us},
-                    {"inter_beta_GBps", o.link.inter_bandwidth_Bpus / 1e3}};
-    write_json(o.json_path, o, info, json, link);
-  }
+  // write_json records the link (link_json), which the rows were priced with.
+  if (root && !o.json_path.empty()) write_json(o.json_path, o, info, json);
   return 0;
 }
 

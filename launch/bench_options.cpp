@@ -110,7 +110,7 @@ bool parse_bench_options(int argc, char** argv, bool print_help, BenchOptions* o
   std::string dtype, decay = "on", schedule = "auto", backend, local_len, msg_bytes, ranks;
   std::string link, inter_link, docs;
   int64_t min_len = 0, max_len = 0, heads = 0, dim = 0, vdim = 0;
-  int ranks_per_node = 0;
+  int ranks_per_node = -1;  // not given: measured (apply_node_layout)
   bool exchange_only = false, find_max = false, model = false, no_baseline = false;
   bool no_ceilings = false;
   po::options_description desc(
@@ -144,8 +144,9 @@ bool parse_bench_options(int argc, char** argv, bool print_help, BenchOptions* o
     ("link", po::value(&link),
      "cost model of auto: ALPHA_US,BETA_GBPS[,GAMMA_GBPS] (defaults: cpu 1.5,5,5; cuda 5,50,200)")
     ("inter-link", po::value(&inter_link), "cost model between nodes: ALPHA_US,BETA_GBPS (10,50)")
-    ("ranks-per-node", po::value(&ranks_per_node)->default_value(0),
-     "cost model: consecutive ranks per node (0: one level)")
+    ("ranks-per-node", po::value(&ranks_per_node),
+     "cost model: consecutive ranks per node (default: measured from the ranks' host names; "
+     "0: one level)")
     ("warmup,w", po::value(&out->warmup)->default_value(1), "warmup iterations")
     ("iters,n", po::value(&out->iters)->default_value(3), "timed iterations (median reported)")
     ("check,c", po::bool_switch(&out->check), "compare every rank against the unsharded result")
@@ -203,11 +204,17 @@ bool parse_bench_options(int argc, char** argv, bool print_help, BenchOptions* o
   for (const std::string& s : split(schedule, ','))
     out->schedules.push_back(parallel::parse_schedule(s));
   LR_CHECK(!out->schedules.empty(), "--schedule: empty list");
-  if (!gpu) out->link = {1.5, 5e3, 5e3};  // shared-memory MPI, host axpy
+  if (!gpu) {  // shared-memory MPI, host axpy
+    out->link.latency_us = 1.5;
+    out->link.bandwidth_Bpus = 5e3;
+    out->link.combine_Bpus = 5e3;
+  }
   if (!link.empty()) parse_link(link, false, &out->link);
   if (!inter_link.empty()) parse_link(inter_link, true, &out->link);
-  LR_CHECK(ranks_per_node >= 0, "--ranks-per-node must be >= 0");
-  out->link.ranks_per_node = ranks_per_node;
+  LR_CHECK(!vm.count("ranks-per-node") || ranks_per_node >= 0,
+           "--ranks-per-node must be >= 0 (got ", ranks_per_node, ")");
+  out->measure_nodes = !vm.count("ranks-per-node");
+  out->link.ranks_per_node = out->measure_nodes ? 0 : ranks_per_node;
   if (!local_len.empty())
     out->local_lens = parse_length_list(local_len, out->factor, "--local-len");
   if (!msg_bytes.empty()) out->msg_bytes = parse_length_list(msg_bytes, out->factor, "--msg-bytes");
@@ -238,6 +245,16 @@ bool parse_bench_options(int argc, char** argv, bool print_help, BenchOptions* o
   LR_CHECK(!(out->check && out->mode != BenchMode::kRun),
            "--check applies to the timed run only (not --exchange-only/--find-max/--model)");
   return true;
+}
+
+void apply_node_layout(const parallel::NodeLayout& nodes, int world_size, BenchOptions* o) {
+  if (!o->measure_nodes) return;
+  LR_CHECK(nodes.num_ranks() == world_size, "apply_node_layout: a layout of ", nodes.num_ranks(),
+           " ranks for a world of ", world_size);
+  const bool aligned = nodes.num_nodes() > 1 && nodes.blocked() && nodes.ranks_per_node() > 0;
+  o->link.ranks_per_node = aligned ? nodes.ranks_per_node() : 0;
+  // --model prices hypothetical group sizes: only R applies there.
+  if (o->mode != BenchMode::kModel) o->link.span = parallel::group_span(nodes, 0, world_size);
 }
 
 }  // namespace lightring::launch

@@ -8,6 +8,7 @@
 #include "kernels/attention.h"
 #include "launch/bench_docs.h"
 #include "parallel/sequence_parallel.h"
+#include "parallel/topology.h"
 
 namespace lightring::launch {
 
@@ -35,7 +36,8 @@ struct BenchOptions {
   DocsSpec docs;           // --docs: packed documents in every timed row (off: one sequence)
   uint64_t docs_seed = 1;  // --docs-seed: the document lengths drawn
   std::vector<parallel::Schedule> schedules{parallel::Schedule::kAuto};
-  parallel::LinkModel link;  // the cost model auto uses (--link, --inter-link, --ranks-per-node)
+  parallel::LinkModel link;   // the cost model auto uses (--link, --inter-link, --ranks-per-node)
+  bool measure_nodes = true;  // no --ranks-per-node: apply_node_layout sets R and the span
   int warmup = 1, iters = 3;
   bool check = false;
   bool baseline = true;  // time the same local work with the exchange skipped (exposed time)
@@ -68,5 +70,12 @@ std::vector<int64_t> parse_length_list(const std::string& text, double factor, c
 // minute on 2 cores; on CUDA the reference shape B=1 H=32 D=E=128 bf16).
 // Returns false after printing --help or --version; throws lightring::Error on bad flags.
 bool parse_bench_options(int argc, char** argv, bool print_help, BenchOptions* out);
+
+// Without --ranks-per-node, the cost model follows the job's measured node layout (every rank
+// passes the same one, parallel::discover_nodes): R = its ranks per node when the job spans
+// several nodes in blocks of equal size (0 otherwise), and outside --model the span of the
+// benchmark's one SP group (all world_size ranks), which prices uneven and round-robin
+// placements too. With --ranks-per-node the flag's aligned blocks stand, measured or not.
+void apply_node_layout(const parallel::NodeLayout& nodes, int world_size, BenchOptions* o);
 
 }  // namespace lightring::launch

@@ -39,7 +39,39 @@ const char* mode_name(BenchMode m) {
   return "?";
 }
 
+// Whether the header and JSON report auto's decision: a run of one state size that asks for it.
+bool reports_auto(const BenchOptions& o) {
+  if (o.mode != BenchMode::kRun && o.mode != BenchMode::kFindMax) return false;
+  return std::find(o.schedules.begin(), o.schedules.end(), parallel::Schedule::kAuto) !=
+         o.schedules.end();
+}
+
 }  // namespace
+
+nlohmann::ordered_json link_json(const BenchOptions& o) {
+  nlohmann::ordered_json link;
+  link["alpha_us"] = o.link.latency_us;
+  link["beta_GBps"] = o.link.bandwidth_Bpus / 1e3;
+  link["gamma_GBps"] = o.link.combine_Bpus / 1e3;
+  link["ranks_per_node"] = o.link.ranks_per_node;
+  link["ranks_per_node_from"] = o.measure_nodes ? "measured" : "--ranks-per-node";
+  link["inter_alpha_us"] = o.link.inter_latency_us;
+  link["inter_beta_GBps"] = o.link.inter_bandwidth_Bpus / 1e3;
+  if (o.link.span.nodes > 0) {
+    link["span_nodes"] = o.link.span.nodes;
+    link["span_crossings"] = o.link.span.crossings;
+  } else {
+    link["span_nodes"] = nullptr;
+    link["span_crossings"] = nullptr;
+  }
+  return link;
+}
+
+parallel::ScheduleChoice auto_choice(const BenchOptions& o, const RunInfo& info) {
+  const size_t state_bytes = static_cast<size_t>(o.batch * o.heads * o.dim * o.vdim) * 4;
+  return parallel::explain_schedule(parallel::Schedule::kAuto, info.world_size, state_bytes,
+                                    o.link);
+}
 
 double RowResult::overlap() const {
   const double xchg = xchg_fwd_ms + xchg_bwd_ms;
@@ -116,11 +148,36 @@ void print_header(const BenchOptions& o, const RunInfo& info) {
   if (info.timeout_s > 0)
     std::printf("# deadline: %g s per wait for a peer (--timeout, LIGHTRING_COMM_TIMEOUT_S)\n",
                 info.timeout_s);
+  if (info.nodes.num_ranks() > 0) {
+    // One line of at most 120 columns whatever the cluster: the node list is cut.
+    const std::string by =
+        info.nodes.source == "hostname" ? ", by host name" : ", by " + info.nodes.source;
+    std::string nodes = info.nodes.describe();
+    const size_t room = 120 - std::strlen("# nodes: ") - by.size();
+    if (nodes.size() > room) nodes = nodes.substr(0, room - 4) + " ...";
+    std::printf("# nodes: %s%s\n", nodes.c_str(), by.c_str());
+  }
   std::printf(
-      "# cost model of auto: alpha %.3g us, beta %.3g GB/s, gamma %.3g GB/s, ranks/node %d, "
-      "inter alpha %.3g us, beta %.3g GB/s\n",
+      "# cost model of auto: alpha %.3g us, beta %.3g GB/s, gamma %.3g GB/s; between nodes "
+      "alpha %.3g us, beta %.3g GB/s\n",
       o.link.latency_us, o.link.bandwidth_Bpus / 1e3, o.link.combine_Bpus / 1e3,
-      o.link.ranks_per_node, o.link.inter_latency_us, o.link.inter_bandwidth_Bpus / 1e3);
+      o.link.inter_latency_us, o.link.inter_bandwidth_Bpus / 1e3);
+  const char* r_from = !o.measure_nodes             ? "--ranks-per-node"
+                       : info.nodes.num_nodes() > 1 ? "measured"
+                                                    : "measured: one node";
+  std::printf("# cost model: ranks/node %d (%s)", o.link.ranks_per_node, r_from);
+  if (o.link.span.nodes == 1)
+    std::printf("; the group is on one node: one level");
+  else if (o.link.span.nodes > 1)
+    std::printf("; the group spans %d node%s, %d of %d ring hops between nodes", o.link.span.nodes,
+                o.link.span.nodes == 1 ? "" : "s", o.link.span.crossings, info.world_size - 1);
+  std::printf("\n");
+  if (reports_auto(o)) {
+    const parallel::ScheduleChoice c = auto_choice(o, info);
+    std::printf("# auto: %s, %s\n#   model: ring %.1f us, allgather %.1f us, scan %.1f us\n",
+                parallel::schedule_name(c.schedule), c.reason.c_str(), c.ring_us, c.allgather_us,
+                c.scan_us);
+  }
   if (info.copy_GBps > 0)
     std::printf("# copy ceiling (bytes read + written): %.1f GB/s\n", info.copy_GBps);
   if (!info.startup_bytes.empty()) {
@@ -274,6 +331,34 @@ void write_json(const std::string& path, const BenchOptions& o, const RunInfo& i
     nlohmann::ordered_json mem = nlohmann::ordered_json::object();
     for (const auto& [name, bytes] : info.startup_bytes) mem[name] = bytes / 1e9;
     doc["startup_memory_GB"] = mem;
+  }
+  if (info.nodes.num_ranks() > 0) {
+    const parallel::NodeLayout& n = info.nodes;
+    nlohmann::ordered_json topo;
+    topo["num_nodes"] = n.num_nodes();
+    topo["ranks_per_node"] = n.ranks_per_node();  // 0: the nodes hold different numbers
+    topo["blocked"] = n.blocked();
+    topo["source"] = n.source;
+    topo["nodes"] = nlohmann::ordered_json::array();
+    for (int node = 0; node < n.num_nodes(); ++node) {
+      nlohmann::ordered_json ranks = nlohmann::ordered_json::array();
+      for (int r = 0; r < n.num_ranks(); ++r)
+        if (n.node_of_rank[r] == node) ranks.push_back(r);
+      topo["nodes"].push_back({{"name", n.node_names[node]}, {"ranks", ranks}});
+    }
+    doc["topology"] = topo;
+  }
+  doc["link"] = link_json(o);
+  if (reports_auto(o)) {
+    const parallel::ScheduleChoice c = auto_choice(o, info);
+    doc["auto"] = {{"schedule", parallel::schedule_name(c.schedule)},
+                   {"state_bytes", o.batch * o.heads * o.dim * o.vdim * 4},
+                   {"ring_us", c.ring_us},
+                   {"allgather_us", c.allgather_us},
+                   {"scan_us", c.scan_us},
+                   {"nodes", c.span.nodes},
+                   {"crossings", c.span.crossings},
+                   {"reason", c.reason}};
   }
   LR_CHECK(extra.is_object(), "write_json: extra fields must be a JSON object");
   for (const auto& [key, value] : extra.items()) doc[key] = value;

@@ -52,6 +52,8 @@ struct RunInfo {
   // on the CPU): "context" (the CUDA context), "communicator" (+ NCCL's init), "connected" (+ the
   // warm-up exchanges of every schedule: NCCL's connections). Rows' peak_GB include all of it.
   std::vector<std::pair<std::string, double>> startup_bytes;
+  // The node of every world rank (parallel::discover_nodes); empty before it is measured.
+  parallel::NodeLayout nodes;
 };
 
 // One JSON object of a "rows" array, keys in insertion order.
@@ -76,11 +78,19 @@ JsonRow base_row(const BenchOptions& o, const RunInfo& info);
 double fwd_bytes_per_token_head(const BenchOptions& o);
 double bwd_bytes_per_token_head(const BenchOptions& o);
 
+// The cost model's parameters as the JSON records them ("link": alpha_us, ..., the span).
+nlohmann::ordered_json link_json(const BenchOptions& o);
+
+// What auto picks for one state message of this run's shape over the world (run and find-max:
+// B·H·D·E·4 bytes), with the costs and the reason (parallel::explain_schedule).
+parallel::ScheduleChoice auto_choice(const BenchOptions& o, const RunInfo& info);
+
 void print_header(const BenchOptions& o, const RunInfo& info);
 void print_row(const BenchOptions& o, const RunInfo& info, const RowResult& r);
 // The three JSON rows (pass fwd, bwd, fwdbwd) of a timed row.
 std::vector<JsonRow> json_rows(const BenchOptions& o, const RunInfo& info, const RowResult& r);
-// Writes {tool, commit, device, date, world_size, backend, mode, ceilings, extra..., rows}
+// Writes {tool, commit, device, date, world_size, backend, mode, ..., topology, link, auto
+// (run and find-max), extra..., rows}
 // through nlohmann-json (Debian's nlohmann-json3-dev); `extra` is an object whose keys are added.
 void write_json(const std::string& path, const BenchOptions& o, const RunInfo& info,
                 const std::vector<JsonRow>& rows,

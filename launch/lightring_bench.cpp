@@ -36,6 +36,7 @@
 #include "launch/bench_run.h"
 #include "launch/bench_shard.h"
 #include "parallel/sequence_parallel.h"
+#include "parallel/topology.h"
 
 #ifndef LIGHTRING_GIT_COMMIT
 #define LIGHTRING_GIT_COMMIT "unknown"
@@ -179,6 +180,9 @@ int run(int argc, char** argv, const comm::MpiEnvironment& env) {
 
   RunInfo info = run_info(o, env.world_size());
   info.timeout_s = world.timeout_s();
+  set_activity("gathering the node of every rank");
+  info.nodes = parallel::discover_nodes(world);  // the same layout on every rank
+  apply_node_layout(info.nodes, env.world_size(), &o);
   if (o.mode == BenchMode::kModel) {
     if (root) print_header(o, info);
     return print_model(o, info, root);

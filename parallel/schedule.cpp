@@ -1,6 +1,7 @@
 // Schedule names and the cost model of `auto` (see parallel/sequence_parallel.h
 // and docs/schedules.md for the derivation).
 #include <cmath>
+#include <sstream>
 
 #include "core/error.h"
 #include "parallel/sequence_parallel.h"
@@ -38,6 +39,28 @@ int ceil_log2(int p) {
 }
 }  // namespace
 
+GroupSpan effective_span(int num_ranks, const LinkModel& link) {
+  LR_CHECK(num_ranks >= 1, "the cost model needs num_ranks >= 1 (got ", num_ranks, ")");
+  const GroupSpan& s = link.span;
+  if (s.nodes > 0) {
+    // A measured placement: 1 node has no crossing; n nodes need at least n-1 (each node's
+    // first rank after rank 0 follows a rank of another node) and at most P-1 pairs.
+    LR_CHECK(s.nodes <= num_ranks && s.crossings >= s.nodes - 1 && s.crossings <= num_ranks - 1 &&
+                 (s.nodes > 1 || s.crossings == 0),
+             "the cost model's group span (", s.nodes, " nodes, ", s.crossings,
+             " ring hops between nodes) is impossible for ", num_ranks, " ranks");
+    return s;
+  }
+  LR_CHECK(s.nodes == 0 && s.crossings == 0,
+           "the cost model's group span needs nodes >= 0 (0: unknown) and no crossings without "
+           "nodes (got ",
+           s.nodes, " nodes, ", s.crossings, " crossings)");
+  const int R = link.ranks_per_node;
+  if (R <= 0 || num_ranks <= R) return GroupSpan{1, 0};
+  const int nodes = (num_ranks + R - 1) / R;
+  return GroupSpan{nodes, nodes - 1};
+}
+
 double schedule_cost_us(Schedule s, int num_ranks, size_t bytes, const LinkModel& link) {
   LR_CHECK(num_ranks >= 1, "schedule_cost_us: num_ranks must be >= 1 (got ", num_ranks, ")");
   LR_CHECK(link.latency_us >= 0 && link.bandwidth_Bpus > 0 && link.combine_Bpus > 0,
@@ -45,10 +68,10 @@ double schedule_cost_us(Schedule s, int num_ranks, size_t bytes, const LinkModel
   LR_CHECK(link.ranks_per_node >= 0 && link.inter_latency_us >= 0 && link.inter_bandwidth_Bpus > 0,
            "schedule_cost_us: the inter-node link needs ranks_per_node >= 0, latency >= 0 and "
            "bandwidth > 0");
+  const GroupSpan span = effective_span(num_ranks, link);
   const double P = num_ranks, m = static_cast<double>(bytes);
-  const int R = link.ranks_per_node;
-  const bool two_level = R > 0 && num_ranks > R;
-  const double nodes = two_level ? static_cast<double>((num_ranks + R - 1) / R) : 1.0;
+  const bool two_level = span.nodes > 1;
+  const double crossings = span.crossings;
   const double hop = link.latency_us + m / link.bandwidth_Bpus;  // one message on a node
   const double hop_e = two_level ? link.inter_latency_us + m / link.inter_bandwidth_Bpus : hop;
   const double alpha_e = two_level ? link.inter_latency_us : link.latency_us;
@@ -57,7 +80,7 @@ double schedule_cost_us(Schedule s, int num_ranks, size_t bytes, const LinkModel
   const int rounds = ceil_log2(num_ranks);
   switch (s) {
     case Schedule::kRing:
-      return (P - nodes) * (hop + fold) + (nodes - 1) * (hop_e + fold);
+      return (P - 1 - crossings) * (hop + fold) + crossings * (hop_e + fold);
     case Schedule::kAllGather:
       return alpha_e * rounds + (P - 1) * m / beta_e + (P - 1) * fold;
     case Schedule::kScan:
@@ -81,6 +104,33 @@ Schedule choose_schedule(Schedule requested, int num_ranks, size_t bytes, const 
     }
   }
   return best;
+}
+
+ScheduleChoice explain_schedule(Schedule requested, int num_ranks, size_t bytes,
+                                const LinkModel& link) {
+  ScheduleChoice c;
+  c.schedule = choose_schedule(requested, num_ranks, bytes, link);
+  c.ring_us = schedule_cost_us(Schedule::kRing, num_ranks, bytes, link);
+  c.allgather_us = schedule_cost_us(Schedule::kAllGather, num_ranks, bytes, link);
+  c.scan_us = schedule_cost_us(Schedule::kScan, num_ranks, bytes, link);
+  c.span = effective_span(num_ranks, link);
+  std::ostringstream why;
+  if (requested != Schedule::kAuto) {
+    why << "requested";
+  } else if (num_ranks <= 2) {
+    why << "at most 2 ranks: one hop, every schedule sends the same message";
+  } else {
+    why << "the cheapest for " << bytes << " B";
+  }
+  why << "; " << num_ranks << (num_ranks == 1 ? " rank" : " ranks") << " on ";
+  if (c.span.nodes == 1) {
+    why << "one node";
+  } else {
+    why << c.span.nodes << " nodes, " << c.span.crossings << " of " << num_ranks - 1
+        << " ring hops between nodes";
+  }
+  c.reason = why.str();
+  return c;
 }
 
 }  // namespace lightring::parallel

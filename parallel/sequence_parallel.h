@@ -97,17 +97,26 @@ const char* schedule_name(Schedule s);
 // α = per-message latency (µs), β = link bandwidth (bytes/µs), γ = combine
 // bandwidth (bytes/µs, the axpy over a state).
 //
-// Two levels (ranks_per_node = R > 0 and P > R; SP groups are consecutive
-// ranks, comm/layout.h, so a node holds R neighbouring shards; nodes = ⌈P/R⌉;
-// α_e, β_e the links between nodes):
+// Two levels (α_e, β_e the links between nodes). A group of P consecutive ranks spans `nodes`
+// nodes and `crossings` of its P-1 neighbouring pairs (r, r+1) sit on two different nodes:
 //
-//   ring       (P-nodes)·(α + m/β + m/γ) + (nodes-1)·(α_e + m/β_e + m/γ)
+//   ring       (P-1-crossings)·(α + m/β + m/γ) + crossings·(α_e + m/β_e + m/γ)
 //   allgather  α_e·ceil(log2 P) + (P-1)·m/β_e + (P-1)·m/γ      (the slowest link paces the ring)
 //   scan       ceil(log2 P)·(α_e + m/β_e + 2·m/γ)              (every round has a pair across
 //   nodes)
 //
+// The placement comes from `span` when it is known (parallel/topology.h measures it from the
+// host names of the group's ranks), else from ranks_per_node = R > 0 with P > R as aligned
+// blocks: nodes = ⌈P/R⌉, crossings = nodes - 1 (SP groups are consecutive ranks, comm/layout.h,
+// so a node holds R neighbouring shards). nodes = 1: the one-level formulas.
+//
 // auto picks the cheapest; P <= 2 is always ring (a single hop); ties go to
 // ring, then scan.
+struct GroupSpan {
+  int nodes = 0;      // nodes the group's ranks run on; 0: unknown (use ranks_per_node)
+  int crossings = 0;  // pairs (r, r+1) of the group on two different nodes: the ring's slow hops
+};
+
 struct LinkModel {
   double latency_us = 5.0;         // α: NVLink/NCCL small-message latency; MPI shared memory ~1-2
   double bandwidth_Bpus = 50e3;    // β: 50 GB/s = 50e3 bytes/µs
@@ -115,12 +124,27 @@ struct LinkModel {
   int ranks_per_node = 0;          // R: 0 = one level (every rank behind α, β)
   double inter_latency_us = 10.0;  // α_e between nodes
   double inter_bandwidth_Bpus = 50e3;  // β_e: 400 Gb/s = 50e3 bytes/µs
+  GroupSpan span;                      // the group's measured placement; overrides R when nodes > 0
 };
+
+// The placement the cost model prices for a group of num_ranks (span, else R, above).
+GroupSpan effective_span(int num_ranks, const LinkModel& link);
 
 double schedule_cost_us(Schedule s, int num_ranks, size_t bytes, const LinkModel& link = {});
 // Resolves kAuto by the cost model; returns any other schedule unchanged.
 Schedule choose_schedule(Schedule requested, int num_ranks, size_t bytes,
                          const LinkModel& link = {});
+
+// Why auto picks what it picks: the three costs, the placement priced and one line of reason,
+// e.g. "the cheapest for 2097152 B; 4 ranks on 2 nodes, 1 of 3 ring hops between nodes".
+struct ScheduleChoice {
+  Schedule schedule = Schedule::kRing;  // requested, or auto resolved
+  double ring_us = 0, allgather_us = 0, scan_us = 0;
+  GroupSpan span;  // effective_span: nodes >= 1
+  std::string reason;
+};
+ScheduleChoice explain_schedule(Schedule requested, int num_ranks, size_t bytes,
+                                const LinkModel& link = {});
 
 // The packed-document flags of one rank's shard (kernels::Documents without its offsets): what
 // the exchange needs of every rank and the agreement compares.
