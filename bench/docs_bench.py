@@ -156,7 +156,10 @@ def main():
                    "num_docs": len(lengths), "mean_doc_len": total / len(lengths), "B": 1,
                    "H": h, "D": d, "E": d, "dtype": "bf16", "device": torch.cuda.get_device_name()}
             try:
-                if impl == "lightring":
+                if impl in ("lightring", "lightring-pieces"):
+                    # lightring-pieces: the documents piece by piece (the A/B reference of the
+                    # boundaries inside the scans).
+                    lightring._ext.load().set_documents_in_kernel(impl == "lightring")
                     cu_arg = None if spec == "unpacked" else cu
                     step = lightring_step(lightring, q, k, v, do, decay, cu_arg)
                 else:

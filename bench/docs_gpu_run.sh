@@ -21,14 +21,14 @@ if [ "${BUILD_TESTS:-1}" = 1 ]; then
 fi
 # shellcheck source=bench/build_extension.sh
 . bench/build_extension.sh
-TEST="$BT/tests/cpp/cuda/test_kernels_cuda"
+TEST=${TEST:-$BT/tests/cpp/cuda/test_kernels_cuda}  # or a test binary carried from the build machine
 if [ "${TESTS:-1}" = 1 ]; then
   t0=$(date +%s)
   "$TEST" --gtest_filter='*Documents*' --gtest_brief=1 >"$OUT/test-docs.log" 2>&1
   echo "GPU document tests: rc=$? in $(($(date +%s) - t0)) s; $(grep -E '^\[  PASSED|^\[  FAILED|tests ran' "$OUT/test-docs.log" | tr '\n' ' ')"
   grep -E "FAILED|Failure" -A4 "$OUT/test-docs.log" | head -40
   t0=$(date +%s)
-  F='Cases/DocumentsCuda.*/block_edges_*:Cases/DocumentsCuda.*/spans_three*bf16*:Cases/DocumentsCuda.*/one_token_shards_fp32*:Cases/DocumentsCuda.NoStates*/many_short_mixed_bf16*'
+  F=${SAN_FILTER:-'Cases/DocumentsCuda.*/block_edges_*:Cases/DocumentsCuda.*/spans_three*bf16*:Cases/DocumentsCuda.*/one_token_shards_fp32*:Cases/DocumentsCuda.NoStates*/many_short_mixed_bf16*:Cases/DocumentsCuda.OneShot*/many_short_mixed_bf16_auto'}
   timeout "${SAN_TIMEOUT:-150}" compute-sanitizer --tool memcheck --error-exitcode 17 "$TEST" \
     --gtest_filter="$F" --gtest_brief=1 >"$OUT/sanitize-memcheck.log" 2>&1
   echo "compute-sanitizer memcheck: rc=$? in $(($(date +%s) - t0)) s $(grep -E 'ERROR SUMMARY|tests ran|PASSED' "$OUT/sanitize-memcheck.log" | tr '\n' ' ')"
@@ -40,12 +40,12 @@ if [ "${TESTS:-1}" = 1 ]; then
 fi
 if [ "${BENCH:-1}" = 1 ]; then
   t0=$(date +%s)
-  LIGHTRING_BUILD_DIR="$BP" python3 bench/docs_bench.py --anchors .anchors --impls lightring --check \
+  LIGHTRING_BUILD_DIR="$BP" python3 bench/docs_bench.py --anchors .anchors --impls lightring,lightring-pieces --check \
     --rows 8192:uniform:1..2048,8192:fixed:64,8192:uniform:1..256 -w 1 -n 2 --out "$OUT/docs-check.jsonl" \
     >"$OUT/docs-check.log" 2>&1
   echo "docs --check: rc=$? in $(($(date +%s) - t0)) s"
   t0=$(date +%s)
-  LIGHTRING_BUILD_DIR="$BP" timeout "${LR_TIMEOUT:-200}" python3 bench/docs_bench.py --impls lightring \
+  LIGHTRING_BUILD_DIR="$BP" timeout "${LR_TIMEOUT:-200}" python3 bench/docs_bench.py --impls lightring,lightring-pieces \
     --out "$OUT/docs-lightring.jsonl" ${ROWS:+--rows "$ROWS"} >"$OUT/docs-lightring.log" 2>&1
   echo "docs lightring: rc=$? in $(($(date +%s) - t0)) s"
   for run in $(seq 1 "${FLA_RUNS:-1}"); do

@@ -136,9 +136,26 @@ PyObject* py_kernel_families(PyObject*, PyObject*) {
   });
 }
 
+// set_documents_in_kernel(on): KernelTuning::documents_in_kernel (A/B benchmarks of packed
+// documents: in the scans, or piece by piece); returns the previous setting.
+PyObject* py_set_documents_in_kernel(PyObject*, PyObject* args) {
+  int on = 1;
+  if (!PyArg_ParseTuple(args, "p", &on)) return nullptr;
+  return guarded([&]() -> PyObject* {
+    kernels::KernelTuning t = kernels::kernel_tuning();
+    const bool was = t.documents_in_kernel;
+    t.documents_in_kernel = on != 0;
+    kernels::set_kernel_tuning(t);
+    return PyBool_FromLong(was ? 1 : 0);
+  });
+}
+
 PyMethodDef kMethods[] = {
     {"kernel_families", py_kernel_families, METH_NOARGS,
      "kernel_families() -> str: the CUDA kernel families this device runs."},
+    {"set_documents_in_kernel", py_set_documents_in_kernel, METH_VARARGS,
+     "set_documents_in_kernel(on) -> bool: run packed documents inside the CUDA scans (default) "
+     "or piece by piece (A/B benchmarks); returns the previous setting."},
     {"schedule_choice", py_schedule_choice, METH_VARARGS,
      "schedule_choice(P, B, H, D, E, local_len, dtype, transport) -> str: the schedule the C++ "
      "cost model picks for 'auto' (transport: nccl, gloo or mpi)."},

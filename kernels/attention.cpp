@@ -81,10 +81,25 @@ BackwardParams backward_params(const ForwardParams& f, const void* d_o, void* dq
   return b;
 }
 
+namespace {
+
+// Whether the CUDA backend runs p's packed documents itself (backend.h: cuda::runs_documents).
+template <typename Params>
+bool cuda_documents(const Params& p) {
+#ifdef LIGHTRING_WITH_CUDA
+  return p.device == Device::kCuda && p.docs.enabled() && cuda::runs_documents(p);
+#else
+  (void)p;
+  return false;
+#endif
+}
+
+}  // namespace
+
 void forward(const ForwardParams& params) {
   validate(params);
   const ForwardParams p = resolved(params);
-  if (p.docs.enabled()) return documents::forward(p);
+  if (p.docs.enabled() && !cuda_documents(p)) return documents::forward(p);
 #ifdef LIGHTRING_WITH_CUDA
   if (p.device == Device::kCuda) return cuda::forward(p);
 #endif
@@ -94,7 +109,7 @@ void forward(const ForwardParams& params) {
 void backward(const BackwardParams& params) {
   validate(params);
   const BackwardParams p = resolved(params);
-  if (p.docs.enabled()) return documents::backward(p);
+  if (p.docs.enabled() && !cuda_documents(p)) return documents::backward(p);
 #ifdef LIGHTRING_WITH_CUDA
   if (p.device == Device::kCuda) return cuda::backward(p);
 #endif
@@ -115,7 +130,7 @@ ForwardPass::ForwardPass(const ForwardParams& params) {
   ForwardParams p = resolved(params);
   p.initial_state = nullptr;  // finish() takes both states
   p.final_state = nullptr;
-  if (p.docs.enabled()) {
+  if (p.docs.enabled() && !cuda_documents(p)) {
     impl_ = documents::forward_pass(p);
     return;
   }
@@ -149,7 +164,7 @@ BackwardPass::BackwardPass(const BackwardParams& params) {
   BackwardParams p = resolved(params);
   p.d_final_state = nullptr;  // finish() takes both state gradients
   p.d_initial_state = nullptr;
-  if (p.docs.enabled()) {
+  if (p.docs.enabled() && !cuda_documents(p)) {
     impl_ = documents::backward_pass(p);
     return;
   }

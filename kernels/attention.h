@@ -238,6 +238,10 @@ struct KernelTuning {
   // kOn: on every backend (the CPU tests use it); kOff: never.
   enum class PadShort { kAuto, kOn, kOff };
   PadShort pad_short_documents = PadShort::kAuto;
+  // Packed documents on the wgmma family run inside the scans (one chunk table per pass,
+  // kernels/cuda/doc_chunks.h) instead of piece by piece (kernels/documents.cpp); false forces the
+  // pieces (tests and A/B benchmarks).
+  bool documents_in_kernel = true;
 };
 void set_kernel_tuning(const KernelTuning& tuning);
 KernelTuning kernel_tuning();

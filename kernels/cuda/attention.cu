@@ -42,11 +42,34 @@
 #include <optional>
 
 #include "kernels/backend.h"
+#include "kernels/cuda/doc_chunks.h"
+#include "kernels/cuda/family.h"
 #include "kernels/cuda/segments.h"
 
 namespace lightring::kernels::cuda {
 
 namespace {
+
+// Zeroes a [B,H,D,E] fp32 state of p (null: nothing).
+void zero_state(float* s, const Problem& p, cudaStream_t stream) {
+  if (s) LR_CUDA_CHECK(cudaMemsetAsync(s, 0, state_count(p) * sizeof(float), stream));
+}
+
+// Every row of a 16-bit operand starts 16-byte aligned (what the wgmma family needs).
+bool rows_aligned16(const void* ptr, const Strides& s) {
+  const auto bits = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(ptr)) |
+                    static_cast<uint64_t>(s.batch * 2) | static_cast<uint64_t>(s.head * 2) |
+                    static_cast<uint64_t>(s.seq * 2);
+  return (bits & 15) == 0;
+}
+
+// Whether every scan of a problem with documents runs the wgmma family (the only one whose chunk
+// loop reads a chunk table; scan.h: DocChunks).
+bool documents_family(const Problem& p) {
+  return kernel_tuning().documents_in_kernel && p.docs.enabled() &&
+         wgmma_covers(p.dtype, static_cast<int>(p.qk_dim), static_cast<int>(p.v_dim)) &&
+         wgmma_covers(p.dtype, static_cast<int>(p.v_dim), static_cast<int>(p.qk_dim));
+}
 
 // A forward-direction scan (scan.h): q, k, v into out with kernel dims dk × dv, scales (c, c, 1),
 // σ = 0: the forward's output scan and dQ's.
@@ -86,6 +109,10 @@ class ForwardScans {
       : p_(p), stream_(static_cast<cudaStream_t>(p.stream)) {
     check_decay(p_, stream_);
     plan_ = plan_segments(p_, static_cast<int>(p_.v_dim));
+    if (p_.docs.enabled()) {
+      tables_.emplace(p_.docs, p_.seqlen, plan_.num_segs, stream_);
+      plan_.num_segs = tables_->num_segs();
+    }
     fused_ = allow_fused && segmented() && fused_runs(view());
     if (fused_) {
       ws_.emplace(fused_workspace_floats(view()), stream_);
@@ -111,7 +138,7 @@ class ForwardScans {
 
   // Several segments, after prefix(nullptr, local_final): adds s0 (may be null).
   void seed(const float* s0, const float* local_final, float* final_out) {
-    seed_segments(ws_->get(), p_, plan_, s0, local_final, final_out, stream_);
+    seed_segments(ws_->get(), p_, plan_, s0, local_final, final_out, stream_, view().docs.segs);
   }
 
   // One segment: A = Σ λ^{N-1-t} k_tᵀ v_t, one state pass from zero into out.
@@ -138,14 +165,19 @@ class ForwardScans {
 
  private:
   ScanParams view() const {
-    return forward_scan(p_, plan_, operand(p_.q, p_.q_stride), operand(p_.k, p_.k_stride),
-                        operand(p_.v, p_.v_stride), operand(p_.o, p_.o_stride), p_.qk_dim,
-                        p_.v_dim);
+    ScanParams sp =
+        forward_scan(p_, plan_, operand(p_.q, p_.q_stride), operand(p_.k, p_.k_stride),
+                     operand(p_.v, p_.v_stride), operand(p_.o, p_.o_stride), p_.qk_dim, p_.v_dim);
+    if (tables_)
+      sp.docs = tables_->forward(doc_states(p_.doc_initial_states, p_.heads, p_.qk_dim, p_.v_dim),
+                                 doc_states(p_.doc_final_states, p_.heads, p_.qk_dim, p_.v_dim));
+    return sp;
   }
 
   ForwardParams p_;
   cudaStream_t stream_;
   SegmentPlan plan_;
+  std::optional<DocTables> tables_;  // packed documents: the chunk tables
   bool fused_ = false;
   // Several segments: [B·H, G, D, E] entering states, or the fused scan's chain.
   std::optional<Workspace> ws_;
@@ -165,6 +197,10 @@ class BackwardScans {
       : p_(p), stream_(static_cast<cudaStream_t>(p.stream)) {
     check_decay(p_, stream_);
     plan_ = plan_segments(p_, static_cast<int>(std::max(p_.qk_dim, p_.v_dim)));
+    if (p_.docs.enabled()) {
+      tables_.emplace(p_.docs, p_.seqlen, plan_.num_segs, stream_);
+      plan_.num_segs = tables_->num_segs();
+    }
     if (segmented()) ws_ds_.emplace(state_count(p_) * plan_.num_segs, stream_);
   }
 
@@ -180,6 +216,8 @@ class BackwardScans {
     ScanParams sp =
         forward_scan(p_, plan_, operand(p_.d_o, p_.do_stride), operand(p_.v, p_.v_stride),
                      operand(p_.k, p_.k_stride), operand(p_.dq, p_.dq_stride), E, D);
+    if (tables_)
+      sp.docs = tables_->forward(doc_states(p_.doc_initial_states, p_.heads, E, D, true), {});
     std::optional<Workspace> ws_s;
     if (segmented() && fused_runs(sp)) {  // its state phase over (k=V, v=K) gives Sᵀ itself
       ws_s.emplace(fused_workspace_floats(sp), stream);
@@ -194,6 +232,8 @@ class BackwardScans {
       st.dv = E;
       st.k = operand(p_.k, p_.k_stride);
       st.v = operand(p_.v, p_.v_stride);
+      if (tables_)
+        st.docs = tables_->forward(doc_states(p_.doc_initial_states, p_.heads, D, E), {});
       prefix_states(st, ws_s->get(), p_.initial_state, nullptr, stream);
       sp.state_in = segment_states(ws_s->get(), plan_.num_segs, E, D, /*transposed=*/true);
     } else {
@@ -204,17 +244,25 @@ class BackwardScans {
 
   // Several segments: the dS state pass and combine from g (the reversed view's init) into the
   // workspace; final_out (may be null) gets dS before the shard (dS0 of the shard).
+  // With documents whose first piece starts a document (!continues) S_in is not read: dS_in
+  // (final_out here, the pair and d_initial_state below) is 0, not the reversed view's last state
+  // (which is that document's dS0).
   void ds_prefix(const float* g, float* final_out, cudaStream_t stream = nullptr) {
-    prefix_states(ds_state_view(), ws_ds_->get(), g, final_out, stream ? stream : stream_);
+    if (!stream) stream = stream_;
+    prefix_states(ds_state_view(), ws_ds_->get(), g, reads_s_in() ? final_out : nullptr, stream);
+    if (!reads_s_in()) zero_state(final_out, p_, stream);
   }
 
   // Several segments, after ds_prefix(nullptr, local_final): adds G (may be null).
   void seed(const float* g, const float* local_final, float* final_out) {
-    seed_segments(ws_ds_->get(), p_, plan_, g, local_final, final_out, stream_);
+    seed_segments(ws_ds_->get(), p_, plan_, g, local_final, reads_s_in() ? final_out : nullptr,
+                  stream_, ds_state_view().docs.segs);
+    if (!reads_s_in()) zero_state(final_out, p_, stream_);
   }
 
   // One segment: C = Σ c·λ^{t+1} q_tᵀ dO_t, one reversed state pass from zero into out.
   void pair(float* out) {
+    if (!reads_s_in()) return zero_state(out, p_, stream_);
     ScanParams sp = ds_state_view();
     sp.state_out = user_state(out, p_.qk_dim, p_.v_dim);
     scan(sp, stream_);
@@ -231,23 +279,39 @@ class BackwardScans {
     } else {
       dv.state_in = user_state(g, D, E);
       dk.state_in = user_state(g, E, D, /*transposed=*/true);
-      dv.state_out = user_state(ds0_out, D, E);
+      dv.state_out = user_state(reads_s_in() ? ds0_out : nullptr, D, E);
+      if (!reads_s_in()) zero_state(ds0_out, p_, stream_);
     }
     scan(dv, stream_);
     scan(dk, stream_);
   }
 
  private:
+  bool reads_s_in() const { return !p_.docs.enabled() || p_.docs.continues; }
+
+  // The reversed views' documents: dS enters a document at its last row from the gradient of its
+  // final state (init) and leaves at its first row as the gradient of its initial state (final).
+  DocChunks reversed_docs(int64_t rows, int64_t cols, bool transposed, bool with_final) const {
+    if (!tables_) return DocChunks{};
+    return tables_->reversed(
+        doc_states(p_.d_doc_final_states, p_.heads, rows, cols, transposed),
+        with_final ? doc_states(p_.d_doc_initial_states, p_.heads, rows, cols) : DocStates{});
+  }
+
   // dV = c[(Q Kᵀ ⊙ M)ᵀ dO] + Γ K dS(i+1): q=K, k=Q, v=dO, X = dS, reversed.
   ScanParams dv_scan() const {
-    return reversed_scan(p_.qk_dim, p_.v_dim, {p_.k, p_.k_stride}, {p_.q, p_.q_stride},
-                         {p_.d_o, p_.do_stride}, {p_.dv, p_.dv_stride});
+    ScanParams s = reversed_scan(p_.qk_dim, p_.v_dim, {p_.k, p_.k_stride}, {p_.q, p_.q_stride},
+                                 {p_.d_o, p_.do_stride}, {p_.dv, p_.dv_stride});
+    s.docs = reversed_docs(p_.qk_dim, p_.v_dim, false, true);
+    return s;
   }
 
   // dK = c[(dO Vᵀ ⊙ M)ᵀ Q] + Γ V dS(i+1)ᵀ: q=V, k=dO, v=Q, X = dSᵀ, reversed.
   ScanParams dk_scan() const {
-    return reversed_scan(p_.v_dim, p_.qk_dim, {p_.v, p_.v_stride}, {p_.d_o, p_.do_stride},
-                         {p_.q, p_.q_stride}, {p_.dk, p_.dk_stride});
+    ScanParams s = reversed_scan(p_.v_dim, p_.qk_dim, {p_.v, p_.v_stride}, {p_.d_o, p_.do_stride},
+                                 {p_.q, p_.q_stride}, {p_.dk, p_.dk_stride});
+    s.docs = reversed_docs(p_.v_dim, p_.qk_dim, true, false);
+    return s;
   }
 
   struct View {
@@ -288,13 +352,15 @@ class BackwardScans {
     st.k = reversed(operand(p_.q, p_.q_stride), p_.seqlen, p_.dtype);
     st.v = reversed(operand(p_.d_o, p_.do_stride), p_.seqlen, p_.dtype);
     st.o = nullptr;
+    st.docs = reversed_docs(p_.qk_dim, p_.v_dim, false, false);
     return st;
   }
 
   BackwardParams p_;
   cudaStream_t stream_;
   SegmentPlan plan_;
-  std::optional<Workspace> ws_ds_;  // [B·H, G, D, E] dS entering the segments (several segments)
+  std::optional<DocTables> tables_;  // packed documents: the chunk tables
+  std::optional<Workspace> ws_ds_;   // [B·H, G, D, E] dS entering the segments (several segments)
 };
 
 class CudaForwardPass final : public ForwardPass::Impl {
@@ -395,6 +461,17 @@ class CudaBackwardPass final : public BackwardPass::Impl {
 };
 
 }  // namespace
+
+bool runs_documents(const ForwardParams& p) {
+  return documents_family(p) && rows_aligned16(p.q, p.q_stride) &&
+         rows_aligned16(p.k, p.k_stride) && rows_aligned16(p.v, p.v_stride);
+}
+
+bool runs_documents(const BackwardParams& p) {
+  return documents_family(p) && rows_aligned16(p.q, p.q_stride) &&
+         rows_aligned16(p.k, p.k_stride) && rows_aligned16(p.v, p.v_stride) &&
+         rows_aligned16(p.d_o, p.do_stride);
+}
 
 void forward(const ForwardParams& p) {
   ForwardScans f(p, /*allow_fused=*/true);

@@ -251,7 +251,7 @@ void prefix_states(ScanParams sp, float* ws, const float* init, float* final_out
   sp.state_out = segment_states(ws, sp.num_segs, sp.dk, sp.dv);
   scan(sp, stream);
   combine(ws, sp.batch * sp.heads, sp.num_segs, sp.seg_len, sp.seqlen, sp.heads, sp.dk, sp.dv,
-          sp.decay, init, final_out, stream);
+          sp.decay, init, final_out, stream, sp.docs.segs);
 }
 
 bool sm90a_device() {

@@ -33,7 +33,7 @@ namespace {
 
 __global__ void combine_kernel(float* ws, int num_segs, int64_t seg_len, int64_t seqlen,
                                int64_t heads, int64_t de, const float* decay, const float* init,
-                               float* final_out) {
+                               float* final_out, const DocSegment* segs) {
   const int64_t bh = blockIdx.y;
   const int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (idx >= de) return;
@@ -41,27 +41,36 @@ __global__ void combine_kernel(float* ws, int num_segs, int64_t seg_len, int64_t
   float x = init ? init[bh * de + idx] : 0.0f;
   float* w = ws + bh * num_segs * de + idx;
   for (int g = 0; g < num_segs; ++g) {
-    const int64_t len = min(seg_len, seqlen - g * seg_len);
+    const int64_t len = segs ? segs[g].rows : min(seg_len, seqlen - g * seg_len);
+    const float a = segs && segs[g].reset ? 0.0f : expf(-s * static_cast<float>(len));
     const float local = w[g * de];
     w[g * de] = x;
-    x = expf(-s * static_cast<float>(len)) * x + local;
+    x = a * x + local;
   }
   if (final_out) final_out[bh * de + idx] = x;
 }
 
 __global__ void seed_segments_kernel(float* ws, int num_segs, int64_t seg_len, int64_t seqlen,
                                      int64_t heads, int64_t de, const float* decay, const float* s0,
-                                     const float* local_final, float* final_out) {
+                                     const float* local_final, float* final_out,
+                                     const DocSegment* segs) {
   const int64_t bh = blockIdx.y;
   const int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (idx >= de) return;
   const float s = decay ? decay[bh % heads] : 0.0f;
   const float x = s0[bh * de + idx];
   float* w = ws + bh * num_segs * de + idx;
-  for (int g = 0; g < num_segs; ++g) w[g * de] += expf(-s * static_cast<float>(g * seg_len)) * x;
+  // With documents s0 reaches the segments up to the first one in which a document starts.
+  int64_t offset = 0;
+  bool reset = false;
+  for (int g = 0; g < num_segs && !reset; ++g) {
+    w[g * de] += expf(-s * static_cast<float>(offset)) * x;
+    offset += segs ? segs[g].rows : seg_len;
+    reset = segs && segs[g].reset;
+  }
   if (final_out)
     final_out[bh * de + idx] =
-        expf(-s * static_cast<float>(seqlen)) * x + local_final[bh * de + idx];
+        (reset ? 0.0f : expf(-s * static_cast<float>(seqlen)) * x) + local_final[bh * de + idx];
 }
 
 // Grid: x over the values of one head, y over b·heads + h.
@@ -82,7 +91,8 @@ __global__ void axpy_decay_kernel(float* __restrict__ y, const float* __restrict
 }  // namespace
 
 void seed_segments(float* ws, const Problem& p, const SegmentPlan& plan, const float* s0,
-                   const float* local_final, float* final_out, cudaStream_t stream) {
+                   const float* local_final, float* final_out, cudaStream_t stream,
+                   const DocSegment* segs) {
   const int64_t bh = p.batch * p.heads, de = p.qk_dim * p.v_dim;
   if (!s0) {  // X_in(g) are already the entering states; the final state is the local pair
     if (final_out)
@@ -93,20 +103,21 @@ void seed_segments(float* ws, const Problem& p, const SegmentPlan& plan, const f
   constexpr int kThreads = 256;
   LR_CHECK(bh <= 65535, "CUDA seed_segments: batch*heads must be <= 65535 (got ", bh, ")");
   const dim3 grid(static_cast<unsigned>((de + kThreads - 1) / kThreads), static_cast<unsigned>(bh));
-  seed_segments_kernel<<<grid, kThreads, 0, stream>>>(
-      ws, plan.num_segs, plan.seg_len, p.seqlen, p.heads, de, p.decay, s0, local_final, final_out);
+  seed_segments_kernel<<<grid, kThreads, 0, stream>>>(ws, plan.num_segs, plan.seg_len, p.seqlen,
+                                                      p.heads, de, p.decay, s0, local_final,
+                                                      final_out, segs);
   LR_CUDA_CHECK_LAUNCH("seed_segments_kernel");
 }
 
 void combine(float* ws, int64_t bh, int num_segs, int64_t seg_len, int64_t seqlen, int64_t heads,
-             int dk, int dv, const float* decay, const float* init, float* final_out,
-             void* stream) {
+             int dk, int dv, const float* decay, const float* init, float* final_out, void* stream,
+             const DocSegment* segs) {
   const int64_t de = static_cast<int64_t>(dk) * dv;
   constexpr int kThreads = 256;
   LR_CHECK(bh <= 65535, "CUDA combine: batch*heads must be <= 65535 (got ", bh, ")");
   const dim3 grid(static_cast<unsigned>((de + kThreads - 1) / kThreads), static_cast<unsigned>(bh));
   combine_kernel<<<grid, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-      ws, num_segs, seg_len, seqlen, heads, de, decay, init, final_out);
+      ws, num_segs, seg_len, seqlen, heads, de, decay, init, final_out, segs);
   LR_CUDA_CHECK_LAUNCH("combine_kernel");
 }
 

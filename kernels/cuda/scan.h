@@ -55,6 +55,36 @@ struct Chain {
   float* ring = nullptr;
 };
 
+// Packed documents inside a view (kernels/documents.h; kernels/cuda/doc_chunks.h builds them):
+// the view's rows [0, N) cut into chunks of at most kChunk rows that never cross a document
+// boundary (a document's last chunk may be short; the next document starts a new chunk), in view
+// order. Segment g owns chunks [g·per_seg, min(count, (g+1)·per_seg)). Per chunk:
+//   start_doc >= 0: the chunk's first row starts document start_doc of the view: X entering the
+//                   chunk is init[start_doc] (0 when init.ptr is null), whatever came before;
+//   end_doc   >= 0: its last row ends document end_doc: X after the chunk goes to final[end_doc]
+//                   (skipped when final.ptr is null; output passes only).
+// A segment's pair scalar (the chain and combine) is 0 when one of its chunks starts a document,
+// else λ^{rows}: DocSegment.
+struct DocChunk {
+  int32_t t0 = 0, len = 0;  // first view row, rows (1..kChunk)
+  int32_t start_doc = -1, end_doc = -1;
+};
+struct DocSegment {
+  int64_t rows = 0;   // rows of the segment
+  int64_t reset = 0;  // 1: a document starts inside the segment
+};
+// Per-document states [docs, B·H, dk, dv]: element (d, bh, i, j) at ref(bh, i, j) + d·doc_stride.
+struct DocStates {
+  StateRef ref;
+  int64_t doc_stride = 0;
+};
+struct DocChunks {
+  const DocChunk* chunks = nullptr;  // device, count entries; nullptr: no documents
+  const DocSegment* segs = nullptr;  // device, one per segment
+  int count = 0, per_seg = 0;
+  DocStates init, final;
+};
+
 struct ScanParams {
   DType dtype = DType::kBFloat16;
   int64_t batch = 0, heads = 0, seqlen = 0;
@@ -79,6 +109,9 @@ struct ScanParams {
   // Set: the fused single-pass output scan (wgmma only; fused_runs): state_in / state_out are the
   // view's initial and final states (sg = 0) instead of per-segment ones.
   Chain chain;
+  // Set: the view holds packed documents (wgmma only; seg_len and num_segs then describe the
+  // chunk segments of the table, seg_len unused by the kernel).
+  DocChunks docs;
 };
 
 // Launches the scan. Throws lightring::Error on a CUDA error.
@@ -104,8 +137,11 @@ Chain fused_chain(float* ws, const ScanParams& p);
 //     ws[g] <- X_in(g),  X_in(0) = init,  X_in(g+1) = λ^{L_g}·X_in(g) + X_g
 // init ([B·H, dk, dv], may be null = 0); final_out ([B·H, dk, dv], may be null)
 // receives X_in(G). L_g = min(seg_len, N - g·seg_len).
+// segs (device, may be null): per segment rows and reset (DocSegment) instead of seg_len rows;
+// a segment with a reset has a_g = 0.
 void combine(float* ws, int64_t bh, int num_segs, int64_t seg_len, int64_t seqlen, int64_t heads,
-             int dk, int dv, const float* decay, const float* init, float* final_out, void* stream);
+             int dk, int dv, const float* decay, const float* init, float* final_out, void* stream,
+             const DocSegment* segs = nullptr);
 
 // The X part of one combine, y <- λ_h^len·x + y on [batch, heads, per_head] fp32
 // contiguous arrays (kernels/state_ops.h, axpy_decay), enqueued on `stream`.

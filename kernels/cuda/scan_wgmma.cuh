@@ -195,9 +195,20 @@ __global__ void __launch_bounds__(warpgroups<kDk, kEt>() * 128, 3 - warpgroups<k
                 static_cast<uintptr_t>(p.o_st * static_cast<int64_t>(sizeof(T)))) &
                15) == 0;
 
-  const int64_t t_begin = seg * p.seg_len;
-  const int64_t t_end = min(p.seqlen, t_begin + p.seg_len);
-  const int num_chunks = static_cast<int>((t_end - t_begin + kChunk - 1) / kChunk);
+  // The segment's rows and chunks: seg_len rows in 64-row chunks, or with packed documents
+  // (ScanParams::docs) its entries of the chunk table.
+  const DocChunks& dc = p.docs;
+  const bool docs = dc.chunks != nullptr;
+  const int first = docs ? seg * dc.per_seg : 0;  // table index of the segment's chunk 0
+  int64_t t_begin = seg * p.seg_len, t_end = min(p.seqlen, t_begin + p.seg_len);
+  int num_chunks = static_cast<int>((t_end - t_begin + kChunk - 1) / kChunk);
+  if (docs) {
+    const int last = min(dc.count, first + dc.per_seg) - 1;
+    const DocChunk a = dc.chunks[first], z = dc.chunks[last];
+    t_begin = a.t0;
+    t_end = static_cast<int64_t>(z.t0) + z.len;
+    num_chunks = last - first + 1;
+  }
 
   // Descriptors (wgmma.cuh): K-major tiles advance 32 bytes per k16 step inside a 64-column
   // block and 64·128 bytes per block; N-major tiles 2048 bytes per k16 step.
@@ -207,10 +218,38 @@ __global__ void __launch_bounds__(warpgroups<kDk, kEt>() * 128, 3 - warpgroups<k
   auto nmajor = [](uint32_t tile, int kt, uint32_t block_bytes) {
     return desc_sw128(tile + kt * 2048, block_bytes, 1024);
   };
-  // Rows of segment chunk cc (the last one may be short).
+  // Rows of segment chunk cc (the last one may be short; with documents any one) and its first row.
   auto chunk_len = [&](int cc) {
+    if (docs) return __ldg(&dc.chunks[first + cc].len);
     return static_cast<int>(
         min(static_cast<int64_t>(kChunk), t_end - t_begin - int64_t{cc} * kChunk));
+  };
+  auto chunk_t0 = [&](int cc) {
+    return docs ? static_cast<int64_t>(__ldg(&dc.chunks[first + cc].t0))
+                : t_begin + static_cast<int64_t>(cc) * kChunk;
+  };
+  // Documents: x <- init[d] (0 without initial states), and final[d] <- x.
+  auto reset_x = [&](int d) {
+    const StateRef r{dc.init.ref.ptr ? dc.init.ref.ptr + d * dc.init.doc_stride : nullptr,
+                     dc.init.ref.sbh, 0, dc.init.ref.si, dc.init.ref.sj};
+#pragma unroll
+    for (int m = 0; m < kXM; ++m)
+#pragma unroll
+      for (int j = 0; j < kXN / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) x[kXF * m + 4 * j + e] = state_at(r, 0, m, j, e);
+  };
+  auto write_x = [&](const StateRef& r, int g) {
+#pragma unroll
+    for (int m = 0; m < kXM; ++m)
+#pragma unroll
+      for (int j = 0; j < kXN / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int i = x_row(m, e), c = x_col(j, e);
+          if (i < p.dk && c < ncols)
+            r.ptr[bh * r.sbh + g * r.sg + i * r.si + (col0 + c) * r.sj] = x[kXF * m + 4 * j + e];
+        }
   };
   auto scale_x = [&](float w) {
 #pragma unroll
@@ -220,7 +259,25 @@ __global__ void __launch_bounds__(warpgroups<kDk, kEt>() * 128, 3 - warpgroups<k
   // The state phase's chunks (the decay window, ScanParams::window): the c-th chunk from the end
   // has at least 64(c - 1) rows after each of its rows, so its terms carry weights
   // λ^d <= e^{-s·64(c-1)}; it runs while s·64(c - 1) < window, i.e. c < 2 + window / (64 s).
+  // With documents the phase also stops after the last chunk that starts a document (nothing
+  // before it reaches the state; start_chunk >= 0 then names it, and its document's initial
+  // state enters with weight λ^{rows from its first row to the segment's end}).
+  int start_chunk = -1;
   const int state_chunks = [&] {
+    if (docs) {
+      int c = 0;
+      while (c < num_chunks) {
+        const DocChunk e = dc.chunks[first + num_chunks - 1 - c];
+        const int64_t after = t_end - e.t0 - e.len;
+        if (p.window > 0.0f && s_h * static_cast<float>(after) >= p.window) break;
+        ++c;
+        if (e.start_doc >= 0) {
+          start_chunk = num_chunks - c;
+          break;
+        }
+      }
+      return c;
+    }
     if (p.window <= 0.0f || s_h <= 0.0f) return num_chunks;
     const float c = 2.0f + p.window / (s_h * static_cast<float>(kChunk));
     return c < static_cast<float>(num_chunks) ? static_cast<int>(c) : num_chunks;
@@ -237,7 +294,7 @@ __global__ void __launch_bounds__(warpgroups<kDk, kEt>() * 128, 3 - warpgroups<k
     auto issue = [&](int c) {
       if (c < n_run) {
         const int cc = chunk_at(c);
-        const int64_t t0 = t_begin + static_cast<int64_t>(cc) * kChunk;
+        const int64_t t0 = chunk_t0(cc);
         const int L = chunk_len(cc);
         unsigned char* base = smem + (c % kStages) * Lay::stage_bytes;
         if constexpr (kO)
@@ -266,7 +323,7 @@ __global__ void __launch_bounds__(warpgroups<kDk, kEt>() * 128, 3 - warpgroups<k
 
     for (int c = 0; c < n_run; ++c) {
       const int cc = chunk_at(c);
-      const int64_t t0 = t_begin + static_cast<int64_t>(cc) * kChunk;
+      const int64_t t0 = chunk_t0(cc);
       const int L = chunk_len(cc);
       scan_tf32::cp_async_wait<kStages - 2>();
       fence_proxy_async();
@@ -365,6 +422,17 @@ __global__ void __launch_bounds__(warpgroups<kDk, kEt>() * 128, 3 - warpgroups<k
         wgmma_wait<1>();
         fence_regs<kXM * kXF>(x);
         if constexpr (kSplit) scan_mma::named_barrier(1 + wg, 128);
+        if (docs) {  // x is the state after chunk c: a document may end here, the next start
+          const int end_doc = __ldg(&dc.chunks[first + c].end_doc);
+          if (end_doc >= 0 && dc.final.ref.ptr) {
+            const StateRef& f = dc.final.ref;
+            write_x(StateRef{f.ptr + end_doc * dc.final.doc_stride, f.sbh, 0, f.si, f.sj}, 0);
+          }
+          if (c + 1 < num_chunks) {
+            const int next = __ldg(&dc.chunks[first + c + 1].start_doc);
+            if (next >= 0) reset_x(next);
+          }
+        }
         store_x((c + 1) % Lay::x_bufs);
         fence_proxy_async();
         if (c + 1 < num_chunks) scale_x(pw[chunk_len(c + 1)]);
@@ -449,17 +517,40 @@ __global__ void __launch_bounds__(warpgroups<kDk, kEt>() * 128, 3 - warpgroups<k
   };
 
   auto publish_x_copy = [&] {
+    if (docs) {  // the segment's first chunk starts a document
+      const int d0 = dc.chunks[first].start_doc;
+      if (d0 >= 0) reset_x(d0);
+    }
     store_x(0);
     fence_proxy_async();
   };
+  // The state phase's initial-state term of documents: x += λ^{rows from the document's first
+  // row to the segment's end}·init[d] for the last document that starts in the segment.
+  auto add_doc_init = [&] {
+    if (start_chunk < 0 || !dc.init.ref.ptr) return;
+    const DocChunk e = dc.chunks[first + start_chunk];
+    const float w = expf(-s_h * static_cast<float>(t_end - e.t0));
+    const StateRef& f = dc.init.ref;
+    const StateRef r{f.ptr + e.start_doc * dc.init.doc_stride, f.sbh, 0, f.si, f.sj};
+#pragma unroll
+    for (int m = 0; m < kXM; ++m)
+#pragma unroll
+      for (int j = 0; j < kXN / 8; ++j)
+#pragma unroll
+        for (int e2 = 0; e2 < 4; ++e2) x[kXF * m + 4 * j + e2] += w * state_at(r, 0, m, j, e2);
+  };
   if constexpr (kMode == Mode::kState) {
     run(std::false_type{}, [] {});
+    add_doc_init();
   } else if constexpr (kMode == Mode::kOutput) {
     run(std::true_type{}, publish_x_copy);
   } else {
     // x = A_g. The last segment has no successor, so it skips the state phase: its output phase
     // produces the final state from P_{g-1} itself.
-    if (seg + 1 < p.num_segs) run(std::false_type{}, [] {});
+    if (seg + 1 < p.num_segs) {
+      run(std::false_type{}, [] {});
+      add_doc_init();
+    }
     __syncthreads();  // every warpgroup is done with the state phase's stages
     // The chain, while the output phase's first stages load: P_g = λ^{L_g}·P_{g-1} + A_g into
     // ring slot g % 2 (fragment order: float4 j of thread t at 4(j·kThreads + t)); x = P_{g-1}.
@@ -474,7 +565,8 @@ __global__ void __launch_bounds__(warpgroups<kDk, kEt>() * 128, 3 - warpgroups<k
           while (load_acquire(flag) < seg) __nanosleep(64);
         __syncthreads();
       }
-      const float a = expf(-s_h * static_cast<float>(t_end - t_begin));
+      const float a =
+          docs && dc.segs[seg].reset ? 0.0f : expf(-s_h * static_cast<float>(t_end - t_begin));
       const bool publish = seg + 1 < p.num_segs;
       const float4* prev = ring + ((seg + 1) & 1) * kSlot4 + threadIdx.x;
       float4* mine = ring + (seg & 1) * kSlot4 + threadIdx.x;
@@ -509,20 +601,7 @@ __global__ void __launch_bounds__(warpgroups<kDk, kEt>() * 128, 3 - warpgroups<k
 
   // The state after the segment: every segment's (state pass, output pass asked for it); the
   // fused scan's last segment only (state_out is the user's final state).
-  if (p.state_out.ptr && (!kFused || seg + 1 == p.num_segs)) {
-    const StateRef& r = p.state_out;
-    const int g = kFused ? 0 : seg;
-#pragma unroll
-    for (int m = 0; m < kXM; ++m)
-#pragma unroll
-      for (int j = 0; j < kXN / 8; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int i = x_row(m, e), c = x_col(j, e);
-          if (i < p.dk && c < ncols)
-            r.ptr[bh * r.sbh + g * r.sg + i * r.si + (col0 + c) * r.sj] = x[kXF * m + 4 * j + e];
-        }
-  }
+  if (p.state_out.ptr && (!kFused || seg + 1 == p.num_segs)) write_x(p.state_out, kFused ? 0 : seg);
 #else
   __trap();  // launched only on sm_90a builds and devices (sm90a_device())
 #endif

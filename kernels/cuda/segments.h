@@ -133,7 +133,10 @@ void prefix_states(ScanParams sp, float* ws, const float* init, float* final_out
 // local_final and final_out are [B·H, D, E]. For a reversed view (backward dS)
 // the offsets count from the end of the shard, which is what the reversed
 // segments are. λ^n = exp(-s·n) is formed directly, never from a negative power.
+// With documents (segs: the view's DocSegment table) the offsets are the segments' rows and s0
+// stops after the first segment in which a document starts; final_out is then local_final.
 void seed_segments(float* ws, const Problem& p, const SegmentPlan& plan, const float* s0,
-                   const float* local_final, float* final_out, cudaStream_t stream);
+                   const float* local_final, float* final_out, cudaStream_t stream,
+                   const DocSegment* segs = nullptr);
 
 }  // namespace lightring::kernels::cuda

@@ -1,9 +1,10 @@
 // Packed documents on the CUDA backend (kernels/documents.h) against the per-document float64
-// oracle (testing/documents_oracle.h): for each kernel family (tf32 for fp32; wgmma and mma for
-// 16-bit inputs), the stream cut into shards chained through the two-phase passes in device
-// memory as the sequence-parallel runtime chains them, and the one-shot forward / backward of
-// the whole stream. Every output, per-document final state and gradient, and the pair
-// identities of common/run_documents.h.
+// oracle (testing/documents_oracle.h), on each path: the boundaries inside the wgmma scans (chunk
+// tables, kernels/cuda/doc_chunks.h: 16-bit inputs on sm_90a), and piece by piece
+// (kernels/documents.cpp) on the wgmma, mma and tf32 families. The stream cut into shards chained
+// through the two-phase passes in device memory as the sequence-parallel runtime chains them, and
+// the one-shot forward / backward of the whole stream (the fused scans). Every output,
+// per-document final state and gradient, and the pair identities of common/run_documents.h.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -18,6 +19,22 @@ namespace lightring::test {
 namespace {
 
 using Family = kernels::KernelTuning::Family;
+
+// Which path runs the documents: kAuto = the fastest (in the scans on sm_90a 16-bit, else
+// pieces), kPieces = pieces on the automatic family, kMma = pieces on the mma family.
+enum class Path { kAuto, kPieces, kMma };
+
+const char* path_name(Path p) {
+  return p == Path::kAuto ? "auto" : p == Path::kPieces ? "pieces" : "mma";
+}
+
+kernels::KernelTuning path_tuning(Path p, int64_t segment_len = 0) {
+  kernels::KernelTuning t = kernels::kernel_tuning();
+  t.family = p == Path::kMma ? Family::kMma : Family::kAuto;
+  t.documents_in_kernel = p == Path::kAuto;
+  t.segment_len = segment_len;
+  return t;
+}
 
 struct CudaDocsCase {
   std::string name;
@@ -140,12 +157,71 @@ DocsRun run_cuda_documents(const CudaDocsCase& c, const Problem& pr, const std::
   return run;
 }
 
-class DocumentsCuda : public ::testing::TestWithParam<std::tuple<CudaDocsCase, DType, Family>> {};
+// The whole stream through the one-shot kernels::forward / kernels::backward (one shard).
+DocsRun run_cuda_one_shot(const Problem& pr, const std::vector<int64_t>& cu,
+                          const std::vector<float>& s0, const std::vector<float>& g) {
+  const Shape& s = pr.shape;
+  const int64_t docs = static_cast<int64_t>(cu.size()) - 1, per = s.H * s.D * s.E;
+  const size_t es = kernels::dtype_size(pr.dtype);
+  const size_t nd = s.H * s.N * s.D, ne = s.H * s.N * s.E;
+  DeviceBuffer q(pr.q.data(), nd * es), k(pr.k.data(), nd * es), v(pr.v.data(), ne * es),
+      dout(pr.dout.data(), ne * es), decay(pr.decay_f.data(), s.H * sizeof(float));
+  const HostTensor pe = poisoned(pr.dtype, ne), pd = poisoned(pr.dtype, nd);
+  DeviceBuffer o(pe.data(), ne * es), dq(pd.data(), nd * es), dk(pd.data(), nd * es),
+      dv(pe.data(), ne * es);
+  const std::vector<float> nan_states(docs * per, std::nanf(""));
+  DeviceBuffer finals(nan_states.data(), docs * per * 4), d_init(nan_states.data(), docs * per * 4);
+  DeviceBuffer d_s0, d_g;
+  if (!s0.empty()) d_s0 = DeviceBuffer(s0.data(), docs * per * 4);
+  if (!g.empty()) d_g = DeviceBuffer(g.data(), docs * per * 4);
+  const kernels::LocalDocuments local = kernels::local_documents(cu.data(), docs, 0, s.N);
+  kernels::ForwardParams f;
+  f.device = kernels::Device::kCuda;
+  f.dtype = pr.dtype;
+  f.batch = 1;
+  f.heads = s.H;
+  f.seqlen = s.N;
+  f.qk_dim = s.D;
+  f.v_dim = s.E;
+  f.decay = decay.f();
+  f.scale = static_cast<float>(pr.scale);
+  f.docs = local.view();
+  f.q = q.get();
+  f.k = k.get();
+  f.v = v.get();
+  f.o = o.get();
+  f.q_stride = f.k_stride = kernels::contiguous_bhnd(s.H, s.N, s.D);
+  f.v_stride = f.o_stride = kernels::contiguous_bhnd(s.H, s.N, s.E);
+  f.doc_initial_states = d_s0.get() ? d_s0.f() : nullptr;
+  f.doc_final_states = finals.f();
+  kernels::forward(f);
+  kernels::BackwardParams b = kernels::backward_params(f, dout.get(), dq.get(), dk.get(), dv.get());
+  b.d_doc_final_states = d_g.get() ? d_g.f() : nullptr;
+  b.d_doc_initial_states = s0.empty() ? nullptr : d_init.f();
+  kernels::backward(b);
+  if (cudaDeviceSynchronize() != cudaSuccess) throw std::runtime_error("CUDA kernels failed");
+  DocsRun run;
+  HostTensor ho(pr.dtype, ne), hdq(pr.dtype, nd), hdk(pr.dtype, nd), hdv(pr.dtype, ne);
+  o.download(ho.data());
+  dq.download(hdq.data());
+  dk.download(hdk.data());
+  dv.download(hdv.data());
+  run.o = ho.to_double();
+  run.dq = hdq.to_double();
+  run.dk = hdk.to_double();
+  run.dv = hdv.to_double();
+  run.final_states = to_double(download_floats(finals, docs * per));
+  run.d_initial_states = to_double(download_floats(d_init, docs * per));
+  return run;
+}
 
-void check_cuda_documents(const CudaDocsCase& c, DType dtype, Family family, bool with_s0) {
-  if (dtype == DType::kFloat32 && family != Family::kAuto)
+class DocumentsCuda : public ::testing::TestWithParam<std::tuple<CudaDocsCase, DType, Path>> {};
+
+void check_cuda_documents(const CudaDocsCase& c, DType dtype, Path path, bool with_s0,
+                          bool one_shot = false, int64_t segment_len = 0) {
+  if (dtype == DType::kFloat32 && path == Path::kMma)
     GTEST_SKIP() << "fp32 inputs run the tf32 family only";
-  ScopedFamily use(family);
+  ScopedTuning use(path_tuning(path, segment_len));
   const std::vector<int64_t> cu = offsets_of(c.lengths);
   const int64_t T = cu.back(), docs = static_cast<int64_t>(c.lengths.size());
   ASSERT_EQ(T, std::accumulate(c.shards.begin(), c.shards.end(), int64_t{0}));
@@ -157,7 +233,8 @@ void check_cuda_documents(const CudaDocsCase& c, DType dtype, Family family, boo
   std::vector<float> s0 = to_float(randn(docs * per, rng, 0.5));
   const std::vector<float> g = to_float(randn(docs * per, rng, 0.5));
   if (!with_s0) s0.clear();
-  const DocsRun got = run_cuda_documents(c, pr, cu, s0, g);
+  const DocsRun got =
+      one_shot ? run_cuda_one_shot(pr, cu, s0, g) : run_cuda_documents(c, pr, cu, s0, g);
   const double tol = cuda_tolerance(dtype) * 2;
   expect_documents_close(got, pr, cu, s0, g, tol, tol, tol);
 }
@@ -169,16 +246,36 @@ bool have_gpu() {
 
 TEST_P(DocumentsCuda, MatchesPerDocumentOracle) {
   if (!have_gpu()) GTEST_SKIP() << "no GPU";
-  const auto& [c, dtype, family] = GetParam();
-  check_cuda_documents(c, dtype, family, /*with_s0=*/true);
+  const auto& [c, dtype, path] = GetParam();
+  check_cuda_documents(c, dtype, path, /*with_s0=*/true);
+}
+
+// The whole stream in one call: the fused forward and dQ scans where they run.
+TEST_P(DocumentsCuda, OneShotMatchesPerDocumentOracle) {
+  if (!have_gpu()) GTEST_SKIP() << "no GPU";
+  const auto& [c, dtype, path] = GetParam();
+  check_cuda_documents(c, dtype, path, /*with_s0=*/true, /*one_shot=*/true);
+  check_cuda_documents(c, dtype, path, /*with_s0=*/false, /*one_shot=*/true);
 }
 
 // Without document initial states: short pieces run as front-padded batches (gather, one
 // batched call per padded length, scatter) on side streams (kernels/documents_impl.h).
 TEST_P(DocumentsCuda, NoStatesShortPiecesPadded) {
   if (!have_gpu()) GTEST_SKIP() << "no GPU";
-  const auto& [c, dtype, family] = GetParam();
-  check_cuda_documents(c, dtype, family, /*with_s0=*/false);
+  const auto& [c, dtype, path] = GetParam();
+  check_cuda_documents(c, dtype, path, /*with_s0=*/false);
+}
+
+// Long segments (KernelTuning::segment_len) over long and short documents: the state phases
+// stop at the decay window (slope 2^-4: 11 chunks) and at a segment's last document start.
+TEST(DocumentsCudaLong, DecayWindowAndResetsInLongSegments) {
+  if (!have_gpu()) GTEST_SKIP() << "no GPU";
+  const CudaDocsCase c{"long", {5000, 3, 64, 1, 7000, 61, 190, 4000}, {16319}, 64, 64};
+  for (DType dtype : {DType::kBFloat16, DType::kFloat16})
+    for (bool one_shot : {false, true}) {
+      SCOPED_TRACE(std::string(dtype_name(dtype)) + (one_shot ? " one-shot" : " passes"));
+      check_cuda_documents(c, dtype, Path::kAuto, /*with_s0=*/true, one_shot, 4096);
+    }
 }
 
 std::vector<CudaDocsCase> cuda_cases() {
@@ -191,22 +288,23 @@ std::vector<CudaDocsCase> cuda_cases() {
       {"one_token_shards", {3, 1, 4}, {1, 1, 1, 1, 1, 1, 1, 1}},
       {"wide_heads", {100, 1000, 33}, {500, 633}, 128, 128},
       {"odd_dims", {45, 300, 2}, {347}, 48, 80},
+      {"wide_dims", {700, 3, 1300}, {1000, 1003}, 256, 64},
+      {"many_segments", {2000, 1, 1, 6000, 130, 63, 9000}, {17195}},
       {"many_short_mixed",
        {5, 70, 3, 64, 65, 1, 1, 9, 130, 2, 33, 33, 7, 256, 255, 200},
        {500, 634}},
   };
 }
 
-INSTANTIATE_TEST_SUITE_P(Cases, DocumentsCuda,
-                         ::testing::Combine(::testing::ValuesIn(cuda_cases()),
-                                            ::testing::Values(DType::kFloat32, DType::kBFloat16,
-                                                              DType::kFloat16),
-                                            ::testing::Values(Family::kAuto, Family::kMma)),
-                         [](const auto& info) {
-                           return std::get<0>(info.param).name + "_" +
-                                  dtype_name(std::get<1>(info.param)) + "_" +
-                                  kernels::family_name(std::get<2>(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Cases, DocumentsCuda,
+    ::testing::Combine(::testing::ValuesIn(cuda_cases()),
+                       ::testing::Values(DType::kFloat32, DType::kBFloat16, DType::kFloat16),
+                       ::testing::Values(Path::kAuto, Path::kPieces, Path::kMma)),
+    [](const auto& info) {
+      return std::get<0>(info.param).name + "_" + dtype_name(std::get<1>(info.param)) + "_" +
+             path_name(std::get<2>(info.param));
+    });
 
 }  // namespace
 }  // namespace lightring::test
