@@ -39,6 +39,9 @@ if [ "${TESTS:-1}" = 1 ]; then
   grep -E "^FAILED|Error" "$OUT/pytest.log" | head -20
 fi
 if [ "${BENCH:-1}" = 1 ]; then
+  # WAIT_FOR: a process (e.g. a GPU test run started beside the build) the timings must not share
+  # the GPU with.
+  while [ -n "${WAIT_FOR:-}" ] && kill -0 "$WAIT_FOR" 2>/dev/null; do sleep 1; done
   t0=$(date +%s)
   LIGHTRING_BUILD_DIR="$BP" python3 bench/docs_bench.py --anchors .anchors --impls lightring,lightring-pieces --check \
     --rows 8192:uniform:1..2048,8192:fixed:64,8192:uniform:1..256 -w 1 -n 2 --out "$OUT/docs-check.jsonl" \
