@@ -18,7 +18,7 @@ Phases (each row is one JSON line, written and flushed as soon as it is measured
   1000 / ms; tokens_per_s = B·T / (ms / 1000); peak_GB = torch.cuda.max_memory_allocated over
   the row (weights, AdamW states, activations; reset per row). A row that runs out of memory is
   run again with every block recomputed in the backward (recompute: true); both rows are kept.
-  Then one "check" row per (size, T, mode) and mixer other than the first: rel_err (‖x − ref‖ /
+  Then one "check" row per (size, T) and mixer other than the first: rel_err (‖x − ref‖ /
   ‖ref‖) of the loss, of both mixer outputs and of the gradient against the first mixer, ok when
   all are <= --check-tol (default 2e-2 in bf16, 1e-4 in fp32).
 - longest: per mixer, --longest-size with every block recomputed: T from --longest-start,
@@ -197,7 +197,7 @@ class Run:
         if probe:
             for l in (0, len(self.model.layers) - 1):
                 def keep(module, inputs, output, l=l):  # the first call (not the recompute)
-                    seen.setdefault(f"mixer_out_{l}", output.detach().float().cpu())
+                    seen.setdefault(f"mixer_out_{l}", output.detach().cpu().float())
                 hooks.append(self.model.layers[l].token_mixer.register_forward_hook(keep))
         try:
             loss = self.loss(ids, targets, recompute, loss_chunk)
@@ -284,17 +284,21 @@ def table_row(o, run, init_state, size, t, recompute):
 
 
 def check_rows(o, write, probes):
-    """Compares every mixer's probe with the first mixer's on the same (size, T, recompute)."""
+    """Compares every mixer's probe with the first mixer's at the same (size, T). The first
+    step's loss, outputs and gradients do not depend on recompute, so a row that needed it is
+    compared with one that did not (recompute names each side's mode)."""
     ref_mixer = o.mixers[0]
-    for key, by_mixer in probes.items():
-        ref = by_mixer.get(ref_mixer)
-        for mixer, got in by_mixer.items():
-            if mixer == ref_mixer or ref is None:
+    for (size, t), by_mixer in probes.items():
+        if ref_mixer not in by_mixer:
+            continue
+        ref_mode, ref = by_mixer[ref_mixer]
+        for mixer, (mode, got) in by_mixer.items():
+            if mixer == ref_mixer:
                 continue
             errs = {name: rel_err(got[name], ref[name]) for name in ref}
-            size, t, recompute = key
-            write({"phase": "check", "size": size, "T": t, "recompute": recompute,
-                   "mixer": mixer, "ref": ref_mixer, "rel_err": errs, "tol": o.check_tol,
+            write({"phase": "check", "size": size, "T": t,
+                   "recompute": {mixer: mode, ref_mixer: ref_mode}, "mixer": mixer,
+                   "ref": ref_mixer, "rel_err": errs, "tol": o.check_tol,
                    "ok": all(e <= o.check_tol for e in errs.values())})
 
 
@@ -332,7 +336,7 @@ def phase_table(o, write):
                     free(o)  # the row's batch and activations are gone with its frame
                     write(row)
                     if seen is not None:
-                        probes.setdefault((size, t, recompute), {})[mixer] = seen
+                        probes.setdefault((size, t), {})[mixer] = (recompute, seen)
                     if not row.get("oom"):
                         break  # auto: recompute only after an out-of-memory row
             run = None

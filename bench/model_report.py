@@ -75,7 +75,10 @@ def check_lines(rows):
     for r in checks:
         e = r["rel_err"]
         outs = [v for k, v in sorted(e.items()) if k.startswith("mixer_out")]
-        out.append(f"| {r['size']} | {_tokens(r['T'])} | {_fmt(r.get('recompute'))} | "
+        modes = r.get("recompute")
+        modes = ", ".join(f"{m}: {_fmt(v)}" for m, v in modes.items()) \
+            if isinstance(modes, dict) else _fmt(modes)
+        out.append(f"| {r['size']} | {_tokens(r['T'])} | {modes} | "
                    f"{r['mixer']} vs {r['ref']} | {_fmt(e.get('loss'), 2)} | "
                    f"{' / '.join(_fmt(v, 2) for v in outs)} | {_fmt(e.get('grad_qkvu_0'), 2)} | "
                    f"{_fmt(r['tol'], 2)} | {_fmt(r['ok'])} |")

@@ -7,7 +7,9 @@
   row per (T, mixer) with tokens_per_s = B·T / ms, check rows that pass, a longest-context
   summary and a compile row (an error row naming the torch version below 2.4), and prints the
   summary tables; --summarize reprints them from the file;
-- a wrong mixer (no decay) fails its check row: the check can fail.
+- a wrong mixer (no decay) fails its check row: the check can fail;
+- simulated out-of-memory errors: the row is run again with recompute, and the longest-context
+  search doubles, then bisects, to the first failure.
 """
 import json
 import os
@@ -113,6 +115,7 @@ def test_script_end_to_end(tmp_path):
     assert sorted(r["T"] for r in checks) == [97, 300]
     for r in checks:
         assert r["ok"] and r["tol"] == 1e-4 and r["ref"] == "lightring", r
+        assert r["recompute"] == {"lightring": False, "torch-reference": False}
         assert sorted(r["rel_err"]) == ["grad_qkvu_0", "loss", "mixer_out_0", "mixer_out_1"]
     longest = [r for r in rows if r["phase"] == "longest"]
     assert [r["mixer"] for r in longest] == ["lightring", "torch-reference"]
@@ -144,3 +147,42 @@ def test_wrong_mixer_fails_its_check(tmp_path, monkeypatch):
     checks = [r for r in read_rows(out) if r["phase"] == "check"]
     assert len(checks) == 1 and checks[0]["ok"] is False, checks
     assert checks[0]["rel_err"]["mixer_out_0"] > 1e-2
+
+
+def test_out_of_memory_rows_recompute_and_bound_the_search(tmp_path, monkeypatch):
+    """A simulated out-of-memory error (torch.cuda.OutOfMemoryError) above 300 tokens without
+    recompute and above 600 tokens with it: the table keeps the OOM row and runs the row again
+    with recompute, checked against the first mixer's row without; the longest-context search
+    doubles to the first failure and bisects (steps of 128 tokens on the cpu)."""
+    real = model_bench.lm_loss
+
+    def limited(model, ids, targets, loss_chunk=0, recompute=False):
+        if ids.shape[1] > (600 if recompute else 300):
+            raise model_bench.OOM("CUDA out of memory (simulated)")
+        return real(model, ids, targets, loss_chunk, recompute)
+    monkeypatch.setattr(model_bench, "lm_loss", limited)
+    out = tmp_path / "oom.jsonl"
+    assert model_bench.main(["--quick", "--device", "cpu", "--mixers",
+                             "lightring,torch-reference", "--contexts", "256,512",
+                             "--phases", "table,longest", "--longest-start", "256",
+                             "--out", str(out)]) == 0
+    rows = read_rows(out)
+    table = [(r["mixer"], r["T"], r["recompute"], r.get("oom"), r["ms"] is not None)
+             for r in rows if r["phase"] == "table"]
+    assert table == [("lightring", 256, False, False, True),
+                     ("lightring", 512, False, True, False),
+                     ("lightring", 512, True, False, True),
+                     ("torch-reference", 256, False, False, True),
+                     ("torch-reference", 512, False, True, False),
+                     ("torch-reference", 512, True, False, True)]
+    checks = {r["T"]: r for r in rows if r["phase"] == "check"}
+    assert checks[512]["ok"] and checks[512]["recompute"] == {"lightring": True,
+                                                              "torch-reference": True}
+    tries = [(r["mixer"], r["T"], r["fits"]) for r in rows if r["phase"] == "longest_try"]
+    assert tries[:5] == [("lightring", 256, True), ("lightring", 512, True),
+                         ("lightring", 1024, False), ("lightring", 768, False),
+                         ("lightring", 640, False)]
+    longest = [r for r in rows if r["phase"] == "longest"]
+    assert [(r["longest_T"], r["first_fail_T"], r["tries"]) for r in longest] == \
+        [(512, 640, 5), (512, 640, 5)]
+    assert longest[0]["stopped_by"].startswith("OutOfMemoryError")
