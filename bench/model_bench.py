@@ -14,7 +14,8 @@ Phases (each row is one JSON line, written and flushed as soon as it is measured
 - table: per size, mixer and context T (B = 1): the initial weights are loaded (the same
   state_dict for every mixer); the first of --warmup steps also records the loss, the outputs
   of the first and last token mixer and the gradient of layer 0's qkvu weight (before its
-  optimizer step); then --iters timed steps. ms = median step time (CUDA events); steps_per_s =
+  optimizer step); then --iters timed steps, more (up to 20) until they add up to 0.5 s
+  (timed_steps: how many). ms = median step time (CUDA events); steps_per_s =
   1000 / ms; tokens_per_s = B·T / (ms / 1000); peak_GB = torch.cuda.max_memory_allocated over
   the row (weights, AdamW states, activations; reset per row). A row that runs out of memory is
   run again with every block recomputed in the backward (recompute: true); both rows are kept.
@@ -235,6 +236,15 @@ def timed_ms(o, fn):
     return (time.perf_counter() - t0) * 1e3
 
 
+def time_steps(o, fn, min_total_ms=500.0, max_iters=20):
+    """Median ms of fn over --iters calls, more (up to max_iters) until they add up to
+    min_total_ms: short steps get enough samples. Returns (median, number of calls)."""
+    ms = []
+    while len(ms) < o.iters or (sum(ms) < min_total_ms and len(ms) < max_iters):
+        ms.append(timed_ms(o, fn))
+    return median(ms), len(ms)
+
+
 def median(xs):
     xs = sorted(xs)
     return xs[len(xs) // 2]
@@ -266,9 +276,9 @@ def table_row(o, run, init_state, size, t, recompute):
         seen = run.step(ids, targets, recompute, probe=True)
         for _ in range(max(o.warmup - 1, 0)):
             run.step(ids, targets, recompute)
-        ms = [timed_ms(o, lambda: run.step(ids, targets, recompute)) for _ in range(o.iters)]
-        m = median(ms)
-        row.update(ms=m, steps_per_s=1e3 / m, tokens_per_s=o.batch * t / m * 1e3,
+        m, count = time_steps(o, lambda: run.step(ids, targets, recompute))
+        row.update(ms=m, timed_steps=count, steps_per_s=1e3 / m,
+                   tokens_per_s=o.batch * t / m * 1e3,
                    peak_GB=peak_gb(o), loss=seen["loss"].item(), oom=False)
     except OOM as e:
         error = error_text(e)
@@ -437,8 +447,7 @@ def phase_compile(o, write):
             run.model.zero_grad(set_to_none=True)
             for _ in range(o.warmup):
                 run.step(ids, targets, False)
-            ms = median([timed_ms(o, lambda: run.step(ids, targets, False))
-                         for _ in range(o.iters)])
+            ms, _ = time_steps(o, lambda: run.step(ids, targets, False))
             return loss.detach().float().cpu().reshape(1), grads, first_s, ms
 
         log(f"compile {o.compile_size} T={o.compile_context}: eager")
