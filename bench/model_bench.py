@@ -25,7 +25,8 @@ Phases (each row is one JSON line, written and flushed as soon as it is measured
 - longest: per mixer, --longest-size with every block recomputed: T from --longest-start,
   doubled while one training step fits (torch.cuda.OutOfMemoryError ends the doubling), then
   --bisect halvings of the gap (multiples of 8192 tokens), within --longest-cap-s seconds per
-  mixer. One row per try and a summary row (longest_T, first_fail_T).
+  mixer (a doubling starts only if 2.5 times the last step's time still fits in the cap, a
+  bisection 1.5 times). One row per try and a summary row (longest_T, first_fail_T).
 - compile: --compile-size at --compile-context, the lightring model (no group), the loss from
   the model's forward (whole logits, no chunks): eager steps, then the same steps through
   torch.compile(model, fullgraph=True): the first compiled step's time (compile_s), the loss
@@ -378,6 +379,7 @@ def phase_longest(o, write):
             try:
                 ms = timed_ms(o, lambda: run.step(ids, targets, True))
                 row.update(fits=True, ms_first_step=ms, peak_GB=peak_gb(o))
+                last_s[0] = ms / 1e3
             except OOM as e:
                 row.update(fits=False, oom=True, error=error_text(e), peak_GB=peak_gb(o))
             except Exception as e:  # noqa: BLE001 (not memory: the search stops here)
@@ -386,8 +388,10 @@ def phase_longest(o, write):
             write(row)
             return row
 
-        def over_cap():
-            return time.perf_counter() - t0 > o.longest_cap_s
+        last_s = [0.0]  # the last try's step time: a try twice as long must fit in the cap
+
+        def over_cap(factor=2.5):
+            return time.perf_counter() - t0 + factor * last_s[0] > o.longest_cap_s
 
         t = o.longest_start
         while t <= o.longest_max and not over_cap():
@@ -403,7 +407,7 @@ def phase_longest(o, write):
                     break
                 t //= 2  # the start does not fit: halve until one does
         for _ in range(o.bisect):
-            if fits is None or fail is None or fail - fits <= step or over_cap():
+            if fits is None or fail is None or fail - fits <= step or over_cap(1.5):
                 break
             mid = (fits + fail) // 2 // step * step
             log(f"longest {mixer} T={mid} (bisect)")
@@ -416,7 +420,7 @@ def phase_longest(o, write):
                 fail = mid
         write({"phase": "longest", "size": o.longest_size, "mixer": mixer, "longest_T": fits,
                "first_fail_T": fail, "stopped_by": stop, "tries": tries,
-               "capped": over_cap(), "elapsed_s": time.perf_counter() - t0})
+               "capped": over_cap(0.0), "elapsed_s": time.perf_counter() - t0})
         run = None
         free(o)
 

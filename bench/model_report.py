@@ -85,8 +85,27 @@ def check_lines(rows):
     return out
 
 
+def _from_tries(rows):
+    """A longest row rebuilt from the tries of a search whose process ended before its summary
+    row (killed by a timeout, or a fatal error)."""
+    done = {(r["size"], r["mixer"]) for r in rows if r.get("phase") == "longest"}
+    tries = {}
+    for r in rows:
+        if r.get("phase") == "longest_try" and (r["size"], r["mixer"]) not in done:
+            tries.setdefault((r["size"], r["mixer"]), []).append(r)
+    out = []
+    for (size, mixer), found in tries.items():
+        fits = [r["T"] for r in found if r.get("fits")]
+        best = max(fits) if fits else None
+        fails = [r["T"] for r in found if not r.get("fits") and (best is None or r["T"] > best)]
+        out.append({"phase": "longest", "size": size, "mixer": mixer, "longest_T": best,
+                    "first_fail_T": min(fails) if fails else None, "tries": len(found),
+                    "stopped_by": "the process ended during the search"})
+    return out
+
+
 def longest_lines(rows):
-    found = [r for r in rows if r.get("phase") == "longest"]
+    found = [r for r in rows if r.get("phase") == "longest"] + _from_tries(rows)
     if not found:
         return []
     first = found[0].get("longest_T")
