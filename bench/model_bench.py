@@ -324,22 +324,24 @@ def initial_state(o, size):
 
 
 def phase_table(o, write):
+    """Per size and T, each mixer in turn on a model of its own (built, measured, freed: one
+    model on the device at a time), then the check rows of that T: a time limit that ends the
+    process keeps every finished T whole."""
     for size in o.sizes:
         config, init = initial_state(o, size)
         write({"phase": "model", "size": size, "parameters": config.parameter_count(),
                "d_model": config.d_model, "layers": config.num_layers,
                "heads": config.num_heads, "head_dim": config.resolved_head_dim})
-        probes = {}
-        for mixer in o.mixers:
-            try:
-                run = Run(o, config, init, mixer)
-            except Exception as e:  # noqa: BLE001 (e.g. FLA missing: its rows say so)
-                for t in o.contexts:
+        for t in o.contexts:
+            probes = {}
+            for mixer in o.mixers:
+                try:
+                    run = Run(o, config, init, mixer)
+                except Exception as e:  # noqa: BLE001 (e.g. FLA missing: its row says so)
                     write({"phase": "table", "size": size, "mixer": mixer, "T": t,
                            "B": o.batch, "ms": None, "tokens_per_s": None,
                            "error": error_text(e)})
-                continue
-            for t in o.contexts:
+                    continue
                 modes = {"auto": [False, True], "on": [True], "off": [False]}[o.recompute]
                 for recompute in modes:
                     log(f"table {size} {mixer} T={t} recompute={recompute}")
@@ -347,14 +349,13 @@ def phase_table(o, write):
                     free(o)  # the row's batch and activations are gone with its frame
                     write(row)
                     if seen is not None:
-                        probes.setdefault((size, t), {})[mixer] = (recompute, seen)
+                        probes[mixer] = (recompute, seen)
                     if not row.get("oom"):
                         break  # auto: recompute only after an out-of-memory row
-            run = None
-            free(o)
-        check_rows(o, write, probes)
-        del probes
-        free(o)
+                run = None
+                free(o)
+            check_rows(o, write, {(size, t): probes})
+            probes = None
 
 
 def phase_longest(o, write):

@@ -170,11 +170,14 @@ def test_out_of_memory_rows_recompute_and_bound_the_search(tmp_path, monkeypatch
     table = [(r["mixer"], r["T"], r["recompute"], r.get("oom"), r["ms"] is not None)
              for r in rows if r["phase"] == "table"]
     assert table == [("lightring", 256, False, False, True),
+                     ("torch-reference", 256, False, False, True),
                      ("lightring", 512, False, True, False),
                      ("lightring", 512, True, False, True),
-                     ("torch-reference", 256, False, False, True),
                      ("torch-reference", 512, False, True, False),
                      ("torch-reference", 512, True, False, True)]
+    # each T's check row follows its rows (a time limit keeps every finished T whole)
+    phases = [r["phase"] for r in rows if r["phase"] in ("table", "check")]
+    assert phases == ["table", "table", "check", "table", "table", "table", "table", "check"]
     checks = {r["T"]: r for r in rows if r["phase"] == "check"}
     assert checks[512]["ok"] and checks[512]["recompute"] == {"lightring": True,
                                                               "torch-reference": True}
