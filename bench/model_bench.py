@@ -58,6 +58,7 @@ def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     a = p.add_argument
     a("--phases", default="table", help="comma list of table, longest, compile")
+    a("--compile", action="store_true", help="add the compile phase (= --phases ...,compile)")
     a("--sizes", default=None, help="presets of lightring.models (default 125m,350m)")
     a("--contexts", default=None, help="sequence lengths T of the table (default "
                                        "4096,32768,131072)")
@@ -112,6 +113,8 @@ def parse(argv=None):
             o.longest_size, o.longest_start, o.longest_max = "tiny", 256, 1024
             o.compile_size, o.compile_context = "tiny", 256
     o.phases = o.phases.split(",")
+    if o.compile and "compile" not in o.phases:
+        o.phases.append("compile")
     for phase in o.phases:
         if phase not in ("table", "longest", "compile"):
             p.error(f"--phases: unknown phase {phase!r} (table, longest, compile)")
