@@ -1,7 +1,6 @@
 // The training loop of launch/train_loop.h.
 #include "launch/train_loop.h"
 
-#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #include <chrono>
@@ -20,9 +19,13 @@
 #include "csrc/model/transnormer.h"
 #include "kernels/documents.h"
 #include "launch/train_checkpoint.h"
+#include "launch/train_device.h"
 #include "launch/train_dist.h"
 #include "launch/train_log.h"
 #include "launch/train_reduce.h"
+#ifdef LIGHTRING_TRAIN_NCCL
+#include "launch/train_nccl_reduce.h"
+#endif
 
 namespace lightring::launch {
 
@@ -53,10 +56,10 @@ struct Batch {
   std::vector<model::AttentionGroup> rows;
 };
 
-// The batch of this rank; with `attention` non-null, per-row documents and groups (a copy of
-// *attention each, pointing at its row's documents).
+// The batch of this rank, on `device`; with `attention` non-null, per-row documents and groups
+// (a copy of *attention each, pointing at its row's documents).
 Batch make_batch(const std::vector<data::Sequence>& seqs, int sp_size, int sp_rank,
-                 const model::AttentionGroup* attention) {
+                 const model::AttentionGroup* attention, const torch::Device& device) {
   Batch b;
   std::vector<int32_t> ids, targets;
   int64_t n = 0;
@@ -84,33 +87,16 @@ Batch make_batch(const std::vector<data::Sequence>& seqs, int sp_size, int sp_ra
   b.ids = torch::tensor(ids, torch::kInt).view({rows, n}).to(torch::kLong);
   b.targets = torch::tensor(targets, torch::kInt).view({rows, n}).to(torch::kLong);
   b.count = (b.targets != data::kIgnoreTarget).sum().item<int64_t>();
+  b.ids = b.ids.to(device);
+  b.targets = b.targets.to(device);
   return b;
 }
 
-// bf16 autocast (CPU) for the scope of one forward: matmuls and the attention run in bf16,
-// SRMSNorm in fp32 (it casts), the weights stay fp32 (autocast casts them per use, and their
-// gradients arrive in fp32).
-class Autocast {
- public:
-  explicit Autocast(bool on) : on_(on) {
-    if (!on_) return;
-    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-    at::autocast::set_cpu_enabled(true);
-  }
-  ~Autocast() {
-    if (!on_) return;
-    at::autocast::set_cpu_enabled(false);
-    at::autocast::clear_cache();
-  }
-
- private:
-  bool on_;
-};
-
 // Logits in fp32 whatever the compute precision.
 torch::Tensor logits_of(model::TransNormerLM& model, const Batch& b,
-                        const model::AttentionGroup& attention, bool bf16) {
-  Autocast autocast(bf16);
+                        const model::AttentionGroup& attention, bool bf16,
+                        const TrainDevice& device) {
+  Autocast autocast(bf16, device);  // launch/train_device.h: bf16 compute, fp32 master weights
   const torch::Tensor logits =
       b.rows.empty() ? model->forward(b.ids, attention) : model->forward(b.ids, b.rows);
   return logits.to(torch::kFloat);
@@ -145,6 +131,10 @@ class Trainer {
   void save(int64_t step);
   void sample();
   std::vector<torch::Tensor> replica_tensors();
+  void make_reducer();
+  void reduce_begin();
+  void reduce_finish();
+  int num_buckets() const;
 
   const TrainOptions& o_;
   comm::MpiCommunicator& world_;
@@ -154,7 +144,12 @@ class Trainer {
   model::ModelConfig config_;
   model::TransNormerLM model_{nullptr};
   std::unique_ptr<torch::optim::AdamW> optimizer_;
-  std::unique_ptr<GradientReducer> reducer_;
+  std::unique_ptr<GradientReducer> reducer_;  // CPU: MPI buckets
+#ifdef LIGHTRING_TRAIN_NCCL
+  std::unique_ptr<NcclGradientReducer> nccl_reducer_;  // GPUs: NCCL buckets
+#endif
+  TrainDevice device_;
+  std::unique_ptr<comm::Communicator> device_sp_;  // the NCCL SP group of a GPU run with SP > 1
   std::unique_ptr<data::ShardedLoader> loader_;
   std::unique_ptr<JsonlLog> log_;
   int64_t first_step_ = 0;  // completed steps at start (resume)
@@ -193,19 +188,31 @@ void Trainer::setup() {
              "LIGHTRING_TRAIN_FAIL_AT must be STEP@RANK (got '", env, "')");
     if (rank == world_.rank()) fail_at_step_ = step;
   }
+  g_activity = "choosing the device";
+  error.clear();
+  try {
+    device_ = resolve_device(o_.device, world_);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  agree_on_errors(world_, error, "lightring-train: --device " + o_.device);
   g_activity = "setting up the process groups";
+  // Every rank throws the same error when an SP group would straddle nodes (--sp-across-nodes).
+  const parallel::NodeLayout nodes = check_sp_placement(world_, o_.sp, o_.sp_across_nodes);
   groups_ = comm::make_groups(world_, o_.sp);
-  attention_.sp = groups_.sp.get();
+  attention_.options.link = sp_group_link(nodes, groups_.layout, attention_.options.link);
+  attention_.sp = attention_group(*groups_.sp, device_, world_.timeout_s(), &device_sp_);
   attention_.options.schedule = o_.schedule;
   // synthetic-recall holds one sample per sequence: nothing to restart.
   documents_ = o_.documents && dataset_.documents != nullptr;
 
   torch::manual_seed(o_.seed);
-  model_ = model::TransNormerLM(config_);
+  model_ = model::TransNormerLM(config_);  // initialised on the CPU: the same on every device
+  model_->to(device_.device);
   torch::optim::AdamWOptions adam(o_.lr);
   adam.betas({o_.beta1, o_.beta2}).eps(o_.adam_eps).weight_decay(o_.weight_decay);
   optimizer_ = std::make_unique<torch::optim::AdamW>(model_->parameters(), adam);
-  reducer_ = std::make_unique<GradientReducer>(world_, model_->parameters(), o_.bucket_mb * 1e6);
+  make_reducer();
   loader_ = std::make_unique<data::ShardedLoader>(*dataset_.train, groups_.layout.dp_rank,
                                                   groups_.layout.dp_size);
   if (!o_.resume.empty()) {
@@ -240,6 +247,44 @@ void Trainer::setup() {
   agree_on_errors(world_, error, "lightring-train: --log / --save-dir");
 }
 
+// CPU: the MPI reducer. GPUs: NCCL when there is more than one rank; one GPU needs none (its
+// gradients are the sums already).
+void Trainer::make_reducer() {
+  if (!device_.is_cuda()) {
+    reducer_ = std::make_unique<GradientReducer>(world_, model_->parameters(), o_.bucket_mb * 1e6);
+    return;
+  }
+  if (world_.size() == 1) return;
+#ifdef LIGHTRING_TRAIN_NCCL
+  nccl_reducer_ = std::make_unique<NcclGradientReducer>(world_, model_->parameters(),
+                                                        o_.bucket_mb * 1e6, device_.device.index());
+#else
+  LR_THROW("--device cuda with ", world_.size(),
+           " ranks: this build has no NCCL for the gradient all-reduce");
+#endif
+}
+
+void Trainer::reduce_begin() {
+  if (reducer_) reducer_->begin();
+#ifdef LIGHTRING_TRAIN_NCCL
+  if (nccl_reducer_) nccl_reducer_->begin();
+#endif
+}
+
+void Trainer::reduce_finish() {
+  if (reducer_) reducer_->finish();
+#ifdef LIGHTRING_TRAIN_NCCL
+  if (nccl_reducer_) nccl_reducer_->finish();
+#endif
+}
+
+int Trainer::num_buckets() const {
+#ifdef LIGHTRING_TRAIN_NCCL
+  if (nccl_reducer_) return nccl_reducer_->num_buckets();
+#endif
+  return reducer_ ? reducer_->num_buckets() : 0;
+}
+
 std::vector<torch::Tensor> Trainer::replica_tensors() {
   std::vector<torch::Tensor> out = model_->parameters();
   for (const auto& p : model_->parameters()) {
@@ -257,19 +302,20 @@ void Trainer::train_step(int64_t step) {
   g_activity = "training";
   LR_CHECK(step != fail_at_step_, "injected failure at step ", step, " (LIGHTRING_TRAIN_FAIL_AT)");
   const Batch batch = make_batch(loader_->next_batch(o_.batch), o_.sp, groups_.layout.sp_rank,
-                                 documents_ ? &attention_ : nullptr);
+                                 documents_ ? &attention_ : nullptr, device_.device);
   // The global target count (the loss's denominator) and the stop request, agreed.
   double head[2] = {static_cast<double>(batch.count), g_stop_requested ? 1.0 : 0.0};
   all_reduce_sum(world_, head, 2, "the token count");
   const double tokens = std::max(head[0], 1.0);
   stop_ = head[1] > 0;
 
-  const torch::Tensor logits = logits_of(model_, batch, attention_, o_.bf16);
+  const torch::Tensor logits = logits_of(model_, batch, attention_, o_.bf16, device_);
   const torch::Tensor local = loss_sum(logits, batch.targets);
-  // The gradient buckets are summed over the world while backward runs (train_reduce.h).
-  reducer_->begin();
+  // The gradient buckets are summed over the world while backward runs (train_reduce.h,
+  // train_nccl_reduce.h).
+  reduce_begin();
   (local / tokens).backward();
-  reducer_->finish();
+  reduce_finish();
   double loss = local.item<double>();
   all_reduce_sum(world_, &loss, 1, "the loss");
   loss /= tokens;
@@ -280,6 +326,7 @@ void Trainer::train_step(int64_t step) {
   for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
   optimizer_->step();
   optimizer_->zero_grad();
+  synchronize(device_);  // the step time includes the GPU's queued work
 
   const double step_s = seconds_since(t0);
   train_seconds_ += step_s;
@@ -297,6 +344,8 @@ void Trainer::train_step(int64_t step) {
   row.add("grad_norm", grad_norm).add("tokens", (long long)global_tokens);
   row.add("target_tokens", (long long)tokens).add("tokens_per_s", tps).add("mfu", mfu);
   row.add("step_s", step_s).add("elapsed_s", elapsed).add("max_rss_mb", max_rss_mb());
+  const double peak_mb = peak_memory_mb(device_);
+  row.add("peak_mem_mb", peak_mb).add("peak_mem_kind", peak_memory_kind(device_));
   log_->write(row);
   if (step % o_.log_every == 0 || step == first_step_ + 1 || step == o_.steps) {
     char line[256];
@@ -306,7 +355,7 @@ void Trainer::train_step(int64_t step) {
                   (long long)step, (long long)o_.steps, loss, lr, grad_norm,
                   format_count(tps).c_str(),
                   std::isfinite(mfu) ? (std::to_string(mfu * 100).substr(0, 4) + "%").c_str() : "-",
-                  max_rss_mb(), format_duration(elapsed).c_str(), format_duration(eta).c_str());
+                  peak_mb, format_duration(elapsed).c_str(), format_duration(eta).c_str());
     std::cout << line << std::endl;
   }
 }
@@ -324,16 +373,16 @@ void Trainer::evaluate(int64_t step) {
   for (size_t i = 0; i < mine.size(); i += o_.batch) {
     std::vector<data::Sequence> seqs(std::min<size_t>(o_.batch, mine.size() - i));
     for (size_t j = 0; j < seqs.size(); ++j) val->sequence(0, mine[i + j], seqs[j]);
-    const Batch b =
-        make_batch(seqs, o_.sp, groups_.layout.sp_rank, documents_ ? &attention_ : nullptr);
-    const torch::Tensor logits = logits_of(model_, b, attention_, o_.bf16);
+    const Batch b = make_batch(seqs, o_.sp, groups_.layout.sp_rank,
+                               documents_ ? &attention_ : nullptr, device_.device);
+    const torch::Tensor logits = logits_of(model_, b, attention_, o_.bf16, device_);
     stats[0] += loss_sum(logits, b.targets).item<double>();
     stats[1] += static_cast<double>(b.count);
-    const torch::Tensor pred = logits.argmax(-1);
+    const torch::Tensor pred = logits.argmax(-1).cpu(), targets = b.targets.cpu();
     for (size_t r = 0; r < b.answers.size(); ++r) {
       for (size_t a = 0; a < b.answers[r].size(); ++a) {
         const int64_t pos = b.answers[r][a];
-        const bool right = pred[r][pos].item<int64_t>() == b.targets[r][pos].item<int64_t>();
+        const bool right = pred[r][pos].item<int64_t>() == targets[r][pos].item<int64_t>();
         stats[2] += right;
         stats[3] += 1;
         if (b.key_elsewhere[r][a]) stats[4] += right, stats[5] += 1;
@@ -388,6 +437,7 @@ void Trainer::save(int64_t step) {
 void Trainer::sample() {
   if (!root_ || o_.sample_tokens == 0) return;
   g_activity = "sampling";
+  model_->to(torch::kCPU);  // the recurrent form runs on the CPU (csrc/model/generate.h)
   std::vector<int64_t> prompt = {dataset_.eos                           ? int64_t{*dataset_.eos}
                                  : o_.data.format == "synthetic-recall" ? data::kRecallBos
                                                                         : 0};
@@ -429,11 +479,12 @@ int Trainer::run() {
               << "  " << l.world_size << " ranks = --dp " << l.dp_size << " x --sp " << l.sp_size
               << " (" << world_.backend_name() << ", schedule "
               << parallel::schedule_name(o_.schedule) << ", timeout " << world_.timeout_s()
-              << " s, gradients in " << reducer_->num_buckets() << " all-reduce buckets, "
-              << (o_.bf16 ? "bf16 autocast" : "fp32") << ")\n  data " << dataset_.description
-              << ": " << o_.data.seq_len << " tokens per sequence (" << o_.data.seq_len / l.sp_size
-              << "+ per SP rank), " << o_.batch << " per DP rank, "
-              << int64_t{l.dp_size} * o_.batch * o_.data.seq_len << " tokens per step, "
+              << " s, gradients in " << num_buckets() << " all-reduce buckets, "
+              << (o_.bf16 ? "bf16 autocast" : "fp32") << ", device " << device_.describe()
+              << ")\n  data " << dataset_.description << ": " << o_.data.seq_len
+              << " tokens per sequence (" << o_.data.seq_len / l.sp_size << "+ per SP rank), "
+              << o_.batch << " per DP rank, " << int64_t{l.dp_size} * o_.batch * o_.data.seq_len
+              << " tokens per step, "
               << (documents_                      ? "attention restarts at every document"
                   : dataset_.documents != nullptr ? "attention runs across documents"
                                                   : "one sample per sequence")
@@ -451,6 +502,7 @@ int Trainer::run() {
     row.add("flops_per_token", flops_per_token(config_));
     log_->write(row);
   }
+  reset_peak_memory(device_);
   start_ = Clock::now();
   int64_t step = first_step_;
   while (step < o_.steps && !stop_) {

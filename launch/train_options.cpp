@@ -81,7 +81,10 @@ bool parse_train_options(int argc, char** argv, bool print_help, TrainOptions* o
     // parallelism
     ("dp", po::value(&o.dp)->default_value(0), "data-parallel size D (0: ranks / --sp)")
     ("sp", po::value(&o.sp)->default_value(1),
-     "sequence-parallel size S: S consecutive ranks hold one sequence, split along its length")
+     "sequence-parallel size S: S consecutive ranks hold one sequence, split along its length; "
+     "each SP group must lie on one node")
+    ("sp-across-nodes", po::bool_switch(&o.sp_across_nodes),
+     "let an SP group span nodes (its ring hops between nodes then use the inter-node link)")
     ("schedule", po::value(&schedule)->default_value("auto"),
      "state exchange of the SP group: ring | allgather | scan | auto")
     ("timeout", po::value(&o.timeout_s),
@@ -90,6 +93,9 @@ bool parse_train_options(int argc, char** argv, bool print_help, TrainOptions* o
     ("precision", po::value(&precision)->default_value("fp32"),
      "fp32 | bf16: forward and backward under torch autocast in bf16 (matmuls, the attention "
      "kernels), weights, gradients and AdamW state in fp32")
+    ("device", po::value(&o.device)->default_value("auto"),
+     "cpu | cuda (one GPU per rank: cuda:<local rank>) | auto (cuda when this build has CUDA "
+     "and a GPU is visible, else cpu)")
     ("bucket-mb", po::value(&o.bucket_mb)->default_value(25.0),
      "gradient all-reduce buckets of this many MB, each started as soon as backward has "
      "produced its gradients (0: one bucket)")
@@ -178,6 +184,8 @@ bool parse_train_options(int argc, char** argv, bool print_help, TrainOptions* o
   LR_CHECK(precision == "fp32" || precision == "bf16", "--precision must be fp32 or bf16 (got '",
            precision, "')");
   o.bf16 = precision == "bf16";
+  LR_CHECK(o.device == "cpu" || o.device == "cuda" || o.device == "auto",
+           "--device must be cpu, cuda or auto (got '", o.device, "')");
   LR_CHECK(o.bucket_mb >= 0 && std::isfinite(o.bucket_mb), "--bucket-mb must be >= 0 (got ",
            o.bucket_mb, ")");
 
@@ -260,8 +268,9 @@ std::string canonical_options(const TrainOptions& o) {
   os.precision(17);
   const model::ModelConfig c = o.model_config(0);
   os << "model " << model::describe(c) << " init_std=" << c.init_std << "\n"
-     << "parallel dp=" << o.dp << " sp=" << o.sp
-     << " schedule=" << parallel::schedule_name(o.schedule) << " bf16=" << o.bf16 << "\n"
+     << "parallel dp=" << o.dp << " sp=" << o.sp << " sp_across_nodes=" << o.sp_across_nodes
+     << " schedule=" << parallel::schedule_name(o.schedule) << " bf16=" << o.bf16
+     << " device=" << o.device << "\n"
      << "data " << o.data.format << " path=" << o.data.path << " seq_len=" << o.data.seq_len
      << " batch=" << o.batch << " documents=" << o.documents
      << " val=" << o.data.validation.fraction << "\n"

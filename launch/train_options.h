@@ -20,11 +20,13 @@ struct TrainOptions {
 
   // Parallelism: dp · sp = world size (dp 0: world / sp).
   int dp = 0, sp = 1;
+  bool sp_across_nodes = false;  // --sp-across-nodes: an SP group may span nodes
   parallel::Schedule schedule = parallel::Schedule::kAuto;
-  double timeout_s = 0.0;  // --timeout; 0: LIGHTRING_COMM_TIMEOUT_S or the default
-  int threads = 1;         // torch intra-op threads per rank
-  double bucket_mb = 25;   // gradient all-reduce bucket size (MB); 0: one bucket
-  bool bf16 = false;       // --precision bf16: forward/backward under autocast, fp32 master
+  double timeout_s = 0.0;       // --timeout; 0: LIGHTRING_COMM_TIMEOUT_S or the default
+  int threads = 1;              // torch intra-op threads per rank
+  double bucket_mb = 25;        // gradient all-reduce bucket size (MB); 0: one bucket
+  bool bf16 = false;            // --precision bf16: forward/backward under autocast, fp32 master
+  std::string device = "auto";  // --device cpu | cuda | auto (launch/train_device.h)
 
   // Data.
   data::DataOptions data;  // format, path, seq_len, seed, split, recall sizes

@@ -227,13 +227,22 @@ class Trainer:
                         ("grad_norm", grad_norm), ("tokens", global_tokens),
                         ("target_tokens", int(tokens)), ("tokens_per_s", tps), ("mfu", mfu),
                         ("step_s", step_s), ("elapsed_s", elapsed),
-                        ("max_rss_mb", max_rss_mb())])
+                        ("max_rss_mb", max_rss_mb()), ("peak_mem_mb", self.peak_mem_mb()),
+                        ("peak_mem_kind", "cuda-peak" if self.device.type == "cuda" else
+                         "max-rss")])
         if step % o.log_every == 0 or step == self.first_step + 1 or step == o.steps:
             mfu_s = f"{mfu * 100:.2f}%" if math.isfinite(mfu) else "-"
             print(f"step {step:6d}/{o.steps} | loss {loss:.4f} | lr {lr:.2e} | gnorm "
                   f"{grad_norm:.3f} | {format_count(tps)} tok/s | mfu {mfu_s} | mem "
-                  f"{max_rss_mb():.0f} MB | {format_duration(elapsed)} | eta "
+                  f"{self.peak_mem_mb():.0f} MB | {format_duration(elapsed)} | eta "
                   f"{format_duration(eta)}", flush=True)
+
+    def peak_mem_mb(self):
+        """As lightring-train: the CUDA caching allocator's peak of allocated bytes, or the
+        process's peak resident set on the CPU."""
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device) / 1e6
+        return max_rss_mb()
 
     @torch.no_grad()
     def evaluate(self, step):

@@ -22,6 +22,9 @@
 #   errors  bad inputs on 2 ranks: each exits != 0 within 60 s, every rank prints the reason,
 #           a failed resume changes nothing on disk; a rank failing at step 3 (injected) ends
 #           both ranks within 30 s (--timeout 100)
+#   device  --device cpu and auto give the default run's losses bit for bit (on a machine
+#           without a GPU) and log peak_mem_mb; a bad --device value, and --device cuda of a
+#           build without a CUDA libtorch (or of a machine without a GPU), stop both ranks
 set -uo pipefail
 case_name=$1 train=$2 compare=$3 work=$4
 shift 4
@@ -243,6 +246,21 @@ sys.exit(0 if len(t) == 3 and all(math.isfinite(v) for v in t) and e else 1)" ||
     after=$(ls -la --time-style=full-iso good; sha256sum good/* truncated.pt)
     [ "$before" == "$after" ] && [ ! -e good.jsonl ] ||
       { echo "FAILED: a failed resume changed files"; exit 1; }
+    ;;
+  device)
+    losses() { grep -o '"loss":[^,]*' "$1"; }
+    run 2 --sp 2 --steps 4 --log default.jsonl
+    run 2 --sp 2 --steps 4 --log cpu.jsonl --device cpu
+    run 2 --sp 2 --steps 4 --log auto.jsonl --device auto
+    [ "$(losses default.jsonl | wc -l)" = 4 ] && [ "$(losses default.jsonl)" = "$(losses cpu.jsonl)" ] &&
+      [ "$(losses default.jsonl)" = "$(losses auto.jsonl)" ] ||
+      { echo "FAILED: --device cpu / auto changed the losses"; paste default.jsonl cpu.jsonl; exit 1; }
+    grep -q '"peak_mem_mb":[0-9]' cpu.jsonl && grep -q '"peak_mem_kind":"max-rss"' cpu.jsonl ||
+      { echo "FAILED: no peak_mem_mb / peak_mem_kind in the log"; head -3 cpu.jsonl; exit 1; }
+    expect_error 2 "--device must be cpu, cuda or auto (got 'gpu')" --device gpu
+    expect_error 2 "--device cuda: " --device cuda --steps 2
+    grep -E -q "built without CUDA|no GPU is visible to rank" err.out ||
+      { echo "FAILED: --device cuda without CUDA names no reason"; cat err.out; exit 1; }
     ;;
   *)
     echo "unknown case $case_name"

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# One call on the one-GPU machine for the C++ driver (lightring-train --device cuda, issue 19):
+# builds lightring-train against the machine's torch (its CUDA libtorch; Boost.Program_options
+# from the carried .deps/boost debs, docs/gpu-build.md), then trains with bf16 autocast and
+# fp32 master weights on one GPU (SP = 1):
+#   125m at 32K and 128K context (synthetic-recall, a few steps), 350m at 32K,
+#   the longest context of 125m (seq-len doubled from 128K until a run fails with CUDA out of
+#   memory, each attempt under a timeout; the largest that ran is recorded),
+#   tools/plot_train.py on the 125m 32K log -> PNG.
+# Everything (JSONL logs, progress lines, summary.txt, the PNG) goes to $OUT. Each step runs
+# under `timeout`, capped by what is left of TRAIN_BUDGET_S (default 460 s), so the call stays
+# under 8 minutes.
+#
+#   bash bench/train_cpp_gpu_run.sh            (carry .deps)
+#   TRAIN_STEPS=build,125m-32k bash bench/train_cpp_gpu_run.sh    (a subset)
+#   TRAIN_TINY=1 TRAIN_DEVICE=cpu BT=build-x TRAIN_STEPS=125m-32k,findmax,plot bash ...
+#     (a CPU dry run of the steps with the tiny preset and short contexts, binary prebuilt in BT)
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+OUT=${OUT:-/tmp/lightring-train-cpp-gpu}
+BT=${BT:-/tmp/build-train-cpp-gpu}
+BUDGET=${TRAIN_BUDGET_S:-460}
+STEPS=${TRAIN_STEPS:-build,125m-32k,125m-128k,350m-32k,findmax,plot}
+PEAK=${PEAK_TFLOPS:-989}  # H200 dense bf16 TFLOP/s, for MFU
+DEVICE=${TRAIN_DEVICE:-cuda}
+if [ "${TRAIN_TINY:-0}" = 1 ]; then  # CPU dry run: every size divided by 256 (tiny preset)
+  SMALL=tiny BIG=tiny K=4
+else
+  SMALL=125m BIG=350m K=1024
+fi
+mkdir -p "$OUT"
+T_START=$(date +%s)
+SUMMARY="$OUT/summary.txt"
+: >"$SUMMARY"
+has() { [[ ",$STEPS," == *",$1,"* ]]; }
+say() { echo "$*" | tee -a "$SUMMARY"; }
+left() { echo $((BUDGET - ($(date +%s) - T_START))); }
+
+say "# train_cpp_gpu_run $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+command -v nvidia-smi >/dev/null &&
+  nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee -a "$SUMMARY"
+
+# Boost.Program_options from the carried Debian packages (the GPU image lacks the library).
+CMAKE_EXTRA=()
+if compgen -G ".deps/boost/*.deb" >/dev/null; then
+  rm -rf /tmp/boost-train && mkdir -p /tmp/boost-train
+  for f in .deps/boost/*.deb; do dpkg -x "$f" /tmp/boost-train; done
+  CMAKE_EXTRA+=(-DBoost_ROOT=/tmp/boost-train/usr -DBoost_NO_SYSTEM_PATHS=ON)
+  export LD_LIBRARY_PATH=/tmp/boost-train/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+fi
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
+unset LIGHTRING_COMM_TIMEOUT_S
+
+if has build; then
+  t0=$(date +%s)
+  TORCH_PREFIX=$(python3 -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
+  # The system g++ (the libstdc++ that torch's libraries load), sm_90a, MPI on (lightring-train
+  # runs under mpirun), no tests.
+  t=$(($(left) < 300 ? $(left) : 300))
+  timeout -k 10 "$t" cmake -S . -B "$BT" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DPython_EXECUTABLE="$(command -v python3)" -DCMAKE_C_COMPILER=/usr/bin/gcc \
+    -DCMAKE_CXX_COMPILER=/usr/bin/g++ -DCMAKE_CUDA_HOST_COMPILER=/usr/bin/g++ \
+    -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" -DCMAKE_CUDA_ARCHITECTURES=90a -DLIGHTRING_TESTS=OFF \
+    "${CMAKE_EXTRA[@]}" >"$OUT/build.log" 2>&1 &&
+    timeout -k 10 "$(($(left) < 300 ? $(left) : 300))" ninja -C "$BT" -j "$(nproc)" lightring-train \
+      >>"$OUT/build.log" 2>&1
+  rc=$?
+  grep -E "^-- lightring:" "$OUT/build.log" | tee -a "$SUMMARY"
+  say "build: rc=$rc in $(($(date +%s) - t0)) s"
+  if [ "$rc" != 0 ]; then
+    grep -E "error|Error" "$OUT/build.log" | head -30
+    tail -30 "$OUT/build.log"
+    exit 1
+  fi
+fi
+TRAIN="$BT/launch/lightring-train"
+ROOT_FLAGS=()
+[ "$(id -u)" = 0 ] && ROOT_FLAGS=(--allow-run-as-root)
+MPIRUN=(mpirun "${ROOT_FLAGS[@]}" --oversubscribe --bind-to none -np 1 -x LD_LIBRARY_PATH
+        -x OMP_NUM_THREADS)
+
+# train NAME CAP_S ARGS...: one GPU run, its log in $OUT/NAME.jsonl, its output in NAME.log;
+# prints the last step line. Returns the run's exit status (124: timeout).
+train() {
+  local name=$1 cap=$2
+  shift 2
+  local t=$(($(left) < cap ? $(left) : cap))
+  if [ "$t" -lt 10 ]; then
+    say "$name: skipped (budget of ${BUDGET} s spent)"
+    return 125
+  fi
+  local t0=$(date +%s)
+  timeout -k 5 "$t" "${MPIRUN[@]}" "$TRAIN" --device "$DEVICE" --precision bf16 --peak-tflops "$PEAK" \
+    --data synthetic-recall --batch 1 --eval-sequences 0 --log-every 1 --warmup 2 \
+    --log "$OUT/$name.jsonl" "$@" >"$OUT/$name.log" 2>&1
+  local rc=$?
+  say "$name: rc=$rc in $(($(date +%s) - t0)) s (timeout $t s)"
+  grep -E "^step" "$OUT/$name.log" | tail -1 | tee -a "$SUMMARY"
+  [ "$rc" = 0 ] || grep -iE "error|out of memory" "$OUT/$name.log" | head -3 | tee -a "$SUMMARY"
+  return "$rc"
+}
+
+has 125m-32k && train 125m-32k 60 --preset "$SMALL" --seq-len $((32 * K)) --steps 10
+has 125m-128k && train 125m-128k 70 --preset "$SMALL" --seq-len $((128 * K)) --steps 6
+has 350m-32k && train 350m-32k 80 --preset "$BIG" --seq-len $((32 * K)) --steps 6
+
+# The longest context of 125m: double from 256K while runs succeed; an out-of-memory failure
+# ends the search, so does a timeout (recorded as such: not a memory limit).
+if has findmax; then
+  best=$((128 * K))
+  [ -f "$OUT/125m-128k.jsonl" ] || best=0
+  n=$((256 * K))
+  while :; do
+    train "findmax-125m-$((n / 1024))k" 60 --preset "$SMALL" --seq-len "$n" --steps 2
+    rc=$?
+    if [ "$rc" = 0 ]; then
+      best=$n
+      n=$((n * 2))
+      continue
+    fi
+    if grep -qi "out of memory" "$OUT/findmax-125m-$((n / 1024))k.log" 2>/dev/null; then
+      say "findmax: $((n / 1024))K is out of memory"
+    else
+      say "findmax: $((n / 1024))K did not finish (rc=$rc): not a memory limit"
+    fi
+    break
+  done
+  say "findmax: the longest 125m context that ran: $((best / 1024))K tokens (batch 1, bf16)"
+fi
+
+if has plot && [ -f "$OUT/125m-32k.jsonl" ]; then
+  python3 tools/plot_train.py "$OUT/125m-32k.jsonl" -o "$OUT/train-cpp-125m-32k.png" 2>&1 |
+    tail -2 | tee -a "$SUMMARY"
+fi
+python3 bench/train_cpp_report.py "$OUT"/*.jsonl 2>&1 | tee -a "$SUMMARY"
+say "total: $(($(date +%s) - T_START)) s"
