@@ -7,7 +7,8 @@
 # process: an FLA failure that is not an out-of-memory error must not end lightring's search).
 # Every phase has a timeout, cut to what is left of BUDGET_S (default 560 s from the start, so
 # that the call ends within 10 minutes with its summary); rows go to $OUT/model-h200.jsonl as
-# they are measured, the summary tables to $OUT/model-summary.md. MODEL_PREBUILT=DIR uses an
+# they are measured, the summary tables to $OUT/model-summary.md; then, in what time is left,
+# tests/python/test_model_compile.py. MODEL_PREBUILT=DIR uses an
 # extension already built in DIR; MODEL_BENCH_ARGS go after every phase's own flags (e.g. a
 # CPU dry run: MODEL_PREBUILT=build-cpu MODEL_BENCH_ARGS="--device cpu --quick --sizes tiny
 # --longest-size tiny --compile-size tiny --mixers lightring,torch-reference").
@@ -70,6 +71,16 @@ phase table-125m 80 --phases table --sizes 125m
 phase compile 110 --phases compile
 phase longest-lightring 70 --phases longest --mixers lightring --longest-cap-s 40
 phase longest-fla 70 --phases longest --mixers fla --longest-cap-s 40
+# What is left of the budget: the torch.compile pytest (CPU aot_eager and CUDA inductor).
+left=$((BUDGET_S - 15 - ($(date +%s) - start)))
+if [ "$left" -ge 45 ]; then
+  t=$(date +%s)
+  timeout -k 5 "$left" python3 -m pytest -q -rs tests/python/test_model_compile.py \
+    >"$OUT/pytest-model-compile.log" 2>&1
+  echo "pytest test_model_compile.py: rc=$? in $(($(date +%s) - t)) s: $(tail -1 "$OUT/pytest-model-compile.log")"
+else
+  echo "pytest test_model_compile.py: skipped (${left} s of the budget left)"
+fi
 python3 bench/model_bench.py --summarize "$rows" >"$OUT/model-summary.md" 2>&1
 cat "$OUT/model-summary.md"
 echo "model_gpu_run: $(($(date +%s) - start)) s"
