@@ -94,4 +94,20 @@ void check_identical(comm::MpiCommunicator& comm, const std::vector<torch::Tenso
            " do not hold rank 0's values (same --seed and checkpoint on every rank?)");
 }
 
+parallel::NodeLayout check_sp_placement(comm::MpiCommunicator& world, int sp_size,
+                                        bool allow_across_nodes) {
+  parallel::NodeLayout nodes = parallel::discover_nodes(world);
+  if (allow_across_nodes) return nodes;
+  const std::string error = parallel::sp_placement_error(nodes, sp_size);
+  LR_CHECK(error.empty(), error);
+  return nodes;
+}
+
+parallel::LinkModel sp_group_link(const parallel::NodeLayout& nodes,
+                                  const comm::GroupLayout& groups, parallel::LinkModel link) {
+  // SP group dp_rank holds the world ranks [dp_rank·S, dp_rank·S + S) (comm/layout.h).
+  link.span = parallel::group_span(nodes, groups.dp_rank * groups.sp_size, groups.sp_size);
+  return link;
+}
+
 }  // namespace lightring::launch

@@ -1,6 +1,7 @@
 // What lightring-train needs across ranks beyond the attention's state exchange: sums over the
-// world (gradients, losses, token counts), an agreement on errors, and the check that every
-// rank holds the same parameters. Host buffers over MPI (the CPU path).
+// world (gradients, losses, token counts), an agreement on errors, the check that every rank
+// holds the same parameters, and the placement of the SP groups on the nodes. Host buffers over
+// MPI (the CPU path).
 //
 // Every wait is bounded by the communicator's deadline (--timeout) and polls for peers that
 // reported a failure (comm::check_peer_failures), like every comm/ operation: a dead or failing
@@ -12,7 +13,9 @@
 #include <string>
 #include <vector>
 
+#include "comm/layout.h"
 #include "comm/mpi_communicator.h"
+#include "parallel/topology.h"
 
 namespace lightring::launch {
 
@@ -33,5 +36,19 @@ std::vector<int64_t> tensors_digest(const std::vector<torch::Tensor>& tensors);
 // names `what`, `when` and the ranks that differ. Collective.
 void check_identical(comm::MpiCommunicator& comm, const std::vector<torch::Tensor>& tensors,
                      const char* what, const char* when);
+
+// The node of every world rank, checked against the SP groups of comm/layout.h (blocks of
+// sp_size consecutive ranks): unless allow_across_nodes (--sp-across-nodes), every group must
+// lie on one node, else every rank throws the same lightring::Error naming --sp and the node
+// layout (the layout is gathered on every rank, so no rank waits for another's verdict).
+// Collective over world.
+parallel::NodeLayout check_sp_placement(comm::MpiCommunicator& world, int sp_size,
+                                        bool allow_across_nodes);
+
+// `link` with the measured span of the calling rank's SP group (its nodes and ring hops between
+// nodes), so that auto prices a group across nodes with the inter-node link. Every rank of a
+// group gets the same span, hence the same schedule.
+parallel::LinkModel sp_group_link(const parallel::NodeLayout& nodes,
+                                  const comm::GroupLayout& groups, parallel::LinkModel link);
 
 }  // namespace lightring::launch

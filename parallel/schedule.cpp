@@ -122,12 +122,16 @@ ScheduleChoice explain_schedule(Schedule requested, int num_ranks, size_t bytes,
   } else {
     why << "the cheapest for " << bytes << " B";
   }
-  why << "; " << num_ranks << (num_ranks == 1 ? " rank" : " ranks") << " on ";
-  if (c.span.nodes == 1) {
-    why << "one node";
-  } else {
-    why << c.span.nodes << " nodes, " << c.span.crossings << " of " << num_ranks - 1
+  why << "; " << num_ranks << (num_ranks == 1 ? " rank" : " ranks");
+  if (c.span.nodes > 1) {
+    why << " on " << c.span.nodes << " nodes, " << c.span.crossings << " of " << num_ranks - 1
         << " ring hops between nodes";
+  } else if (link.span.nodes == 1) {
+    why << " on one node";  // measured
+  } else if (link.ranks_per_node > 0) {
+    why << " within one node of " << link.ranks_per_node;
+  } else {
+    why << ", one level (ranks_per_node 0, no measured span)";
   }
   c.reason = why.str();
   return c;

@@ -201,7 +201,15 @@ TEST(CostModel, ExplainNamesTheRule) {
   const parallel::ScheduleChoice two = parallel::explain_schedule(Schedule::kAuto, 2, 4096, link);
   EXPECT_EQ(two.schedule, Schedule::kRing);
   EXPECT_NE(two.reason.find("at most 2 ranks"), std::string::npos) << two.reason;
-  EXPECT_NE(two.reason.find("one node"), std::string::npos) << two.reason;
+  EXPECT_NE(two.reason.find("2 ranks, one level"), std::string::npos) << two.reason;
+  link.span = {1, 0};
+  EXPECT_NE(parallel::explain_schedule(Schedule::kAuto, 4, 4096, link).reason.find("on one node"),
+            std::string::npos);
+  link.span = {};
+  link.ranks_per_node = 8;
+  EXPECT_NE(parallel::explain_schedule(Schedule::kAuto, 4, 4096, link)
+                .reason.find("4 ranks within one node of 8"),
+            std::string::npos);
   const parallel::ScheduleChoice asked =
       parallel::explain_schedule(Schedule::kAllGather, 8, 4096, link);
   EXPECT_EQ(asked.schedule, Schedule::kAllGather);
