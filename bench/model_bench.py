@@ -29,9 +29,9 @@ Phases (each row is one JSON line, written and flushed as soon as it is measured
   bisection 1.5 times). One row per try and a summary row (longest_T, first_fail_T).
 - compile: --compile-size at --compile-context, the lightring model (no group), the loss from
   the model's forward (whole logits, no chunks): eager steps, then the same steps through
-  torch.compile(model, fullgraph=True): the first compiled step's time (compile_s), the loss
-  and gradients of the first step against eager, the median step time of each (speedup =
-  eager_ms / compiled_ms). Needs torch >= 2.4 (an error row otherwise).
+  torch.compile(model, fullgraph=True, backend=--compile-backend): the first compiled step's
+  time (compile_s), the loss and gradients of the first step against eager, the median step
+  time of each (speedup = eager_ms / compiled_ms). Needs torch >= 2.4 (an error row otherwise).
 """
 import argparse
 import gc
@@ -84,6 +84,8 @@ def parse(argv=None):
     a("--bisect", type=int, default=2)
     a("--compile-size", default="125m")
     a("--compile-context", type=int, default=4096)
+    a("--compile-backend", default=None, help="torch.compile backend (default inductor on cuda, "
+                                              "aot_eager on the cpu)")
     a("--quick", action="store_true", help="125m at 4K and 32K (cuda); tiny at 256, 512 and "
                                            "V = 256 (cpu); 1 warmup, 2 timed steps, 30 s caps "
                                            "(--sizes / --contexts given still apply)")
@@ -101,6 +103,8 @@ def parse(argv=None):
         p.error(f"--precision must be auto, bf16-autocast or fp32 (got {o.precision!r})")
     if o.recompute not in ("auto", "on", "off"):
         p.error(f"--recompute must be auto, on or off (got {o.recompute!r})")
+    if o.compile_backend is None:
+        o.compile_backend = "inductor" if o.cuda else "aot_eager"
     if o.check_tol is None:
         o.check_tol = 2e-2 if o.precision == "bf16-autocast" else 1e-4
     sizes, contexts = "125m,350m", "4096,32768,131072"
@@ -431,7 +435,8 @@ def phase_longest(o, write):
 
 def phase_compile(o, write):
     row = {"phase": "compile", "size": o.compile_size, "mixer": "lightring",
-           "T": o.compile_context, "B": o.batch, "fullgraph": True}
+           "T": o.compile_context, "B": o.batch, "fullgraph": True,
+           "backend": o.compile_backend}
     try:
         if not hasattr(torch, "compile") or not lightring.HAS_FAKE_IMPLS:
             raise RuntimeError(f"torch {torch.__version__}: torch.compile of lightring needs "
@@ -461,7 +466,8 @@ def phase_compile(o, write):
         log(f"compile {o.compile_size} T={o.compile_context}: eager")
         loss_e, grads_e, _, e_ms = measure(run.model)
         log(f"compile {o.compile_size} T={o.compile_context}: torch.compile(fullgraph=True)")
-        loss_c, grads_c, compile_s, c_ms = measure(torch.compile(run.model, fullgraph=True))
+        loss_c, grads_c, compile_s, c_ms = measure(torch.compile(run.model, fullgraph=True,
+                                                                 backend=o.compile_backend))
         errs = {"loss": rel_err(loss_c, loss_e)}
         errs.update({f"grad:{n}": rel_err(grads_c[n], grads_e[n]) for n in grads_e})
         row.update(eager_ms=e_ms, compiled_ms=c_ms, speedup=e_ms / c_ms, compile_s=compile_s,
