@@ -3,9 +3,9 @@ model's loss and every parameter gradient equal eager's. Needs torch >= 2.4 (lig
 impls); skips with the reason on older torch (Debian's 1.13); the CUDA case also needs a GPU.
 
 Sizes are odd on purpose: V = 97, T = 70 (not a multiple of any block), H = 3, d = 48.
-Tolerances (oracle.rel_err: max |x − ref| / max |ref|): 1e-5 in fp32 (aot_eager: the same kernels, traced), 3e-2
-in bf16 autocast with inductor (other fusions, bf16 rounding; tests/python/test_compile.py uses
-the same bound).
+Tolerances (oracle.rel_err: max |x − ref| / max |ref|): 1e-5 in fp32 (aot_eager: the same
+kernels, traced), 3e-2 in bf16 autocast with inductor (other fusions, bf16 rounding;
+tests/python/test_compile.py uses the same bound).
 """
 import pytest
 import torch
