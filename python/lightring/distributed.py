@@ -66,6 +66,12 @@ def master_address():
     first non-loopback interface address. $LIGHTRING_MASTER_ADDR overrides both."""
     forced = os.environ.get("LIGHTRING_MASTER_ADDR")
     if forced:
+        try:  # a name that does not resolve fails here, not as a rendezvous timeout on every rank
+            socket.getaddrinfo(forced, None)
+        except (OSError, UnicodeError) as e:
+            raise ValueError(f"$LIGHTRING_MASTER_ADDR={forced!r} is neither an address nor a host "
+                             f"name that resolves here ({e}); set it to an address of rank 0's "
+                             "host that the other nodes reach, or unset it") from None
         return forced
     try:
         address = socket.gethostbyname(socket.getfqdn())
@@ -88,11 +94,20 @@ def _rendezvous(rank, world_size, single_node):
     except ImportError:
         MPI = None
     if MPI is not None and MPI.COMM_WORLD.Get_size() == world_size:
-        address = None
+        address, error = None, None
         if rank == 0:
-            host = "127.0.0.1" if single_node else master_address()
-            address = (host, _free_port())
-        return MPI.COMM_WORLD.bcast(address, root=0)
+            try:
+                host = "127.0.0.1" if single_node else master_address()
+                address = (host, _free_port())
+            except (ValueError, RuntimeError, OSError) as e:
+                error, address = e, f"{type(e).__name__}: {e}"  # a str: every rank raises it
+        address = MPI.COMM_WORLD.bcast(address, root=0)
+        if error is not None:
+            raise error
+        if isinstance(address, str):
+            raise RuntimeError(f"lightring.distributed.init(): rank 0 could not choose the "
+                               f"rendezvous address: {address}")
+        return address
     if single_node:
         # Without mpi4py: every rank of one launcher shares its parent (the MPI daemon).
         return "127.0.0.1", 20000 + os.getppid() % 20000
