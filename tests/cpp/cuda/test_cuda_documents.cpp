@@ -1,7 +1,7 @@
 // Packed documents on the CUDA backend (kernels/documents.h) against the per-document float64
-// oracle (testing/documents_oracle.h), on each path: the boundaries inside the wgmma scans (chunk
-// tables, kernels/cuda/doc_chunks.h: 16-bit inputs on sm_90a), and piece by piece
-// (kernels/documents.cpp) on the wgmma, mma and tf32 families. The stream cut into shards chained
+// oracle (testing/documents_oracle.h), on each path: the boundaries inside the scans (chunk
+// tables, kernels/cuda/doc_chunks.h) of every family (wgmma, mma, tf32), and piece by piece
+// (kernels/documents.cpp). The stream cut into shards chained
 // through the two-phase passes in device memory as the sequence-parallel runtime chains them, and
 // the one-shot forward / backward of the whole stream (the fused scans). Every output,
 // per-document final state and gradient, and the pair identities of common/run_documents.h.
@@ -20,8 +20,9 @@ namespace {
 
 using Family = kernels::KernelTuning::Family;
 
-// Which path runs the documents: kAuto = the fastest (in the scans on sm_90a 16-bit, else
-// pieces), kPieces = pieces on the automatic family, kMma = pieces on the mma family.
+// Which path runs the documents: kAuto = inside the scans of the automatic family (wgmma on sm_90a
+// for 16-bit inputs, tf32 for fp32), kMma = inside the mma family's scans, kPieces = piece by
+// piece on the automatic family.
 enum class Path { kAuto, kPieces, kMma };
 
 const char* path_name(Path p) {
@@ -31,7 +32,7 @@ const char* path_name(Path p) {
 kernels::KernelTuning path_tuning(Path p, int64_t segment_len = 0) {
   kernels::KernelTuning t = kernels::kernel_tuning();
   t.family = p == Path::kMma ? Family::kMma : Family::kAuto;
-  t.documents_in_kernel = p == Path::kAuto;
+  t.documents_in_kernel = p != Path::kPieces;
   t.segment_len = segment_len;
   return t;
 }
