@@ -1,7 +1,10 @@
 // The registered ops lightring::forward / backward / local_state: check the
 // tensors (csrc/params.h), fill a kernels/ params struct, call the kernel on
-// torch's current stream. Autograd is in Python (lightring/functional.py);
-// fake (meta) implementations for torch.compile are in lightring/_ops.py.
+// torch's current stream. They have no autograd of their own: the Python
+// Functions over them (lightring/functional.py under torch.compile, documents.py,
+// sequence_parallel.py) hold it; eager local calls use lightring::attention
+// (attention_op.cpp), the C++ autograd Function. Fake (meta) implementations for
+// torch.compile are in lightring/_ops.py.
 //
 // An output that was not requested is returned as an empty [0] tensor, so that
 // every op has a fixed number of tensor outputs.

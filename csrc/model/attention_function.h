@@ -10,7 +10,8 @@
 //   decay  [H] fp32, s_h >= 0 (a constant: it gets no gradient)
 //   out    o [B, N, H, E], o_t = c·q_t S_t with S_t = λ S_{t-1} + k_tᵀ v_t, S_{-1} = 0 on
 //          SP rank 0 and the state left by the earlier shards elsewhere
-// What backward keeps besides q, k, v: S_in of this shard, one [B, H, D, E] fp32 state.
+// What backward keeps besides q, k, v: S_in of this shard, one [B, H, D, E] fp32 state (the
+// given initial state on one rank, nothing when there is none).
 //
 // Ownership: the AttentionGroup (and the communicator it points to) must outlive the graph
 // of every call made with it, backward included; the Function keeps a pointer, not a copy.
@@ -18,6 +19,8 @@
 #pragma once
 
 #include <torch/torch.h>
+
+#include <vector>
 
 #include "comm/communicator.h"
 #include "kernels/documents.h"
@@ -41,5 +44,20 @@ struct AttentionGroup {
 torch::Tensor lightning_attention(const torch::Tensor& q, const torch::Tensor& k,
                                   const torch::Tensor& v, const torch::Tensor& decay, double scale,
                                   const AttentionGroup& group);
+
+// The same autograd Function with the whole interface of the Python op (the Autograd kernel of
+// lightring::attention, csrc/attention_op.cpp), in the kernels' layout:
+//   q, k [B, H, N, D], v [B, H, N, E]: views with a contiguous last dim (a [B, N, H, *] tensor
+//   is passed as its transpose(1, 2)); decay [H] fp32, or undefined for s = 0;
+//   initial_state S_{-1} [B, H, D, E] fp32, or undefined for 0;
+//   output_final_state: also return S_{N-1}, and accept its gradient in backward.
+// Returns {o [B, H, N, E] (memory order of v), final [B, H, D, E] fp32, or a [0] tensor that is
+// not differentiable when output_final_state is false}. Autograd covers q, k, v and
+// initial_state; it is first order only (differentiating a returned gradient raises).
+// group: nullptr for one rank; a sharded group takes no initial or final state.
+std::vector<torch::Tensor> lightning_attention_states(
+    const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+    const torch::Tensor& decay, const torch::Tensor& initial_state, double scale,
+    bool output_final_state, int64_t block_size, const AttentionGroup* group);
 
 }  // namespace lightring::model

@@ -1,6 +1,7 @@
 """Finds and loads the native extension ``lightring._C``.
 
-Loading it registers the ops ``torch.ops.lightring.{forward,backward,local_state}``.
+Loading it registers the ops ``torch.ops.lightring.{forward,backward,local_state}`` and
+``torch.ops.lightring.attention`` (the C++ autograd Function, csrc/attention_op.cpp).
 Search order (the first hit wins):
 
 1. ``$LIGHTRING_EXTENSION``: the path of a built ``_C*.so``;

@@ -197,7 +197,10 @@ def state(t):
 
 
 class _LocalAttention(torch.autograd.Function):
-    """The whole sequence on this process: one forward op, one backward op."""
+    """The whole sequence on this process: one forward op, one backward op. Used under
+    torch.compile only, where the compiler sees the two ops through their fakes (lightring/_ops.py);
+    eager calls go to lightring::attention, whose autograd is the C++ Function of
+    csrc/model/attention_function.h, and both compute the same kernels."""
 
     @staticmethod
     def forward(ctx, q, k, v, decay, initial_state, scale, block_size, output_final_state):
@@ -294,7 +297,12 @@ def lightning_attention(q, k, v, decay=None, *, scale=1.0, initial_state=None,
                                        cu_seqlens, sharded=False)
         if layout == "bnhd":
             q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-        if cu_seqlens is None:
+        if cu_seqlens is None and not _compiling():
+            # The C++ autograd Function (csrc/attention_op.cpp): the node, the backward and the
+            # saved tensors of lightring-train's model.
+            o, final = torch.ops.lightring.attention(q, k, v, decay, float(scale), initial_state,
+                                                     bool(output_final_state), bs)
+        elif cu_seqlens is None:
             o, final = _LocalAttention.apply(q, k, v, decay, initial_state, float(scale), bs,
                                              bool(output_final_state))
         else:
