@@ -7,7 +7,10 @@
 #   the longest context of 125m (seq-len doubled from 128K until a run fails with CUDA out of
 #   memory, each attempt under a timeout; the largest that ran is recorded),
 #   tools/plot_train.py on the 125m 32K log -> PNG.
-# Everything (JSONL logs, progress lines, summary.txt, the PNG) goes to $OUT. Each step runs
+# $OUT gets at most 7 files (the device tool returns 8): summary.txt (every step's result and
+# the table of bench/train_cpp_report.py), train-logs.txt (every run's output, the build log's
+# tail on failure), 125m-32k.jsonl, 125m-128k.jsonl, 350m-32k.jsonl, findmax-125m.jsonl (the
+# longest context that ran) and train-cpp-125m-32k.png; the rest stays in $WORK. Each step runs
 # under `timeout`, capped by what is left of TRAIN_BUDGET_S (default 460 s), so the call stays
 # under 8 minutes.
 #
@@ -19,7 +22,8 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 OUT=${OUT:-/tmp/lightring-train-cpp-gpu}
-BT=${BT:-/tmp/build-train-cpp-gpu}
+BT=${BT:-build-train-cpp-gpu}  # in the checkout: the device machine keeps ignored build outputs between calls
+WORK=${WORK:-/tmp/train-cpp-work}
 BUDGET=${TRAIN_BUDGET_S:-460}
 STEPS=${TRAIN_STEPS:-build,125m-32k,125m-128k,350m-32k,findmax,plot}
 PEAK=${PEAK_TFLOPS:-989}  # H200 dense bf16 TFLOP/s, for MFU
@@ -29,10 +33,12 @@ if [ "${TRAIN_TINY:-0}" = 1 ]; then  # CPU dry run: every size divided by 256 (t
 else
   SMALL=125m BIG=350m K=1024
 fi
-mkdir -p "$OUT"
+mkdir -p "$OUT" "$WORK"
 T_START=$(date +%s)
 SUMMARY="$OUT/summary.txt"
+LOGS="$OUT/train-logs.txt"
 : >"$SUMMARY"
+: >"$LOGS"
 has() { [[ ",$STEPS," == *",$1,"* ]]; }
 say() { echo "$*" | tee -a "$SUMMARY"; }
 left() { echo $((BUDGET - ($(date +%s) - T_START))); }
@@ -62,15 +68,14 @@ if has build; then
     -DPython_EXECUTABLE="$(command -v python3)" -DCMAKE_C_COMPILER=/usr/bin/gcc \
     -DCMAKE_CXX_COMPILER=/usr/bin/g++ -DCMAKE_CUDA_HOST_COMPILER=/usr/bin/g++ \
     -DCMAKE_PREFIX_PATH="$TORCH_PREFIX" -DCMAKE_CUDA_ARCHITECTURES=90a -DLIGHTRING_TESTS=OFF \
-    "${CMAKE_EXTRA[@]}" >"$OUT/build.log" 2>&1 &&
+    "${CMAKE_EXTRA[@]}" >"$WORK/build.log" 2>&1 &&
     timeout -k 10 "$(($(left) < 300 ? $(left) : 300))" ninja -C "$BT" -j "$(nproc)" lightring-train \
-      >>"$OUT/build.log" 2>&1
+      >>"$WORK/build.log" 2>&1
   rc=$?
-  grep -E "^-- lightring:" "$OUT/build.log" | tee -a "$SUMMARY"
+  grep -E "^-- lightring:" "$WORK/build.log" | tee -a "$SUMMARY"
   say "build: rc=$rc in $(($(date +%s) - t0)) s"
   if [ "$rc" != 0 ]; then
-    grep -E "error|Error" "$OUT/build.log" | head -30
-    tail -30 "$OUT/build.log"
+    { grep -E "error|Error" "$WORK/build.log" | head -40; tail -40 "$WORK/build.log"; } | tee -a "$LOGS"
     exit 1
   fi
 fi
@@ -80,8 +85,9 @@ ROOT_FLAGS=()
 MPIRUN=(mpirun "${ROOT_FLAGS[@]}" --oversubscribe --bind-to none -np 1 -x LD_LIBRARY_PATH
         -x OMP_NUM_THREADS)
 
-# train NAME CAP_S ARGS...: one GPU run, its log in $OUT/NAME.jsonl, its output in NAME.log;
-# prints the last step line. Returns the run's exit status (124: timeout).
+# train NAME CAP_S ARGS...: one GPU run, its log in $WORK/NAME.jsonl, its output in NAME.log
+# (appended to train-logs.txt); prints the last step line. Returns the run's exit status (124:
+# timeout).
 train() {
   local name=$1 cap=$2
   shift 2
@@ -93,33 +99,40 @@ train() {
   local t0=$(date +%s)
   timeout -k 5 "$t" "${MPIRUN[@]}" "$TRAIN" --device "$DEVICE" --precision bf16 --peak-tflops "$PEAK" \
     --data synthetic-recall --batch 1 --eval-sequences 0 --log-every 1 --warmup 2 \
-    --log "$OUT/$name.jsonl" "$@" >"$OUT/$name.log" 2>&1
+    --log "$WORK/$name.jsonl" "$@" >"$WORK/$name.log" 2>&1
   local rc=$?
   say "$name: rc=$rc in $(($(date +%s) - t0)) s (timeout $t s)"
-  grep -E "^step" "$OUT/$name.log" | tail -1 | tee -a "$SUMMARY"
-  [ "$rc" = 0 ] || grep -iE "error|out of memory" "$OUT/$name.log" | head -3 | tee -a "$SUMMARY"
+  grep -E "^step" "$WORK/$name.log" | tail -1 | tee -a "$SUMMARY"
+  [ "$rc" = 0 ] || grep -iE "error|out of memory" "$WORK/$name.log" | head -3 | tee -a "$SUMMARY"
+  { echo "=== $name (rc=$rc): lightring-train $*"; cat "$WORK/$name.log"; } >>"$LOGS"
   return "$rc"
 }
 
+rm -f "$WORK"/*.jsonl
+keep() { [ -f "$WORK/$1.jsonl" ] && cp "$WORK/$1.jsonl" "$OUT/${2:-$1}.jsonl"; }
 has 125m-32k && train 125m-32k 60 --preset "$SMALL" --seq-len $((32 * K)) --steps 10
+keep 125m-32k
 has 125m-128k && train 125m-128k 70 --preset "$SMALL" --seq-len $((128 * K)) --steps 6
+keep 125m-128k
 has 350m-32k && train 350m-32k 80 --preset "$BIG" --seq-len $((32 * K)) --steps 6
+keep 350m-32k
 
 # The longest context of 125m: double from 256K while runs succeed; an out-of-memory failure
 # ends the search, so does a timeout (recorded as such: not a memory limit).
 if has findmax; then
   best=$((128 * K))
-  [ -f "$OUT/125m-128k.jsonl" ] || best=0
+  grep -q '"kind":"train"' "$WORK/125m-128k.jsonl" 2>/dev/null || best=0
   n=$((256 * K))
   while :; do
     train "findmax-125m-$((n / 1024))k" 60 --preset "$SMALL" --seq-len "$n" --steps 2
     rc=$?
     if [ "$rc" = 0 ]; then
       best=$n
+      keep "findmax-125m-$((n / 1024))k" findmax-125m
       n=$((n * 2))
       continue
     fi
-    if grep -qi "out of memory" "$OUT/findmax-125m-$((n / 1024))k.log" 2>/dev/null; then
+    if grep -qi "out of memory" "$WORK/findmax-125m-$((n / 1024))k.log" 2>/dev/null; then
       say "findmax: $((n / 1024))K is out of memory"
     else
       say "findmax: $((n / 1024))K did not finish (rc=$rc): not a memory limit"
@@ -129,9 +142,9 @@ if has findmax; then
   say "findmax: the longest 125m context that ran: $((best / 1024))K tokens (batch 1, bf16)"
 fi
 
-if has plot && [ -f "$OUT/125m-32k.jsonl" ]; then
-  python3 tools/plot_train.py "$OUT/125m-32k.jsonl" -o "$OUT/train-cpp-125m-32k.png" 2>&1 |
+if has plot && [ -f "$WORK/125m-32k.jsonl" ]; then
+  python3 tools/plot_train.py "$WORK/125m-32k.jsonl" -o "$OUT/train-cpp-125m-32k.png" 2>&1 |
     tail -2 | tee -a "$SUMMARY"
 fi
-python3 bench/train_cpp_report.py "$OUT"/*.jsonl 2>&1 | tee -a "$SUMMARY"
+python3 bench/train_cpp_report.py "$WORK"/*.jsonl 2>&1 | tee -a "$SUMMARY"
 say "total: $(($(date +%s) - T_START)) s"
