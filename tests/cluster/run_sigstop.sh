@@ -7,7 +7,7 @@
 #     ("ending the job: world rank 3 did not report within 5 s"), and each ends non-zero (its
 #     exit status, or it called MPI_Abort(2) itself: "ending the job");
 #   - mpirun and every rank's process have ended, mpirun non-zero, within TIMEOUT_S + the report
-#     wait (min(TIMEOUT_S, 10) s) + SLACK_S (default 10) of the stop;
+#     wait (min(TIMEOUT_S, 10) s) + SLACK_S (default 15) of the stop;
 #   - the stopped process is gone too (Open MPI's abort kills it; if not, the test sends SIGCONT
 #     and SIGKILL and fails).
 # 77 (skip) where namespaces cannot be made; the cluster is always torn down.
@@ -17,7 +17,7 @@ source "$(dirname "$0")/cluster_lib.sh"
 TRAIN=$(realpath "${1:-$HERE/../../build/launch/lightring-train}")
 [ -x "$TRAIN" ] || { echo "run_sigstop: no lightring-train at $TRAIN" >&2; exit 1; }
 TIMEOUT_S=${TIMEOUT_S:-5}
-SLACK_S=${SLACK_S:-10}
+SLACK_S=${SLACK_S:-15}
 STOPPED=3
 cluster_up 2
 R=$LR_CLUSTER_RUN
