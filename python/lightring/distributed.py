@@ -204,7 +204,48 @@ def _destroy_at_exit():
             pass
 
 
-def new_groups(dp, sp):
+def node_name():
+    """The node this process says it is on: $LIGHTRING_NODE_NAME when set and not empty (tests
+    that make one host look like several nodes), else the host name; lightring-train and
+    lightring-bench use the same rule (docs/multinode.md)."""
+    return os.environ.get("LIGHTRING_NODE_NAME") or socket.gethostname()
+
+
+def _rank_list(ranks):
+    if len(ranks) > 1 and ranks[-1] - ranks[0] + 1 == len(ranks):
+        return f"{ranks[0]}-{ranks[-1]}"
+    return ",".join(str(r) for r in ranks)
+
+
+def sp_placement_error(names, sp):
+    """None when every block of sp consecutive ranks lies on one node, where names[r] is the node
+    of world rank r; else why not, naming sp and the node layout (the text of lightring-train's
+    error, with sp= and sp_across_nodes=True for --sp and --sp-across-nodes)."""
+    order = list(dict.fromkeys(names))  # nodes in the order of their first rank
+    ranks_of = {n: [r for r, m in enumerate(names) if m == n] for n in order}
+    counts = sorted({len(v) for v in ranks_of.values()})
+    per_node = counts[0] if len(counts) == 1 else 0
+    blocked = all(names.index(names[r]) >= names.index(names[r - 1]) for r in range(1, len(names)))
+    for first in range(0, len(names), sp):
+        nodes = list(dict.fromkeys(names[first:first + sp]))
+        if len(nodes) == 1:
+            continue
+        size = (f"{len(order)} node{'s' if len(order) > 1 else ''} x {per_node} "
+                f"rank{'s' if per_node > 1 else ''}" if per_node else
+                f"{len(order)} nodes, {counts[0]}-{counts[-1]} ranks each")
+        where = "; ".join(
+            f"{n}: rank{'s' if len(ranks_of[n]) > 1 else ''} {_rank_list(ranks_of[n])}"
+            for n in order)
+        advice = (f"pick an sp that divides {per_node} (the ranks per node)" if per_node and blocked
+                  else "start the ranks node by node (mpirun --map-by slot) with sp dividing the "
+                       "ranks of every node")
+        return (f"sp={sp} puts SP group {first // sp} (ranks {first}-{first + sp - 1}) on "
+                f"{len(nodes)} nodes ({', '.join(nodes)}); the job has {size} ({where}): {advice}, "
+                f"or pass sp_across_nodes=True to let SP groups span nodes")
+    return None
+
+
+def new_groups(dp, sp, sp_across_nodes=False):
     """Data-parallel x sequence-parallel groups over the world, sp fastest:
 
         world rank = d * sp + s,  d in [0, dp), s in [0, sp)
@@ -212,7 +253,9 @@ def new_groups(dp, sp):
     The sequence-parallel group of a rank holds the sp consecutive ranks of its
     d (they share one sequence, in rank order); its data-parallel group holds
     the ranks with its s. Every rank must call this (it creates all groups).
-    Returns (dp_group, sp_group) of the calling rank.
+    Every SP group must lie on one node (node_name() of its ranks): otherwise
+    every rank raises the same ValueError naming sp and the node layout, unless
+    sp_across_nodes=True. Returns (dp_group, sp_group) of the calling rank.
     """
     if not dist.is_initialized():
         raise RuntimeError("new_groups needs torch.distributed to be initialised "
@@ -224,6 +267,14 @@ def new_groups(dp, sp):
     if dp * sp != world:
         raise ValueError(f"dp x sp must equal the world size (got {dp} x {sp} = {dp * sp} for a "
                          f"world of {world})")
+    if sp > 1 and not sp_across_nodes:
+        world_peers = collectives.Peers(dist.group.WORLD, list(range(world)))
+        names = [b.decode() for b in collectives.all_gather_bytes(
+            world_peers, node_name().encode(), collectives.TAG_GATHER,
+            "lightring.distributed.new_groups (the node of every rank)")]
+        error = sp_placement_error(names, sp)
+        if error is not None:  # the same names on every rank: every rank raises
+            raise ValueError(error)
     rank = dist.get_rank()
     dp_group = sp_group = None
     for d in range(dp):
