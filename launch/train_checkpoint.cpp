@@ -96,14 +96,14 @@ std::string save_checkpoint(const std::string& dir, model::TransNormerLM& model,
   LR_CHECK(!ec && fs::is_directory(dir), "--save-dir: cannot create '", dir, "': ", ec.message());
   Dict weights = make_dict(), opt = make_dict();
   for (const auto& p : model->named_parameters()) {
-    weights.insert(p.key(), p.value().detach().clone());
+    weights.insert(p.key(), p.value().detach().cpu().clone());  // host copies: any machine loads
     auto it = optimizer.state().find(state_key(p.value()));
     if (it == optimizer.state().end()) continue;  // before the first step
     const auto& s = static_cast<const torch::optim::AdamWParamState&>(*it->second);
     Dict entry = make_dict();
     entry.insert("step", s.step());
-    entry.insert("exp_avg", s.exp_avg().clone());
-    entry.insert("exp_avg_sq", s.exp_avg_sq().clone());
+    entry.insert("exp_avg", s.exp_avg().cpu().clone());
+    entry.insert("exp_avg_sq", s.exp_avg_sq().cpu().clone());
     opt.insert(p.key(), entry);
   }
   Dict data = make_dict();
@@ -235,8 +235,9 @@ CheckpointInfo load_checkpoint(const std::string& file, model::TransNormerLM& mo
     const auto s = opt.at(p.key()).toGenericDict();
     auto state = std::make_unique<torch::optim::AdamWParamState>();
     state->step(s.at("step").toInt());
-    state->exp_avg(s.at("exp_avg").toTensor().clone());
-    state->exp_avg_sq(s.at("exp_avg_sq").toTensor().clone());
+    // On the device of the parameter (a GPU run resumes a host checkpoint).
+    state->exp_avg(s.at("exp_avg").toTensor().to(p.value().device()).clone());
+    state->exp_avg_sq(s.at("exp_avg_sq").toTensor().to(p.value().device()).clone());
     optimizer.state()[state_key(p.value())] = std::move(state);
   }
   {
