@@ -81,7 +81,8 @@ def main(argv):
     model = ref.link_model(alpha, beta, gamma, model_R, *inter)
     for key, value in (("alpha_us", alpha), ("beta_GBps", beta), ("gamma_GBps", gamma),
                        ("inter_alpha_us", inter[0]), ("inter_beta_GBps", inter[1])):
-        expect(math.isclose(link[key], value, rel_tol=1e-9), f"link {key} {link[key]}, expected {value}")
+        expect(math.isclose(link[key], value, rel_tol=1e-9),
+               f"link {key} {link[key]}, expected {value}")
 
     rows = doc["rows"]
     expect(len(rows) > 0, "no rows")
