@@ -6,7 +6,10 @@
 #   125m at 32K and 128K context (synthetic-recall, a few steps), 350m at 32K,
 #   the longest context of 125m (seq-len doubled from 128K until a run fails with CUDA out of
 #   memory, each attempt under a timeout; the largest that ran is recorded),
-#   tools/plot_train.py on the 125m 32K log -> PNG.
+#   tools/plot_train.py on the 125m 32K log -> PNG;
+# and, on a machine with 2 GPUs or more (nvidia-h200-x2), first the multi-GPU check: tiny preset,
+# fp32, 6 steps: --dp 2 (NCCL gradient all-reduce) against --dp 1 with the same global batch,
+# and --sp 2 (NCCL state exchange) against --sp 1, every step's loss compared (summary.txt).
 # $OUT gets at most 7 files (the device tool returns 8): summary.txt (every step's result and
 # the table of bench/train_cpp_report.py), train-logs.txt (every run's output, the build log's
 # tail on failure), 125m-32k.jsonl, 125m-128k.jsonl, 350m-32k.jsonl, findmax-125m.jsonl (the
@@ -25,7 +28,7 @@ OUT=${OUT:-/tmp/lightring-train-cpp-gpu}
 BT=${BT:-build-train-cpp-gpu}  # in the checkout: the device machine keeps ignored build outputs between calls
 WORK=${WORK:-/tmp/train-cpp-work}
 BUDGET=${TRAIN_BUDGET_S:-460}
-STEPS=${TRAIN_STEPS:-build,125m-32k,125m-128k,350m-32k,findmax,plot}
+STEPS=${TRAIN_STEPS:-build,multi,125m-32k,125m-128k,350m-32k,findmax,plot}
 PEAK=${PEAK_TFLOPS:-989}  # H200 dense bf16 TFLOP/s, for MFU
 DEVICE=${TRAIN_DEVICE:-cuda}
 if [ "${TRAIN_TINY:-0}" = 1 ]; then  # CPU dry run: every size divided by 256 (tiny preset)
@@ -56,6 +59,7 @@ if compgen -G ".deps/boost/*.deb" >/dev/null; then
   export LD_LIBRARY_PATH=/tmp/boost-train/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 unset LIGHTRING_COMM_TIMEOUT_S
 
 if has build; then
@@ -82,8 +86,10 @@ fi
 TRAIN="$BT/launch/lightring-train"
 ROOT_FLAGS=()
 [ "$(id -u)" = 0 ] && ROOT_FLAGS=(--allow-run-as-root)
-MPIRUN=(mpirun "${ROOT_FLAGS[@]}" --oversubscribe --bind-to none -np 1 -x LD_LIBRARY_PATH
-        -x OMP_NUM_THREADS)
+MPIRUN=(mpirun "${ROOT_FLAGS[@]}" --oversubscribe --bind-to none -x LD_LIBRARY_PATH
+        -x OMP_NUM_THREADS -x NCCL_NVLS_ENABLE -x TORCH_SYMM_MEM_DISABLE_MULTICAST
+        -x NVSHMEM_DISABLE_NVLS -np)
+NP=1
 
 # train NAME CAP_S ARGS...: one GPU run, its log in $WORK/NAME.jsonl, its output in NAME.log
 # (appended to train-logs.txt); prints the last step line. Returns the run's exit status (124:
@@ -97,8 +103,8 @@ train() {
     return 125
   fi
   local t0=$(date +%s)
-  timeout -k 5 "$t" "${MPIRUN[@]}" "$TRAIN" --device "$DEVICE" --precision bf16 --peak-tflops "$PEAK" \
-    --data synthetic-recall --batch 1 --eval-sequences 0 --log-every 1 --warmup 2 \
+  timeout -k 5 "$t" "${MPIRUN[@]}" "$NP" "$TRAIN" --device "$DEVICE" --peak-tflops "$PEAK" \
+    --data synthetic-recall --eval-sequences 0 --log-every 1 --warmup 2 \
     --log "$WORK/$name.jsonl" "$@" >"$WORK/$name.log" 2>&1
   local rc=$?
   say "$name: rc=$rc in $(($(date +%s) - t0)) s (timeout $t s)"
@@ -109,12 +115,42 @@ train() {
 }
 
 rm -f "$WORK"/*.jsonl
+
+# same_losses A B TOL: every step's loss of log B within TOL (relative) of log A's.
+same_losses() {
+  python3 - "$WORK/$1.jsonl" "$WORK/$2.jsonl" "$3" <<'PY' 2>&1 | tee -a "$SUMMARY"
+import json, sys
+def losses(path):
+    return [r["loss"] for r in map(json.loads, open(path)) if r["kind"] == "train"]
+a, b, tol = losses(sys.argv[1]), losses(sys.argv[2]), float(sys.argv[3])
+worst = max((abs(x - y) / abs(x) for x, y in zip(a, b)), default=float("inf"))
+ok = len(a) == len(b) > 0 and worst <= tol
+print(f"{sys.argv[2].rsplit('/', 1)[-1]} vs {sys.argv[1].rsplit('/', 1)[-1]}: {len(b)} steps, "
+      f"worst relative loss difference {worst:.2e} (tolerance {tol:g}): {'ok' if ok else 'FAILED'}")
+sys.exit(0 if ok else 1)
+PY
+}
+GPUS=${TRAIN_GPUS:-$(nvidia-smi -L 2>/dev/null | grep -c "^GPU")}  # TRAIN_GPUS: dry runs
+if has multi && [ "${GPUS:-0}" -ge 2 ]; then
+  MULTI=(--preset tiny --precision fp32 --seq-len 4096 --steps 6)
+  NP=1 train multi-dp1 40 "${MULTI[@]}" --batch 2
+  NP=2 train multi-dp2 40 "${MULTI[@]}" --dp 2 --batch 1
+  NP=1 train multi-sp1 40 "${MULTI[@]}" --batch 1
+  NP=2 train multi-sp2 40 "${MULTI[@]}" --sp 2 --batch 1
+  # DP: the same sums in another order (fp32 rounding, amplified by AdamW over 6 steps); SP: the
+  # shard boundary moves the kernels' block boundaries (TF32 products on the tensor cores).
+  same_losses multi-dp1 multi-dp2 1e-4
+  same_losses multi-sp1 multi-sp2 2e-3
+elif has multi; then
+  say "multi: skipped (${GPUS:-0} GPU visible; the check needs 2)"
+fi
 keep() { [ -f "$WORK/$1.jsonl" ] && cp "$WORK/$1.jsonl" "$OUT/${2:-$1}.jsonl"; }
-has 125m-32k && train 125m-32k 60 --preset "$SMALL" --seq-len $((32 * K)) --steps 10
+RUN=(--precision bf16 --batch 1)  # the measured runs: bf16 autocast, one sequence per step
+has 125m-32k && train 125m-32k 60 "${RUN[@]}" --preset "$SMALL" --seq-len $((32 * K)) --steps 10
 keep 125m-32k
-has 125m-128k && train 125m-128k 70 --preset "$SMALL" --seq-len $((128 * K)) --steps 6
+has 125m-128k && train 125m-128k 70 "${RUN[@]}" --preset "$SMALL" --seq-len $((128 * K)) --steps 6
 keep 125m-128k
-has 350m-32k && train 350m-32k 80 --preset "$BIG" --seq-len $((32 * K)) --steps 6
+has 350m-32k && train 350m-32k 80 "${RUN[@]}" --preset "$BIG" --seq-len $((32 * K)) --steps 6
 keep 350m-32k
 
 # The longest context of 125m: double from 256K while runs succeed; an out-of-memory failure
@@ -124,7 +160,7 @@ if has findmax; then
   grep -q '"kind":"train"' "$WORK/125m-128k.jsonl" 2>/dev/null || best=0
   n=$((256 * K))
   while :; do
-    train "findmax-125m-$((n / 1024))k" 60 --preset "$SMALL" --seq-len "$n" --steps 2
+    train "findmax-125m-$((n / 1024))k" 60 "${RUN[@]}" --preset "$SMALL" --seq-len "$n" --steps 2
     rc=$?
     if [ "$rc" = 0 ]; then
       best=$n
