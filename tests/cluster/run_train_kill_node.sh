@@ -44,11 +44,12 @@ for _ in $(seq 1 600); do  # until the first checkpoint is complete (up to 60 s)
 done
 [ -f "$R/cut/latest" ] && kill -0 "$mpirun_pid" 2>/dev/null ||
   { echo "run_train_kill_node: no checkpoint while running" >&2; cat "$R/cut.out" >&2; exit 1; }
-# ranks_alive NODE: pids of lightring-train processes in that node's namespace.
+# ranks_alive NODE: pids of lightring-train processes (not zombies) in that node's namespace.
 ranks_alive() {
   local p
   for p in $(ip netns pids "$1" 2>/dev/null || true); do
-    [ "$(cat "/proc/$p/comm" 2>/dev/null)" = lightring-train ] && echo "$p"
+    [ "$(cat "/proc/$p/comm" 2>/dev/null)" = lightring-train ] &&
+      [ "$(ps -o stat= -p "$p" 2>/dev/null | cut -c1)" != Z ] && echo "$p"
   done
   return 0
 }
