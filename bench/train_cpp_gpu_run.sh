@@ -58,6 +58,10 @@ if compgen -G ".deps/boost/*.deb" >/dev/null; then
   CMAKE_EXTRA+=(-DBoost_ROOT=/tmp/boost-train/usr -DBoost_NO_SYSTEM_PATHS=ON)
   export LD_LIBRARY_PATH=/tmp/boost-train/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 fi
+# One libnccl.so.2 in the process: torch's pip copy (torch_cuda needs its version), found before
+# the system's, which lightring-train is linked against by SONAME.
+PIP_NCCL=$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' 2>/dev/null)
+[ -n "$PIP_NCCL" ] && [ -d "$PIP_NCCL" ] && export LD_LIBRARY_PATH=$PIP_NCCL:${LD_LIBRARY_PATH:-}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 unset LIGHTRING_COMM_TIMEOUT_S
@@ -77,6 +81,8 @@ if has build; then
       >>"$WORK/build.log" 2>&1
   rc=$?
   grep -E "^-- lightring:" "$WORK/build.log" | tee -a "$SUMMARY"
+  grep -q "lightring-train need" "$WORK/build.log" &&
+    say "build: launch/ is off (see the line above): carry .deps (the Boost debs in .deps/boost and nlohmann-json under .deps/usr, docs/gpu-build.md)"
   say "build: rc=$rc in $(($(date +%s) - t0)) s"
   if [ "$rc" != 0 ]; then
     { grep -E "error|Error" "$WORK/build.log" | head -40; tail -40 "$WORK/build.log"; } | tee -a "$LOGS"

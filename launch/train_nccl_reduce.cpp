@@ -78,7 +78,7 @@ NcclGradientReducer::NcclGradientReducer(comm::MpiCommunicator& world,
   const ncclResult_t r = ncclCommInitRankConfig(&comm_, world_.size(), id, world_.rank(), &config);
   LR_CHECK(r == ncclSuccess || r == ncclInProgress,
            "gradient all-reduce: ncclCommInitRankConfig: ", ncclGetErrorString(r));
-  wait_ready("creating the NCCL communicator");
+  wait_ready("creating the NCCL communicator", /*poll_peers=*/true);
 
   for (size_t i = 0; i < params_.size(); ++i) {
     params_[i].register_hook([this, i](const torch::Tensor& grad) { on_grad(i, grad); });
@@ -101,7 +101,7 @@ void NcclGradientReducer::fail(const char* what) {
                 " s (--timeout); a rank is stopped, dead or far behind");
 }
 
-void NcclGradientReducer::wait_ready(const char* what) {
+void NcclGradientReducer::wait_ready(const char* what, bool poll_peers) {
   const auto deadline = Clock::now() + std::chrono::duration<double>(world_.timeout_s());
   for (int polls = 0;; ++polls) {
     ncclResult_t state = ncclSuccess;
@@ -109,7 +109,7 @@ void NcclGradientReducer::wait_ready(const char* what) {
     if (state == ncclSuccess) return;
     LR_CHECK(state == ncclInProgress, "gradient all-reduce: ", what, ": NCCL error ",
              ncclGetErrorString(state));
-    comm::check_peer_failures();
+    if (poll_peers) comm::check_peer_failures();
     if (Clock::now() > deadline) fail(what);
     if (polls > 100) std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
@@ -145,7 +145,8 @@ void NcclGradientReducer::post(Bucket& b) {
                     static_cast<size_t>(b.flat.numel()), ncclFloat, ncclSum, comm_, stream_);
   LR_CHECK(r == ncclSuccess || r == ncclInProgress,
            "gradient all-reduce: ncclAllReduce: ", ncclGetErrorString(r));
-  wait_ready("enqueueing a bucket");
+  // On autograd's device thread: no MPI here (MPI_THREAD_FUNNELED), the deadline alone.
+  wait_ready("enqueueing a bucket", /*poll_peers=*/false);
   b.posted = true;
 }
 

@@ -3,7 +3,8 @@
 //
 // Buckets: the parameters in reverse registration order (the order backward produces their
 // gradients), cut into flat fp32 device buffers of about bucket_bytes. A hook on each parameter
-// copies its gradient into its bucket on torch's current stream; when a bucket is complete an
+// copies its gradient into its bucket on torch's current stream (for CUDA tensors hooks run on
+// autograd's device thread, which makes no MPI call); when a bucket is complete an
 // event recorded on that stream makes the reducer's own stream wait, and ncclAllReduce (sum over
 // the world) is enqueued there: the reduction of the LM head's bucket overlaps the backward of
 // the layers below it. finish() makes the compute stream wait for the reducer's stream (an
@@ -53,7 +54,9 @@ class NcclGradientReducer {
   };
   void on_grad(size_t param, const torch::Tensor& grad);
   void post(Bucket& b);
-  void wait_ready(const char* what);  // non-blocking NCCL: until the last call has completed
+  // Non-blocking NCCL: until the last call has completed, bounded by the deadline; peer failure
+  // notices (MPI) are polled only on the main thread (poll_peers).
+  void wait_ready(const char* what, bool poll_peers);
   [[noreturn]] void fail(const char* what);
 
   comm::MpiCommunicator& world_;
