@@ -159,7 +159,8 @@ def main():
                 if impl in ("lightring", "lightring-pieces"):
                     # lightring-pieces: the documents piece by piece (the A/B reference of the
                     # boundaries inside the scans).
-                    lightring._ext.load().set_documents_in_kernel(impl == "lightring")
+                    lightring._ext.load().set_documents_path(
+                        "auto" if impl == "lightring" else "pieces")
                     cu_arg = None if spec == "unpacked" else cu
                     step = lightring_step(lightring, q, k, v, do, decay, cu_arg)
                 else:

@@ -136,26 +136,33 @@ PyObject* py_kernel_families(PyObject*, PyObject*) {
   });
 }
 
-// set_documents_in_kernel(on): KernelTuning::documents_in_kernel (A/B benchmarks of packed
-// documents: in the scans, or piece by piece); returns the previous setting.
-PyObject* py_set_documents_in_kernel(PyObject*, PyObject* args) {
-  int on = 1;
-  if (!PyArg_ParseTuple(args, "p", &on)) return nullptr;
+// set_documents_path(name): KernelTuning::documents_path ("auto", "scans" or "pieces"; A/B
+// benchmarks of packed documents); returns the previous setting's name.
+PyObject* py_set_documents_path(PyObject*, PyObject* args) {
+  const char* name = nullptr;
+  if (!PyArg_ParseTuple(args, "s", &name)) return nullptr;
   return guarded([&]() -> PyObject* {
+    using Path = kernels::KernelTuning::DocumentsPath;
+    const std::string n = name;
+    LR_CHECK(n == "auto" || n == "scans" || n == "pieces",
+             "set_documents_path: expected 'auto', 'scans' or 'pieces' (got '", n, "')");
     kernels::KernelTuning t = kernels::kernel_tuning();
-    const bool was = t.documents_in_kernel;
-    t.documents_in_kernel = on != 0;
+    const Path was = t.documents_path;
+    t.documents_path = n == "auto" ? Path::kAuto : n == "scans" ? Path::kScans : Path::kPieces;
     kernels::set_kernel_tuning(t);
-    return PyBool_FromLong(was ? 1 : 0);
+    return PyUnicode_FromString(was == Path::kAuto    ? "auto"
+                                : was == Path::kScans ? "scans"
+                                                      : "pieces");
   });
 }
 
 PyMethodDef kMethods[] = {
     {"kernel_families", py_kernel_families, METH_NOARGS,
      "kernel_families() -> str: the CUDA kernel families this device runs."},
-    {"set_documents_in_kernel", py_set_documents_in_kernel, METH_VARARGS,
-     "set_documents_in_kernel(on) -> bool: run packed documents inside the CUDA scans (default) "
-     "or piece by piece (A/B benchmarks); returns the previous setting."},
+    {"set_documents_path", py_set_documents_path, METH_VARARGS,
+     "set_documents_path(name) -> str: where the CUDA backend runs packed documents: 'auto' "
+     "(inside the scans where validated, the default), 'scans' (every kernel family) or "
+     "'pieces' (piece by piece, for A/B benchmarks); returns the previous setting."},
     {"schedule_choice", py_schedule_choice, METH_VARARGS,
      "schedule_choice(P, B, H, D, E, local_len, dtype, transport) -> str: the schedule the C++ "
      "cost model picks for 'auto' (transport: nccl, gloo or mpi)."},

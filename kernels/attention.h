@@ -238,10 +238,13 @@ struct KernelTuning {
   // kOn: on every backend (the CPU tests use it); kOff: never.
   enum class PadShort { kAuto, kOn, kOff };
   PadShort pad_short_documents = PadShort::kAuto;
-  // Packed documents on the wgmma family run inside the scans (one chunk table per pass,
-  // kernels/cuda/doc_chunks.h) instead of piece by piece (kernels/documents.cpp); false forces the
-  // pieces (tests and A/B benchmarks).
-  bool documents_in_kernel = true;
+  // Where the CUDA backend runs packed documents: inside the scans (one chunk table per pass,
+  // kernels/cuda/doc_chunks.h) or piece by piece (kernels/documents.cpp). kAuto: inside the scans
+  // where that path has been validated on a GPU (the wgmma family: 16-bit inputs with 16-byte
+  // aligned rows on sm_90a), pieces elsewhere; kScans: inside the scans of every family (mma and
+  // tf32 too: their GPU tests, tests/cpp/cuda/test_cuda_documents.cpp); kPieces: pieces.
+  enum class DocumentsPath { kAuto, kScans, kPieces };
+  DocumentsPath documents_path = DocumentsPath::kAuto;
 };
 void set_kernel_tuning(const KernelTuning& tuning);
 KernelTuning kernel_tuning();

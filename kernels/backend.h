@@ -57,8 +57,8 @@ std::unique_ptr<BackwardPass::Impl> backward_pass(const BackwardParams& p);
 int default_block_size(int64_t qk_dim, int64_t v_dim);
 bool available();
 // Whether the entry points above run p's packed documents themselves, every boundary inside the
-// scans' chunk loops (kernels/cuda/doc_chunks.h; the wgmma family with 16-byte aligned rows and
-// KernelTuning::documents_in_kernel); otherwise kernels/documents.cpp runs them piece by piece.
+// scans' chunk loops (kernels/cuda/doc_chunks.h; KernelTuning::documents_path); otherwise
+// kernels/documents.cpp runs them piece by piece.
 bool runs_documents(const ForwardParams& p);
 bool runs_documents(const BackwardParams& p);
 DecayDigest decay_digest(const Problem& p);

@@ -43,6 +43,7 @@
 
 #include "kernels/backend.h"
 #include "kernels/cuda/doc_chunks.h"
+#include "kernels/cuda/family.h"
 #include "kernels/cuda/segments.h"
 
 namespace lightring::kernels::cuda {
@@ -54,10 +55,26 @@ void zero_state(float* s, const Problem& p, cudaStream_t stream) {
   if (s) LR_CUDA_CHECK(cudaMemsetAsync(s, 0, state_count(p) * sizeof(float), stream));
 }
 
-// Every family's chunk loop reads the chunk table (scan.h: DocChunks); KernelTuning can send
-// documents piece by piece instead.
-bool documents_in_scans(const Problem& p) {
-  return kernel_tuning().documents_in_kernel && p.docs.enabled();
+// Every row of a 16-bit operand starts 16-byte aligned (what the wgmma family needs).
+bool rows_aligned16(const void* ptr, const Strides& s) {
+  const auto bits = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(ptr)) |
+                    static_cast<uint64_t>(s.batch * 2) | static_cast<uint64_t>(s.head * 2) |
+                    static_cast<uint64_t>(s.seq * 2);
+  return (bits & 15) == 0;
+}
+
+// Whether the documents of p run inside the scans (KernelTuning::documents_path). Every family's
+// chunk loop reads the chunk table (scan.h: DocChunks); kAuto keeps to the wgmma family, whose
+// path has run on a GPU (every scan of the call: both dims and, checked by the callers, every
+// input's rows aligned).
+bool documents_in_scans(const Problem& p, bool inputs_aligned) {
+  using Path = KernelTuning::DocumentsPath;
+  const Path path = kernel_tuning().documents_path;
+  if (!p.docs.enabled() || path == Path::kPieces) return false;
+  if (path == Path::kScans) return true;
+  return inputs_aligned &&
+         wgmma_covers(p.dtype, static_cast<int>(p.qk_dim), static_cast<int>(p.v_dim)) &&
+         wgmma_covers(p.dtype, static_cast<int>(p.v_dim), static_cast<int>(p.qk_dim));
 }
 
 // A forward-direction scan (scan.h): q, k, v into out with kernel dims dk × dv, scales (c, c, 1),
@@ -452,11 +469,14 @@ class CudaBackwardPass final : public BackwardPass::Impl {
 }  // namespace
 
 bool runs_documents(const ForwardParams& p) {
-  return documents_in_scans(p);
+  return documents_in_scans(p, rows_aligned16(p.q, p.q_stride) && rows_aligned16(p.k, p.k_stride) &&
+                                   rows_aligned16(p.v, p.v_stride));
 }
 
 bool runs_documents(const BackwardParams& p) {
-  return documents_in_scans(p);
+  return documents_in_scans(p, rows_aligned16(p.q, p.q_stride) && rows_aligned16(p.k, p.k_stride) &&
+                                   rows_aligned16(p.v, p.v_stride) &&
+                                   rows_aligned16(p.d_o, p.do_stride));
 }
 
 void forward(const ForwardParams& p) {

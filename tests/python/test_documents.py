@@ -79,6 +79,30 @@ def test_cuda_matches_oracle(name, dtype, with_s0):
              device="cuda")
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.parametrize("path", ["scans", "pieces"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_cuda_documents_paths_match_oracle(dtype, path):
+    """Both CUDA paths of packed documents (inside every family's scans, piece by piece)."""
+    ext = lightring._ext.load()
+    before = ext.set_documents_path(path)
+    try:
+        run_case(LAYOUTS["mixed"], dtype, with_s0=True, block_size=None, layout="bnhd",
+                 device="cuda")
+    finally:
+        ext.set_documents_path(before)
+
+
+def test_set_documents_path_names_the_choices():
+    ext = lightring._ext.load()
+    assert ext.set_documents_path("auto") == "auto"
+    assert ext.set_documents_path("pieces") == "auto"
+    assert ext.set_documents_path("auto") == "pieces"
+    with pytest.raises(Exception, match="'auto', 'scans' or 'pieces'.*got 'fast'"):
+        ext.set_documents_path("fast")
+    assert ext.set_documents_path("auto") == "auto"
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16],
                          ids=["fp32", "bf16", "fp16"])
 @pytest.mark.parametrize("name", list(LAYOUTS))
