@@ -94,12 +94,25 @@ bool cuda_documents(const Params& p) {
 #endif
 }
 
+// Whether the CPU backend runs p's packed documents in its own block loop (blocks cut at the
+// boundaries, kernels/cpu/blocks.h) rather than piece by piece (KernelTuning::documents_path).
+bool cpu_documents(const Problem& p) {
+  return p.device == Device::kCpu && p.docs.enabled() &&
+         kernel_tuning().documents_path != KernelTuning::DocumentsPath::kPieces;
+}
+
+// Whether kernels/documents.cpp runs p's documents piece by piece.
+template <typename Params>
+bool by_pieces(const Params& p) {
+  return p.docs.enabled() && !cuda_documents(p) && !cpu_documents(p);
+}
+
 }  // namespace
 
 void forward(const ForwardParams& params) {
   validate(params);
   const ForwardParams p = resolved(params);
-  if (p.docs.enabled() && !cuda_documents(p)) return documents::forward(p);
+  if (by_pieces(p)) return documents::forward(p);
 #ifdef LIGHTRING_WITH_CUDA
   if (p.device == Device::kCuda) return cuda::forward(p);
 #endif
@@ -109,7 +122,7 @@ void forward(const ForwardParams& params) {
 void backward(const BackwardParams& params) {
   validate(params);
   const BackwardParams p = resolved(params);
-  if (p.docs.enabled() && !cuda_documents(p)) return documents::backward(p);
+  if (by_pieces(p)) return documents::backward(p);
 #ifdef LIGHTRING_WITH_CUDA
   if (p.device == Device::kCuda) return cuda::backward(p);
 #endif
@@ -130,7 +143,7 @@ ForwardPass::ForwardPass(const ForwardParams& params) {
   ForwardParams p = resolved(params);
   p.initial_state = nullptr;  // finish() takes both states
   p.final_state = nullptr;
-  if (p.docs.enabled() && !cuda_documents(p)) {
+  if (by_pieces(p)) {
     impl_ = documents::forward_pass(p);
     return;
   }
@@ -164,7 +177,7 @@ BackwardPass::BackwardPass(const BackwardParams& params) {
   BackwardParams p = resolved(params);
   p.d_final_state = nullptr;  // finish() takes both state gradients
   p.d_initial_state = nullptr;
-  if (p.docs.enabled() && !cuda_documents(p)) {
+  if (by_pieces(p)) {
     impl_ = documents::backward_pass(p);
     return;
   }

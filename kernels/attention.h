@@ -238,11 +238,12 @@ struct KernelTuning {
   // kOn: on every backend (the CPU tests use it); kOff: never.
   enum class PadShort { kAuto, kOn, kOff };
   PadShort pad_short_documents = PadShort::kAuto;
-  // Where the CUDA backend runs packed documents: inside the scans (one chunk table per pass,
-  // kernels/cuda/doc_chunks.h) or piece by piece (kernels/documents.cpp). kAuto: inside the scans
-  // where that path has been validated on a GPU (the wgmma family: 16-bit inputs with 16-byte
-  // aligned rows on sm_90a), pieces elsewhere; kScans: inside the scans of every family (mma and
-  // tf32 too: their GPU tests, tests/cpp/cuda/test_cuda_documents.cpp); kPieces: pieces.
+  // Where packed documents run: inside the block loops (CPU: blocks cut at the boundaries,
+  // kernels/cpu/blocks.h; CUDA: one chunk table per pass, kernels/cuda/doc_chunks.h) or piece by
+  // piece (kernels/documents.cpp). kAuto: the CPU block loop, and on CUDA the scans where that
+  // path has been validated on a GPU (the wgmma family: 16-bit inputs with 16-byte aligned rows
+  // on sm_90a), pieces elsewhere; kScans: the block loops of every backend and CUDA family (mma
+  // and tf32 too: their GPU tests, tests/cpp/cuda/test_cuda_documents.cpp); kPieces: pieces.
   enum class DocumentsPath { kAuto, kScans, kPieces };
   DocumentsPath documents_path = DocumentsPath::kAuto;
 };

@@ -8,6 +8,12 @@
 // Two sweeps per (batch, head), so that no per-block state is stored: a
 // forward sweep recomputes S(i) and produces dQ; a reverse sweep carries
 // dS(i+1) and produces dK, dV and finally dS0 = dS(0).
+//
+// Packed documents run in the same sweeps (docs/algorithm.md §5.3; plan_blocks): the dQ sweep
+// restarts S at a document's first block from its initial state; the reverse sweep restarts dS
+// at a document's last block from the gradient of its final state, and writes dS after its first
+// block as the gradient of its initial state. dS0 of the shard is 0 when its first row starts a
+// document (S_in is not read).
 #include <algorithm>
 #include <vector>
 
@@ -21,7 +27,7 @@ namespace {
 // dQ, with S(i) recomputed left to right from S0.
 template <typename T>
 void backward_dq_head(const BackwardParams& p, int64_t b, int64_t h, const std::vector<float>& pw) {
-  const int64_t D = p.qk_dim, E = p.v_dim, N = p.seqlen;
+  const int64_t D = p.qk_dim, E = p.v_dim;
   const int Bk = p.block_size;
   std::vector<float> k(Bk * D), v(Bk * E), vt(E * Bk), dout(Bk * E), dq(Bk * D), dP(Bk * Bk);
   std::vector<float> S(D * E, 0.0f), St(E * D), lam_row(Bk), gamma(Bk);
@@ -29,8 +35,10 @@ void backward_dq_head(const BackwardParams& p, int64_t b, int64_t h, const std::
     const float* s0 = p.initial_state + state_offset(p, b, h);
     std::copy(s0, s0 + D * E, S.begin());
   }
-  for (int64_t t0 = 0; t0 < N; t0 += Bk) {
-    const int L = static_cast<int>(std::min<int64_t>(Bk, N - t0));
+  for (const Block& blk : plan_blocks(p)) {
+    const int64_t t0 = blk.t0;
+    const int L = blk.len;
+    if (blk.start_doc >= 0) load_doc_state(p, p.doc_initial_states, blk.start_doc, h, &S);
     load_rows<T>(p.k, p.k_stride, b, h, t0, L, D, k.data());
     load_rows<T>(p.v, p.v_stride, b, h, t0, L, E, v.data());
     load_rows<T>(p.d_o, p.do_stride, b, h, t0, L, E, dout.data());
@@ -62,7 +70,7 @@ void backward_dq_head(const BackwardParams& p, int64_t b, int64_t h, const std::
 template <typename T>
 void backward_dkdv_head(const BackwardParams& p, int64_t b, int64_t h,
                         const std::vector<float>& pw) {
-  const int64_t D = p.qk_dim, E = p.v_dim, N = p.seqlen;
+  const int64_t D = p.qk_dim, E = p.v_dim;
   const int Bk = p.block_size;
   std::vector<float> q(Bk * D), k(Bk * D), kt(D * Bk), v(Bk * E), vt(E * Bk), dout(Bk * E);
   std::vector<float> dk(Bk * D), dv(Bk * E), P(Bk * Bk), dP(Bk * Bk);
@@ -71,10 +79,12 @@ void backward_dkdv_head(const BackwardParams& p, int64_t b, int64_t h,
     const float* g = p.d_final_state + state_offset(p, b, h);
     std::copy(g, g + D * E, dS.begin());
   }
-  const int64_t num_blocks = (N + Bk - 1) / Bk;
-  for (int64_t blk = num_blocks - 1; blk >= 0; --blk) {
-    const int64_t t0 = blk * Bk;
-    const int L = static_cast<int>(std::min<int64_t>(Bk, N - t0));
+  const std::vector<Block> blocks = plan_blocks(p);
+  for (auto it = blocks.rbegin(); it != blocks.rend(); ++it) {
+    const Block& blk = *it;
+    const int64_t t0 = blk.t0;
+    const int L = blk.len;
+    if (blk.end_doc >= 0) load_doc_state(p, p.d_doc_final_states, blk.end_doc, h, &dS);
     load_rows<T>(p.q, p.q_stride, b, h, t0, L, D, q.data());
     load_rows<T>(p.k, p.k_stride, b, h, t0, L, D, k.data());
     load_rows<T>(p.v, p.v_stride, b, h, t0, L, E, v.data());
@@ -110,7 +120,11 @@ void backward_dkdv_head(const BackwardParams& p, int64_t b, int64_t h,
     // dS(i) = λ^L dS(i+1) + c·Σ_r λ^{r+1} q_rᵀ dO_r.
     for (int r = 0; r < L; ++r) w[r] = p.scale * pw[r + 1];
     accumulate_outer(pw[L], w.data(), q.data(), dout.data(), L, D, E, dS.data());
+    if (blk.start_doc >= 0 && p.d_doc_initial_states)
+      std::copy(dS.begin(), dS.end(),
+                p.d_doc_initial_states + doc_state_offset(p, blk.start_doc, h));
   }
+  if (p.docs.enabled() && !p.docs.continues) std::fill(dS.begin(), dS.end(), 0.0f);
   if (p.d_initial_state) std::copy(dS.begin(), dS.end(), p.d_initial_state + state_offset(p, b, h));
 }
 

@@ -5,6 +5,7 @@
 // sequence within the block, r = 0..L-1.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -101,6 +102,52 @@ inline void rows_times_matrix(const float* x, const float* coef, const float* M,
       for (int64_t j = 0; j < dim_out; ++j) orow[j] += a * mi[j];
     }
   }
+}
+
+// A block of the block form: rows [t0, t0 + len), len <= B. With packed documents
+// (kernels/documents.h) no block crosses a boundary: each piece is cut into blocks from its first
+// row (its last block may be short), start_doc >= 0 when the block's first row starts piece
+// start_doc's document, end_doc >= 0 when its last row ends piece end_doc's document.
+struct Block {
+  int64_t t0 = 0;
+  int len = 0;
+  int64_t start_doc = -1, end_doc = -1;
+};
+
+// The blocks of p, in sequence order (p.block_size resolved).
+inline std::vector<Block> plan_blocks(const Problem& p) {
+  std::vector<Block> blocks;
+  const int bk = p.block_size;
+  const Documents& d = p.docs;
+  const int64_t pieces = d.enabled() ? d.count : 1;
+  for (int64_t i = 0; i < pieces; ++i) {
+    const int64_t lo = d.enabled() ? d.offsets[i] : 0,
+                  hi = d.enabled() ? d.offsets[i + 1] : p.seqlen;
+    for (int64_t t = lo; t < hi; t += bk) {
+      Block b;
+      b.t0 = t;
+      b.len = static_cast<int>(std::min<int64_t>(bk, hi - t));
+      if (d.enabled()) {
+        if (t == lo && d.starts_document(i)) b.start_doc = i;
+        if (t + b.len == hi && d.ends_document(i)) b.end_doc = i;
+      }
+      blocks.push_back(b);
+    }
+  }
+  return blocks;
+}
+
+// Element offset of head h's [D, E] state of piece i in a [K, H, D, E] per-piece array (B = 1).
+inline int64_t doc_state_offset(const Problem& p, int64_t piece, int64_t h) {
+  return (piece * p.heads + h) * p.qk_dim * p.v_dim;
+}
+
+// S <- the per-piece state `states` of piece i (0 when states is null).
+inline void load_doc_state(const Problem& p, const float* states, int64_t piece, int64_t h,
+                           std::vector<float>* S) {
+  if (!states) return std::fill(S->begin(), S->end(), 0.0f);
+  const float* s = states + doc_state_offset(p, piece, h);
+  std::copy(s, s + S->size(), S->begin());
 }
 
 // Number of (b, h) pairs, the unit of CPU parallelism.

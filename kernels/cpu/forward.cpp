@@ -3,6 +3,10 @@
 //     O_i    = c·( [(Q_i K_iᵀ) ⊙ M] V_i  +  (Λ Q_i) S(i) )
 //     S(i+1) = λ^L S(i) + (Γ K_i)ᵀ V_i
 //
+// Packed documents run in the same loop (docs/algorithm.md §5.3): blocks never cross a boundary
+// (plan_blocks), S restarts from the document's initial state at a block that starts one and
+// is written as its final state after a block that ends one.
+//
 // One (batch, head) pair per OpenMP task; fp32 accumulation, fp32 state.
 #include <algorithm>
 #include <vector>
@@ -16,7 +20,7 @@ namespace {
 
 template <typename T>
 void forward_head(const ForwardParams& p, int64_t b, int64_t h) {
-  const int64_t D = p.qk_dim, E = p.v_dim, N = p.seqlen;
+  const int64_t D = p.qk_dim, E = p.v_dim;
   const int Bk = p.block_size;
   const std::vector<float> pw = decay_powers(p.decay, h, Bk);
 
@@ -27,8 +31,10 @@ void forward_head(const ForwardParams& p, int64_t b, int64_t h) {
     std::copy(s0, s0 + D * E, S.begin());
   }
 
-  for (int64_t t0 = 0; t0 < N; t0 += Bk) {
-    const int L = static_cast<int>(std::min<int64_t>(Bk, N - t0));
+  for (const Block& blk : plan_blocks(p)) {
+    const int64_t t0 = blk.t0;
+    const int L = blk.len;
+    if (blk.start_doc >= 0) load_doc_state(p, p.doc_initial_states, blk.start_doc, h, &S);
     load_rows<T>(p.q, p.q_stride, b, h, t0, L, D, q.data());
     load_rows<T>(p.k, p.k_stride, b, h, t0, L, D, k.data());
     load_rows<T>(p.v, p.v_stride, b, h, t0, L, E, v.data());
@@ -55,6 +61,8 @@ void forward_head(const ForwardParams& p, int64_t b, int64_t h) {
     // State: S = λ^L S + Σ_c λ^{L-1-c} k_cᵀ v_c.
     for (int c = 0; c < L; ++c) gamma[c] = pw[L - 1 - c];
     accumulate_outer(pw[L], gamma.data(), k.data(), v.data(), L, D, E, S.data());
+    if (blk.end_doc >= 0 && p.doc_final_states)
+      std::copy(S.begin(), S.end(), p.doc_final_states + doc_state_offset(p, blk.end_doc, h));
   }
 
   if (p.final_state) std::copy(S.begin(), S.end(), p.final_state + state_offset(p, b, h));

@@ -130,17 +130,19 @@ void check_documents(const DocsCase& c, DType dtype) {
   expect_documents_close(got, pr, cu, s0, g, tolerance(dtype) * 2, 2e-5, 1e-5);
 }
 
-// Sets KernelTuning::pad_short_documents for one scope.
-class ScopedPadding {
+// Runs documents piece by piece (KernelTuning::documents_path; the default is the block loop)
+// with KernelTuning::pad_short_documents = mode, for one scope.
+class ScopedPieces {
  public:
-  explicit ScopedPadding(kernels::KernelTuning::PadShort mode) : saved_(kernels::kernel_tuning()) {
+  explicit ScopedPieces(kernels::KernelTuning::PadShort mode) : saved_(kernels::kernel_tuning()) {
     kernels::KernelTuning t = saved_;
+    t.documents_path = kernels::KernelTuning::DocumentsPath::kPieces;
     t.pad_short_documents = mode;
     kernels::set_kernel_tuning(t);
   }
-  ~ScopedPadding() { kernels::set_kernel_tuning(saved_); }
-  ScopedPadding(const ScopedPadding&) = delete;
-  ScopedPadding& operator=(const ScopedPadding&) = delete;
+  ~ScopedPieces() { kernels::set_kernel_tuning(saved_); }
+  ScopedPieces(const ScopedPieces&) = delete;
+  ScopedPieces& operator=(const ScopedPieces&) = delete;
 
  private:
   kernels::KernelTuning saved_;
@@ -148,8 +150,17 @@ class ScopedPadding {
 
 class DocumentsCpu : public ::testing::TestWithParam<std::tuple<DocsCase, DType>> {};
 
+// The default: the documents inside the CPU block loop (blocks cut at the boundaries).
 TEST_P(DocumentsCpu, MatchesPerDocumentOracle) {
   const auto& [c, dtype] = GetParam();
+  check_documents(c, dtype);
+}
+
+// Piece by piece (kernels/documents.cpp): every piece, or run of equal-length pieces, through
+// the plain entry points.
+TEST_P(DocumentsCpu, PiecesMatchOracle) {
+  const auto& [c, dtype] = GetParam();
+  ScopedPieces pieces(kernels::KernelTuning::PadShort::kOff);
   check_documents(c, dtype);
 }
 
@@ -158,7 +169,7 @@ TEST_P(DocumentsCpu, MatchesPerDocumentOracle) {
 TEST_P(DocumentsCpu, PaddedShortPiecesMatchOracle) {
   auto [c, dtype] = GetParam();
   c.with_s0 = false;
-  ScopedPadding pad(kernels::KernelTuning::PadShort::kOn);
+  ScopedPieces pad(kernels::KernelTuning::PadShort::kOn);
   check_documents(c, dtype);
 }
 
