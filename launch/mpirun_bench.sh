@@ -9,6 +9,8 @@
 # With a `--`, the words before it go to mpirun (after this script's own options, so that they
 # can add to or override them), the words after it to lightring-bench; without one, every word
 # goes to lightring-bench. MPIRUN=... picks the launcher (default: mpirun on PATH).
+# Open MPI's out-of-band keepalive gets bounded defaults derived from the deadline unless given
+# (launch/oob_keepalive.sh states the rule): a node that drops off the network ends the job.
 set -euo pipefail
 NP=${1:?usage: mpirun_bench.sh NP [mpirun options... --] [lightring-bench flags...]}
 shift
@@ -29,6 +31,8 @@ MPIRUN=${MPIRUN:-mpirun}
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 export LIGHTRING_COMM_TIMEOUT_S=${LIGHTRING_COMM_TIMEOUT_S:-300}
+source "$ROOT/launch/oob_keepalive.sh"
+oob_keepalive_defaults mpirun_bench.sh "$@"
 # Under mpirun a rank's stdout is a pseudo-terminal even when ours is a file: progress lines
 # (launch/README.md) only when this script's stdout is a terminal, unless set.
 if [ -z "${LIGHTRING_BENCH_PROGRESS+x}" ]; then
