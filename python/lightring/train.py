@@ -80,6 +80,14 @@ def agree(error, what):
                          f"{what}: failed on another rank (see its message)")
 
 
+def as_flags(placement_error, sp):
+    """new_groups' placement error in the words of lightring-train's (--sp, --sp-across-nodes)."""
+    return (placement_error.replace(f"sp={sp} puts", f"--sp {sp} puts", 1)
+            .replace("pick an sp that", "pick an --sp that")
+            .replace("with sp dividing", "with --sp dividing")
+            .replace("sp_across_nodes=True", "--sp-across-nodes"))
+
+
 _stop_requested = False
 
 
@@ -96,7 +104,11 @@ class Trainer:
         self.bf16 = o.precision == "bf16" or (o.precision == "auto" and
                                               self.device.type == "cuda")
         self.dp_rank, self.sp_rank = ctx.rank // o.sp, ctx.rank % o.sp
-        self.dp_group, self.sp_group = lrd.new_groups(o.dp, o.sp)
+        try:  # the same names on every rank: every rank raises the same error
+            self.dp_group, self.sp_group = lrd.new_groups(o.dp, o.sp,
+                                                          sp_across_nodes=o.sp_across_nodes)
+        except ValueError as e:
+            raise UsageError(as_flags(str(e), o.sp))
         self.group = self.sp_group if o.sp > 1 else None
         error = None
         try:

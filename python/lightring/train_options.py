@@ -33,6 +33,8 @@ def build_parser():
     # parallelism
     a("--dp", type=int, default=0, help="data-parallel size (0: ranks / --sp)")
     a("--sp", type=int, default=1, help="sequence-parallel size")
+    a("--sp-across-nodes", action="store_true",
+      help="let an SP group span nodes (default: every SP group on one node, else an error)")
     a("--schedule", default="auto", help="ring | allgather | scan | auto")
     a("--timeout", type=float, default=None, help="seconds a rank waits for a peer")
     a("--threads", type=int, default=1, help="torch intra-op threads per rank")
