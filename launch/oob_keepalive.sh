@@ -55,7 +55,7 @@ oob_keepalive_defaults() {
   export OMPI_MCA_oob_tcp_keepalive_time=$t OMPI_MCA_oob_tcp_keepalive_intvl=$i
   export OMPI_MCA_oob_tcp_keepalive_probes=$p
   local when="after the ranks' deadline error and before their abort at $end s"
-  awk "BEGIN { exit !($total >= $end) }" && when="possibly before the ranks' deadline error (D < 3 s)"
+  awk "BEGIN { exit !($total >= $end) }" && when="not surely before their abort at $end s (D < 3 s)"
   echo "$name: Open MPI out-of-band keepalive ${t} s idle + $p probes x $i s (deadline" \
     "$deadline s): a node cut off ends the job within about $total s, $when;" \
     "set OMPI_MCA_oob_tcp_keepalive_* or --mca to override" >&2
