@@ -241,24 +241,11 @@ __global__ void __launch_bounds__(warps<kOut, kMaxKt>() * 32, warps<kOut, kMaxKt
       for (int e = 0; e < 4; ++e)
         if (float* v = doc_state(dc.final, d, nt, e)) *v = x[nt][e];
   };
-  const int first = docs ? seg * dc.per_seg : 0;  // table index of the segment's chunk 0
-  int64_t t_begin = seg * p.seg_len, t_end = min(p.seqlen, t_begin + p.seg_len);
-  int num_chunks = static_cast<int>((t_end - t_begin + kChunk - 1) / kChunk);
-  if (docs) {
-    const int last = min(dc.count, first + dc.per_seg) - 1;
-    t_begin = dc.chunks[first].t0;
-    t_end = static_cast<int64_t>(dc.chunks[last].t0) + dc.chunks[last].len;
-    num_chunks = last - first + 1;
-  }
-  // Chunk c of the segment: first row and rows.
-  auto chunk_t0 = [&](int c) {
-    return docs ? static_cast<int64_t>(__ldg(&dc.chunks[first + c].t0))
-                : t_begin + static_cast<int64_t>(c) * kChunk;
-  };
-  auto chunk_len = [&](int c) {
-    return docs ? __ldg(&dc.chunks[first + c].len)
-                : static_cast<int>(min(static_cast<int64_t>(kChunk), t_end - chunk_t0(c)));
-  };
+  const scan_tf32::SegmentRows rows =
+      scan_tf32::segment_rows(dc.chunks, dc.count, dc.per_seg, p.seg_len, p.seqlen, seg);
+  const int first = rows.first, num_chunks = rows.num_chunks;
+  auto chunk_t0 = [&](int c) { return rows.t0(c); };
+  auto chunk_len = [&](int c) { return rows.len(c); };
   auto start_of = [&](int c) { return docs ? __ldg(&dc.chunks[first + c].start_doc) : -1; };
   if (x_rows && start_of(0) >= 0) reset_x(start_of(0));
   auto store_x = [&](int buf) {

@@ -136,6 +136,42 @@ __device__ __forceinline__ void load_tile_async(T* s, int ld, int cols_pad, cons
   }
 }
 
+// The rows of segment seg of a scan (scan.h), for every family: seg_len rows in 64-row chunks,
+// or with packed documents (ScanParams::docs, chunks non-null) the table's chunks
+// [first, first + num_chunks).
+struct SegmentRows {
+  const DocChunk* chunks = nullptr;
+  int64_t t_begin = 0, t_end = 0;
+  int first = 0, num_chunks = 0;
+  // First row and rows of the segment's chunk c (the last one may be short; with documents any).
+  __device__ __forceinline__ int64_t t0(int c) const {
+    return chunks ? static_cast<int64_t>(__ldg(&chunks[first + c].t0))
+                  : t_begin + static_cast<int64_t>(c) * kChunk;
+  }
+  __device__ __forceinline__ int len(int c) const {
+    return chunks ? __ldg(&chunks[first + c].len)
+                  : static_cast<int>(min(static_cast<int64_t>(kChunk), t_end - t0(c)));
+  }
+};
+
+__device__ __forceinline__ SegmentRows segment_rows(const DocChunk* chunks, int count, int per_seg,
+                                                    int64_t seg_len, int64_t seqlen, int seg) {
+  SegmentRows r;
+  r.chunks = chunks;
+  if (chunks) {
+    r.first = seg * per_seg;
+    const int last = min(count, r.first + per_seg) - 1;
+    r.t_begin = chunks[r.first].t0;
+    r.t_end = static_cast<int64_t>(chunks[last].t0) + chunks[last].len;
+    r.num_chunks = last - r.first + 1;
+  } else {
+    r.t_begin = seg * seg_len;
+    r.t_end = min(seqlen, r.t_begin + seg_len);
+    r.num_chunks = static_cast<int>((r.t_end - r.t_begin + kChunk - 1) / kChunk);
+  }
+  return r;
+}
+
 // kMaxKt: an upper bound on dkp / 16 (4, 8 or 16), so that loops over k tiles unroll.
 // kWarps: 4, 8 or 16 (16 needs kEt >= 64: four column groups of O, two of X).
 template <typename T, int kEt, int kMaxKt, int kWarps, bool kOut>
@@ -178,23 +214,10 @@ __global__ void __launch_bounds__(kWarps * 32) scan_kernel(const ScanParams p) {
   // (ScanParams::docs) its entries of the chunk table.
   const DocChunks& dc = p.docs;
   const bool docs = dc.chunks != nullptr;
-  const int first = docs ? seg * dc.per_seg : 0;  // table index of the segment's chunk 0
-  int64_t t_begin = seg * p.seg_len, t_end = min(p.seqlen, t_begin + p.seg_len);
-  int num_chunks = static_cast<int>((t_end - t_begin + kChunk - 1) / kChunk);
-  if (docs) {
-    const int last = min(dc.count, first + dc.per_seg) - 1;
-    t_begin = dc.chunks[first].t0;
-    t_end = static_cast<int64_t>(dc.chunks[last].t0) + dc.chunks[last].len;
-    num_chunks = last - first + 1;
-  }
-  auto chunk_t0 = [&](int c) {
-    return docs ? static_cast<int64_t>(dc.chunks[first + c].t0)
-                : t_begin + static_cast<int64_t>(c) * kChunk;
-  };
-  auto chunk_len = [&](int c) {
-    return docs ? dc.chunks[first + c].len
-                : static_cast<int>(min(static_cast<int64_t>(kChunk), t_end - chunk_t0(c)));
-  };
+  const SegmentRows rows = segment_rows(dc.chunks, dc.count, dc.per_seg, p.seg_len, p.seqlen, seg);
+  const int first = rows.first, num_chunks = rows.num_chunks;
+  auto chunk_t0 = [&](int c) { return rows.t0(c); };
+  auto chunk_len = [&](int c) { return rows.len(c); };
   auto start_of = [&](int c) { return docs ? dc.chunks[first + c].start_doc : -1; };
   // Element (i, j) of document state d of s (0 when unset or outside dk × ncols).
   auto doc_at = [&](const DocStates& s, int d, int i, int j) -> float* {

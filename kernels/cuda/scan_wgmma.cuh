@@ -55,8 +55,6 @@
 // (g+1 publishes after reading, and g+2 reads that before writing).
 #pragma once
 
-#pragma once
-
 #include <cuda_runtime.h>
 
 #include "kernels/cuda/scan_wgmma_tiles.cuh"
@@ -195,20 +193,13 @@ __global__ void __launch_bounds__(warpgroups<kDk, kEt>() * 128, 3 - warpgroups<k
                 static_cast<uintptr_t>(p.o_st * static_cast<int64_t>(sizeof(T)))) &
                15) == 0;
 
-  // The segment's rows and chunks: seg_len rows in 64-row chunks, or with packed documents
-  // (ScanParams::docs) its entries of the chunk table.
+  // The segment's rows and chunks (with packed documents, ScanParams::docs, the table's).
   const DocChunks& dc = p.docs;
   const bool docs = dc.chunks != nullptr;
-  const int first = docs ? seg * dc.per_seg : 0;  // table index of the segment's chunk 0
-  int64_t t_begin = seg * p.seg_len, t_end = min(p.seqlen, t_begin + p.seg_len);
-  int num_chunks = static_cast<int>((t_end - t_begin + kChunk - 1) / kChunk);
-  if (docs) {
-    const int last = min(dc.count, first + dc.per_seg) - 1;
-    const DocChunk a = dc.chunks[first], z = dc.chunks[last];
-    t_begin = a.t0;
-    t_end = static_cast<int64_t>(z.t0) + z.len;
-    num_chunks = last - first + 1;
-  }
+  const scan_tf32::SegmentRows rows =
+      scan_tf32::segment_rows(dc.chunks, dc.count, dc.per_seg, p.seg_len, p.seqlen, seg);
+  const int64_t t_begin = rows.t_begin, t_end = rows.t_end;
+  const int first = rows.first, num_chunks = rows.num_chunks;
 
   // Descriptors (wgmma.cuh): K-major tiles advance 32 bytes per k16 step inside a 64-column
   // block and 64·128 bytes per block; N-major tiles 2048 bytes per k16 step.
@@ -218,16 +209,8 @@ __global__ void __launch_bounds__(warpgroups<kDk, kEt>() * 128, 3 - warpgroups<k
   auto nmajor = [](uint32_t tile, int kt, uint32_t block_bytes) {
     return desc_sw128(tile + kt * 2048, block_bytes, 1024);
   };
-  // Rows of segment chunk cc (the last one may be short; with documents any one) and its first row.
-  auto chunk_len = [&](int cc) {
-    if (docs) return __ldg(&dc.chunks[first + cc].len);
-    return static_cast<int>(
-        min(static_cast<int64_t>(kChunk), t_end - t_begin - int64_t{cc} * kChunk));
-  };
-  auto chunk_t0 = [&](int cc) {
-    return docs ? static_cast<int64_t>(__ldg(&dc.chunks[first + cc].t0))
-                : t_begin + static_cast<int64_t>(cc) * kChunk;
-  };
+  auto chunk_len = [&](int cc) { return rows.len(cc); };
+  auto chunk_t0 = [&](int cc) { return rows.t0(cc); };
   // Documents: x <- init[d] (0 without initial states), and final[d] <- x.
   auto reset_x = [&](int d) {
     const StateRef r{dc.init.ref.ptr ? dc.init.ref.ptr + d * dc.init.doc_stride : nullptr,
