@@ -32,3 +32,26 @@ cluster_mpirun() {
     --mca btl tcp,self --mca btl_tcp_if_include 192.0.2.0/24 --mca oob_tcp_if_include 192.0.2.0/24 \
     --bind-to none -x OMP_NUM_THREADS=1 "${extra[@]}" "$@" 9>&-
 }
+
+# train_alive: "rank pid" of every lightring-train process alive (not a zombie) in a node of the
+# cluster; the rank is OMPI_COMM_WORLD_RANK from its environment ("?" when unreadable).
+train_alive() {
+  local p r
+  for p in $(pgrep -x lightring-train || true); do
+    case "$(ip netns identify "$p" 2>/dev/null)" in lr-node*) ;; *) continue ;; esac
+    [ "$(ps -o stat= -p "$p" 2>/dev/null | cut -c1)" = Z ] && continue  # a zombie has ended
+    r=$({ tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null | sed -n 's/^OMPI_COMM_WORLD_RANK=//p' || true)
+    echo "${r:-?} $p"
+  done
+  return 0
+}
+
+# wait_train_steps LOG N PID: until the JSONL log LOG holds N "train" rows, or PID (mpirun) has
+# exited; at most 60 s.
+wait_train_steps() {
+  for _ in $(seq 1 600); do
+    [ -f "$1" ] && [ "$(grep -c '"train"' "$1")" -ge "$2" ] && return 0
+    kill -0 "$3" 2>/dev/null || return 0
+    sleep 0.1
+  done
+}

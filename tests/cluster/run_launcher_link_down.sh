@@ -34,20 +34,7 @@ TRAIN=$TRAIN "$CLUSTER" exec 0 "$LAUNCHER" 4 --hostfile "$R/hostfile" --mca plm_
   --warmup 4 --eval-sequences 0 --log-every 5 --timeout "$TIMEOUT_S" --log "$R/train.jsonl" \
   >"$R/mpirun.out" 2>&1 9>&- &
 mpirun_pid=$!
-# train_alive: pids of lightring-train processes (not zombies) in the nodes of the cluster.
-train_alive() {
-  local p
-  for p in $(pgrep -x lightring-train || true); do
-    case "$(ip netns identify "$p" 2>/dev/null)" in lr-node*) ;; *) continue ;; esac
-    [ "$(ps -o stat= -p "$p" 2>/dev/null | cut -c1)" = Z ] || echo "$p"
-  done
-  return 0
-}
-for _ in $(seq 1 600); do  # until 5 steps ran (up to 60 s)
-  [ -f "$R/train.jsonl" ] && [ "$(grep -c '"train"' "$R/train.jsonl")" -ge 5 ] && break
-  kill -0 "$mpirun_pid" 2>/dev/null || break
-  sleep 0.1
-done
+wait_train_steps "$R/train.jsonl" 5 "$mpirun_pid"  # cluster_lib.sh
 [ "$(train_alive | wc -l)" = 4 ] ||
   { echo "run_launcher_link_down: expected 4 running ranks" >&2; cat "$R/mpirun.out" >&2; exit 1; }
 ip -n lr-node1 link set eth0 down

@@ -31,22 +31,7 @@ wrapper="\"$TRAIN\" --dp 2 --sp 2 --data fortunes --steps 400 --seq-len 96 --bat
 cluster_mpirun -np 4 --map-by ppr:2:node sh -c "$wrapper" >"$R/mpirun.out" 2>&1 &
 mpirun_pid=$!
 
-# train_alive: "rank pid" of every lightring-train process alive in a node of the cluster.
-train_alive() {
-  local p r
-  for p in $(pgrep -x lightring-train || true); do
-    case "$(ip netns identify "$p" 2>/dev/null)" in lr-node*) ;; *) continue ;; esac
-    [ "$(ps -o stat= -p "$p" 2>/dev/null | cut -c1)" = Z ] && continue  # a zombie has ended
-    r=$({ tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null | sed -n 's/^OMPI_COMM_WORLD_RANK=//p' || true)
-    [ -n "$r" ] && echo "$r $p"
-  done
-  return 0
-}
-for _ in $(seq 1 600); do  # until 5 steps ran (up to 60 s)
-  [ -f "$R/train.jsonl" ] && [ "$(grep -c '"train"' "$R/train.jsonl")" -ge 5 ] && break
-  kill -0 "$mpirun_pid" 2>/dev/null || break
-  sleep 0.1
-done
+wait_train_steps "$R/train.jsonl" 5 "$mpirun_pid"  # cluster_lib.sh
 stopped_pid=$(train_alive | awk -v r=$STOPPED '$1 == r {print $2}')
 [ -n "$stopped_pid" ] && [ "$(train_alive | wc -l)" = 4 ] ||
   { echo "run_sigstop: expected 4 running ranks" >&2; cat "$R/mpirun.out" >&2; exit 1; }
