@@ -136,23 +136,21 @@ PyObject* py_kernel_families(PyObject*, PyObject*) {
   });
 }
 
-// set_documents_path(name): KernelTuning::documents_path ("auto", "scans" or "pieces"; A/B
-// benchmarks of packed documents); returns the previous setting's name.
+// set_documents_path(name): KernelTuning::documents_path ("auto" or "pieces"; A/B benchmarks of
+// packed documents); returns the previous setting's name.
 PyObject* py_set_documents_path(PyObject*, PyObject* args) {
   const char* name = nullptr;
   if (!PyArg_ParseTuple(args, "s", &name)) return nullptr;
   return guarded([&]() -> PyObject* {
     using Path = kernels::KernelTuning::DocumentsPath;
     const std::string n = name;
-    LR_CHECK(n == "auto" || n == "scans" || n == "pieces",
-             "set_documents_path: expected 'auto', 'scans' or 'pieces' (got '", n, "')");
+    LR_CHECK(n == "auto" || n == "pieces", "set_documents_path: expected 'auto' or 'pieces' (got '",
+             n, "')");
     kernels::KernelTuning t = kernels::kernel_tuning();
     const Path was = t.documents_path;
-    t.documents_path = n == "auto" ? Path::kAuto : n == "scans" ? Path::kScans : Path::kPieces;
+    t.documents_path = n == "auto" ? Path::kAuto : Path::kPieces;
     kernels::set_kernel_tuning(t);
-    return PyUnicode_FromString(was == Path::kAuto    ? "auto"
-                                : was == Path::kScans ? "scans"
-                                                      : "pieces");
+    return PyUnicode_FromString(was == Path::kAuto ? "auto" : "pieces");
   });
 }
 
@@ -160,9 +158,9 @@ PyMethodDef kMethods[] = {
     {"kernel_families", py_kernel_families, METH_NOARGS,
      "kernel_families() -> str: the CUDA kernel families this device runs."},
     {"set_documents_path", py_set_documents_path, METH_VARARGS,
-     "set_documents_path(name) -> str: where the CUDA backend runs packed documents: 'auto' "
-     "(inside the scans where validated, the default), 'scans' (every kernel family) or "
-     "'pieces' (piece by piece, for A/B benchmarks); returns the previous setting."},
+     "set_documents_path(name) -> str: where packed documents run: 'auto' (inside the block "
+     "loops where the backend has them, the default) or 'pieces' (piece by piece, for A/B "
+     "benchmarks); returns the previous setting."},
     {"schedule_choice", py_schedule_choice, METH_VARARGS,
      "schedule_choice(P, B, H, D, E, local_len, dtype, transport) -> str: the schedule the C++ "
      "cost model picks for 'auto' (transport: nccl, gloo or mpi)."},

@@ -239,12 +239,11 @@ struct KernelTuning {
   enum class PadShort { kAuto, kOn, kOff };
   PadShort pad_short_documents = PadShort::kAuto;
   // Where packed documents run: inside the block loops (CPU: blocks cut at the boundaries,
-  // kernels/cpu/blocks.h; CUDA: one chunk table per pass, kernels/cuda/doc_chunks.h) or piece by
-  // piece (kernels/documents.cpp). kAuto: the CPU block loop, and on CUDA the scans where that
-  // path has been validated on a GPU (the wgmma family: 16-bit inputs with 16-byte aligned rows
-  // on sm_90a), pieces elsewhere; kScans: the block loops of every backend and CUDA family (mma
-  // and tf32 too: their GPU tests, tests/cpp/cuda/test_cuda_documents.cpp); kPieces: pieces.
-  enum class DocumentsPath { kAuto, kScans, kPieces };
+  // kernels/cpu/blocks.h; CUDA: one chunk table per pass, kernels/cuda/doc_chunks.h, read by the
+  // wgmma family: 16-bit inputs with 16-byte aligned rows on sm_90a) or piece by piece
+  // (kernels/documents.cpp: the mma and tf32 families, or when asked). kAuto: the block loops
+  // where the backend has them; kPieces: pieces everywhere (tests and A/B benchmarks).
+  enum class DocumentsPath { kAuto, kPieces };
   DocumentsPath documents_path = DocumentsPath::kAuto;
 };
 void set_kernel_tuning(const KernelTuning& tuning);

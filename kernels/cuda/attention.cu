@@ -63,15 +63,12 @@ bool rows_aligned16(const void* ptr, const Strides& s) {
   return (bits & 15) == 0;
 }
 
-// Whether the documents of p run inside the scans (KernelTuning::documents_path). Every family's
-// chunk loop reads the chunk table (scan.h: DocChunks); kAuto keeps to the wgmma family, whose
-// path has run on a GPU (every scan of the call: both dims and, checked by the callers, every
-// input's rows aligned).
+// Whether the documents of p run inside the scans (KernelTuning::documents_path): only the wgmma
+// family's chunk loop reads the chunk table (scan.h: DocChunks), so every scan of the call must
+// run it (both dims and, checked by the callers, every input's rows aligned).
 bool documents_in_scans(const Problem& p, bool inputs_aligned) {
-  using Path = KernelTuning::DocumentsPath;
-  const Path path = kernel_tuning().documents_path;
-  if (!p.docs.enabled() || path == Path::kPieces) return false;
-  if (path == Path::kScans) return true;
+  if (!p.docs.enabled() || kernel_tuning().documents_path == KernelTuning::DocumentsPath::kPieces)
+    return false;
   return inputs_aligned &&
          wgmma_covers(p.dtype, static_cast<int>(p.qk_dim), static_cast<int>(p.v_dim)) &&
          wgmma_covers(p.dtype, static_cast<int>(p.v_dim), static_cast<int>(p.qk_dim));

@@ -72,6 +72,8 @@ void scan(const ScanParams& p, void* stream_ptr) {
   const auto stream = static_cast<cudaStream_t>(stream_ptr);
   LR_CHECK(p.seg_len % kChunk == 0, "CUDA scan: seg_len must be a multiple of ", kChunk);
   LR_CHECK(!p.chain.counter || wgmma_runs(p), "CUDA scan: the fused scan needs the wgmma family");
+  LR_CHECK(!p.docs.chunks || wgmma_runs(p),
+           "CUDA scan: packed documents inside a scan need the wgmma family");
   switch (p.dtype) {
     case DType::kBFloat16:
       if (!scan_wgmma_bf16(p, stream)) scan_mma_bf16(p, stream);

@@ -197,7 +197,6 @@ __global__ void __launch_bounds__(warps<kOut, kMaxKt>() * 32, warps<kOut, kMaxKt
         gam[kk][e] = r < L ? p.c_state * w : 0.0f;
       }
   };
-  int gam_len = kChunk;
   if constexpr (kOut) gammas(kChunk, false);
 
   // X tile: rows xm0 + gq + 8(e / 2), columns xc0 + 8nt + 2tq + e % 2 (m16n8 accumulators).
@@ -215,39 +214,6 @@ __global__ void __launch_bounds__(warps<kOut, kMaxKt>() * 32, warps<kOut, kMaxKt
       }
       x[nt][e] = v;
     }
-  // Packed documents (ScanParams::docs): x <- init[d] (0 without initial states) at a chunk that
-  // starts document d, final[d] <- x after a chunk that ends it.
-  const DocChunks& dc = p.docs;
-  const bool docs = dc.chunks != nullptr;
-  auto doc_state = [&](const DocStates& s, int d, int nt, int e) -> float* {
-    const int i = xm0 + gq + 8 * (e / 2), c = xc0 + nt * 8 + 2 * tq + e % 2;
-    if (!s.ref.ptr || i >= p.dk || c >= ncols) return nullptr;
-    return s.ref.ptr + d * s.doc_stride + bh * s.ref.sbh + i * s.ref.si + (col0 + c) * s.ref.sj;
-  };
-  auto reset_x = [&](int d) {
-#pragma unroll
-    for (int nt = 0; nt < kXNt; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float* v = doc_state(dc.init, d, nt, e);
-        x[nt][e] = v ? *v : 0.0f;
-      }
-  };
-  auto end_x = [&](int d) {
-    if (!dc.final.ref.ptr || !x_rows) return;
-#pragma unroll
-    for (int nt = 0; nt < kXNt; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e)
-        if (float* v = doc_state(dc.final, d, nt, e)) *v = x[nt][e];
-  };
-  const scan_tf32::SegmentRows rows =
-      scan_tf32::segment_rows(dc.chunks, dc.count, dc.per_seg, p.seg_len, p.seqlen, seg);
-  const int first = rows.first, num_chunks = rows.num_chunks;
-  auto chunk_t0 = [&](int c) { return rows.t0(c); };
-  auto chunk_len = [&](int c) { return rows.len(c); };
-  auto start_of = [&](int c) { return docs ? __ldg(&dc.chunks[first + c].start_doc) : -1; };
-  if (x_rows && start_of(0) >= 0) reset_x(start_of(0));
   auto store_x = [&](int buf) {
     if (!x_rows) return;
     T* sX = reinterpret_cast<T*>(smem + Lay::x + buf * Lay::x_bytes);
@@ -267,11 +233,14 @@ __global__ void __launch_bounds__(warps<kOut, kMaxKt>() * 32, warps<kOut, kMaxKt
   const bool q_al = kOut && aligned16(q_rows, p.q.st), k_al = aligned16(k_rows, p.k.st);
   const bool v_al = aligned16(v_rows + col0, p.v.st);
 
+  const int64_t t_begin = seg * p.seg_len;
+  const int64_t t_end = min(p.seqlen, t_begin + p.seg_len);
+  const int num_chunks = static_cast<int>((t_end - t_begin + kChunk - 1) / kChunk);
   // Chunk c goes to stage c % stages; one commit group per chunk slot (empty past the end).
   auto issue = [&](int c) {
     if (c < num_chunks) {
-      const int64_t t0 = chunk_t0(c);
-      const int L = chunk_len(c);
+      const int64_t t0 = t_begin + static_cast<int64_t>(c) * kChunk;
+      const int L = static_cast<int>(min(static_cast<int64_t>(kChunk), t_end - t0));
       unsigned char* base = smem + (c % Lay::stages) * Lay::stage_bytes;
       if constexpr (kOut)
         load_rows<T, Lay::kDk, kThreads>(reinterpret_cast<T*>(base + Lay::q), Lay::ldk,
@@ -287,17 +256,14 @@ __global__ void __launch_bounds__(warps<kOut, kMaxKt>() * 32, warps<kOut, kMaxKt
   for (int c = 0; c < Lay::stages - 1; ++c) issue(c);
 
   for (int c = 0; c < num_chunks; ++c) {
-    const int64_t t0 = chunk_t0(c);
-    const int L = chunk_len(c);
+    const int64_t t0 = t_begin + static_cast<int64_t>(c) * kChunk;
+    const int L = static_cast<int>(min(static_cast<int64_t>(kChunk), t_end - t0));
     cp_async_wait<Lay::stages - 2>();
     // Chunk c's tiles, X copy c % 2 and pw are visible; every warp is done with chunk c - 1, so
     // its stage and X copy (c + 1) % 2, P and the O staging tile are free.
     __syncthreads();
     issue(c + Lay::stages - 1);
-    if (!kOut || L != gam_len) {
-      gammas(L, true);
-      gam_len = L;
-    }
+    if (!kOut || L < kChunk) gammas(L, true);
     const unsigned char* base = smem + (c % Lay::stages) * Lay::stage_bytes;
     const T* sK = reinterpret_cast<const T*>(base + Lay::k);
     const T* sV = reinterpret_cast<const T*>(base + Lay::v);
@@ -392,11 +358,6 @@ __global__ void __launch_bounds__(warps<kOut, kMaxKt>() * 32, warps<kOut, kMaxKt
         a[2] = scale2<T>(a[2], gam[kk][2], gam[kk][3]);
         a[3] = scale2<T>(a[3], gam[kk][2], gam[kk][3]);
         mma_pairs<T, true, kXNt / 2>(x, a, sV, Lay::ldv, kk * 16, xc0);
-      }
-      if (docs) {  // x is the state after chunk c
-        const int end_doc = __ldg(&dc.chunks[first + c].end_doc);
-        if (kOut && end_doc >= 0) end_x(end_doc);
-        if (c + 1 < num_chunks && start_of(c + 1) >= 0) reset_x(start_of(c + 1));
       }
     }
     if constexpr (kSingleX) {

@@ -136,42 +136,6 @@ __device__ __forceinline__ void load_tile_async(T* s, int ld, int cols_pad, cons
   }
 }
 
-// The rows of segment seg of a scan (scan.h), for every family: seg_len rows in 64-row chunks,
-// or with packed documents (ScanParams::docs, chunks non-null) the table's chunks
-// [first, first + num_chunks).
-struct SegmentRows {
-  const DocChunk* chunks = nullptr;
-  int64_t t_begin = 0, t_end = 0;
-  int first = 0, num_chunks = 0;
-  // First row and rows of the segment's chunk c (the last one may be short; with documents any).
-  __device__ __forceinline__ int64_t t0(int c) const {
-    return chunks ? static_cast<int64_t>(__ldg(&chunks[first + c].t0))
-                  : t_begin + static_cast<int64_t>(c) * kChunk;
-  }
-  __device__ __forceinline__ int len(int c) const {
-    return chunks ? __ldg(&chunks[first + c].len)
-                  : static_cast<int>(min(static_cast<int64_t>(kChunk), t_end - t0(c)));
-  }
-};
-
-__device__ __forceinline__ SegmentRows segment_rows(const DocChunk* chunks, int count, int per_seg,
-                                                    int64_t seg_len, int64_t seqlen, int seg) {
-  SegmentRows r;
-  r.chunks = chunks;
-  if (chunks) {
-    r.first = seg * per_seg;
-    const int last = min(count, r.first + per_seg) - 1;
-    r.t_begin = chunks[r.first].t0;
-    r.t_end = static_cast<int64_t>(chunks[last].t0) + chunks[last].len;
-    r.num_chunks = last - r.first + 1;
-  } else {
-    r.t_begin = seg * seg_len;
-    r.t_end = min(seqlen, r.t_begin + seg_len);
-    r.num_chunks = static_cast<int>((r.t_end - r.t_begin + kChunk - 1) / kChunk);
-  }
-  return r;
-}
-
 // kMaxKt: an upper bound on dkp / 16 (4, 8 or 16), so that loops over k tiles unroll.
 // kWarps: 4, 8 or 16 (16 needs kEt >= 64: four column groups of O, two of X).
 template <typename T, int kEt, int kMaxKt, int kWarps, bool kOut>
@@ -210,31 +174,11 @@ __global__ void __launch_bounds__(kWarps * 32) scan_kernel(const ScanParams p) {
   const float s_h = p.decay ? p.decay[h] : 0.0f;
   for (int n = threadIdx.x; n <= kChunk; n += kThreads) pw[n] = expf(-s_h * static_cast<float>(n));
 
-  // The segment's rows and chunks: seg_len rows in 64-row chunks, or with packed documents
-  // (ScanParams::docs) its entries of the chunk table.
-  const DocChunks& dc = p.docs;
-  const bool docs = dc.chunks != nullptr;
-  const SegmentRows rows = segment_rows(dc.chunks, dc.count, dc.per_seg, p.seg_len, p.seqlen, seg);
-  const int first = rows.first, num_chunks = rows.num_chunks;
-  auto chunk_t0 = [&](int c) { return rows.t0(c); };
-  auto chunk_len = [&](int c) { return rows.len(c); };
-  auto start_of = [&](int c) { return docs ? dc.chunks[first + c].start_doc : -1; };
-  // Element (i, j) of document state d of s (0 when unset or outside dk × ncols).
-  auto doc_at = [&](const DocStates& s, int d, int i, int j) -> float* {
-    if (!s.ref.ptr || i >= p.dk || j >= ncols) return nullptr;
-    return s.ref.ptr + d * s.doc_stride + bh * s.ref.sbh + i * s.ref.si + (col0 + j) * s.ref.sj;
-  };
-
-  // Entering state of this segment (zero for a state pass or a null pointer; a document's
-  // initial state when the segment's first chunk starts it).
-  const int start0 = start_of(0);
+  // Entering state of this segment (zero for a state pass or a null pointer).
   for (int idx = threadIdx.x; idx < dkp * kEt; idx += kThreads) {
     const int i = idx / kEt, j = idx % kEt;
     float x = 0.0f;
-    if (start0 >= 0) {
-      const float* v = doc_at(dc.init, start0, i, j);
-      x = v ? *v : 0.0f;
-    } else if (p.state_in.ptr && i < p.dk && j < ncols) {
+    if (p.state_in.ptr && i < p.dk && j < ncols) {
       const StateRef& r = p.state_in;
       x = r.ptr[bh * r.sbh + seg * r.sg + i * r.si + (col0 + j) * r.sj];
     }
@@ -247,10 +191,11 @@ __global__ void __launch_bounds__(kWarps * 32) scan_kernel(const ScanParams p) {
   const T* v_rows = static_cast<const T*>(p.v.ptr) + b * p.v.sb + h * p.v.sh;
   T* o_rows = kOut ? static_cast<T*>(p.o) + b * p.o_sb + h * p.o_sh : nullptr;
 
+  const int64_t t_begin = seg * p.seg_len;
+  const int64_t t_end = min(p.seqlen, t_begin + p.seg_len);
   // Stage i % stages holds chunk i's tiles; with two stages chunk i+1 loads during chunk i.
-  auto issue = [&](int c, int stage) {
-    const int64_t t0 = chunk_t0(c);
-    const int L = chunk_len(c);
+  auto issue = [&](int64_t t0, int stage) {
+    const int L = static_cast<int>(min(static_cast<int64_t>(kChunk), t_end - t0));
     unsigned char* base = smem + stage * lay.stage_bytes;
     if constexpr (kOut)
       load_tile_async<T, kThreads>(reinterpret_cast<T*>(base + lay.q), lay.ldk, dkp,
@@ -261,17 +206,17 @@ __global__ void __launch_bounds__(kWarps * 32) scan_kernel(const ScanParams p) {
                                  v_rows + t0 * p.v.st, p.v.st, L, col0, ncols);
     cp_async_commit();
   };
-  issue(0, 0);
+  issue(t_begin, 0);
   int stage = 0;
-  for (int c = 0; c < num_chunks; ++c, stage = (stage + 1) % lay.stages) {
-    const int64_t t0 = chunk_t0(c);
-    const int L = chunk_len(c);
-    const bool prefetch = lay.stages == 2 && c + 1 < num_chunks;
+  for (int64_t t0 = t_begin; t0 < t_end; t0 += kChunk, stage = (stage + 1) % lay.stages) {
+    const int L = static_cast<int>(min(static_cast<int64_t>(kChunk), t_end - t0));
+    const bool prefetch = lay.stages == 2 && t0 + kChunk < t_end;
     if (prefetch) {
-      issue(c + 1, stage ^ 1);  // that stage's last reader finished before the barrier below
+      issue(t0 + kChunk, stage ^ 1);  // that stage's last reader finished before the barrier below
       cp_async_wait<1>();
     } else {
-      if (lay.stages == 1 && c != 0) issue(c, 0);  // the barrier ending the last chunk freed it
+      if (lay.stages == 1 && t0 != t_begin)
+        issue(t0, 0);  // the barrier ending the last chunk freed it
       cp_async_wait<0>();
     }
     __syncthreads();  // this chunk's tiles (and the initial state / X of the last chunk) are
@@ -420,25 +365,6 @@ __global__ void __launch_bounds__(kWarps * 32) scan_kernel(const ScanParams p) {
       }
     }
     __syncthreads();  // this stage's tiles are free for the chunk after next
-    if (docs) {
-      // X after chunk c: a document that ends here leaves it as its final state (output pass),
-      // one that starts at chunk c + 1 replaces it by its initial state. Each thread reads and
-      // writes the same elements; the barrier at the top of the next chunk publishes them.
-      const int end_doc = kOut ? dc.chunks[first + c].end_doc : -1;
-      const int next = c + 1 < num_chunks ? start_of(c + 1) : -1;
-      if (end_doc >= 0 || next >= 0)
-        for (int idx = threadIdx.x; idx < dkp * kEt; idx += kThreads) {
-          const int i = idx / kEt, j = idx % kEt;
-          float* x = sS + i * lay.lds + j;
-          if (end_doc >= 0)
-            if (float* f = doc_at(dc.final, end_doc, i, j)) *f = *x;
-          if (next >= 0) {
-            const float* v = doc_at(dc.init, next, i, j);
-            *x = v ? *v : 0.0f;
-            if constexpr (sizeof(T) == 2) sST[i * lay.ldst + j] = from_f32<T>(*x);
-          }
-        }
-    }
   }
 
   if (p.state_out.ptr) {

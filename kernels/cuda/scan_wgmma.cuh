@@ -196,8 +196,7 @@ __global__ void __launch_bounds__(warpgroups<kDk, kEt>() * 128, 3 - warpgroups<k
   // The segment's rows and chunks (with packed documents, ScanParams::docs, the table's).
   const DocChunks& dc = p.docs;
   const bool docs = dc.chunks != nullptr;
-  const scan_tf32::SegmentRows rows =
-      scan_tf32::segment_rows(dc.chunks, dc.count, dc.per_seg, p.seg_len, p.seqlen, seg);
+  const SegmentRows rows = segment_rows(dc.chunks, dc.count, dc.per_seg, p.seg_len, p.seqlen, seg);
   const int64_t t_begin = rows.t_begin, t_end = rows.t_end;
   const int first = rows.first, num_chunks = rows.num_chunks;
 

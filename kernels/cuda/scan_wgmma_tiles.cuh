@@ -80,6 +80,41 @@ __device__ __forceinline__ void stsm_x4(void* p, uint32_t r0, uint32_t r1, uint3
       : "memory");
 }
 
+// The rows of segment seg of a scan (scan.h): seg_len rows in 64-row chunks, or with packed
+// documents (ScanParams::docs, chunks non-null) the table's chunks [first, first + num_chunks).
+struct SegmentRows {
+  const DocChunk* chunks = nullptr;
+  int64_t t_begin = 0, t_end = 0;
+  int first = 0, num_chunks = 0;
+  // First row and rows of the segment's chunk c (the last one may be short; with documents any).
+  __device__ __forceinline__ int64_t t0(int c) const {
+    return chunks ? static_cast<int64_t>(__ldg(&chunks[first + c].t0))
+                  : t_begin + static_cast<int64_t>(c) * kChunk;
+  }
+  __device__ __forceinline__ int len(int c) const {
+    return chunks ? __ldg(&chunks[first + c].len)
+                  : static_cast<int>(min(static_cast<int64_t>(kChunk), t_end - t0(c)));
+  }
+};
+
+__device__ __forceinline__ SegmentRows segment_rows(const DocChunk* chunks, int count, int per_seg,
+                                                    int64_t seg_len, int64_t seqlen, int seg) {
+  SegmentRows r;
+  r.chunks = chunks;
+  if (chunks) {
+    r.first = seg * per_seg;
+    const int last = min(count, r.first + per_seg) - 1;
+    r.t_begin = chunks[r.first].t0;
+    r.t_end = static_cast<int64_t>(chunks[last].t0) + chunks[last].len;
+    r.num_chunks = last - r.first + 1;
+  } else {
+    r.t_begin = seg * seg_len;
+    r.t_end = min(seqlen, r.t_begin + seg_len);
+    r.num_chunks = static_cast<int>((r.t_end - r.t_begin + kChunk - 1) / kChunk);
+  }
+  return r;
+}
+
 // Rows [0, L) of an operand (row 0 at `rows`, stride st elements, 16-byte aligned), columns
 // col0 + [0, ncols), into a swizzled [64][kCols] tile; zero past ncols and L.
 // A whole chunk (L = 64: every chunk but a segment's last) takes the short path: thread t's

@@ -80,10 +80,10 @@ def test_cuda_matches_oracle(name, dtype, with_s0):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-@pytest.mark.parametrize("path", ["scans", "pieces"])
+@pytest.mark.parametrize("path", ["auto", "pieces"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 def test_cuda_documents_paths_match_oracle(dtype, path):
-    """Both CUDA paths of packed documents (inside every family's scans, piece by piece)."""
+    """Both paths of packed documents (inside the scans where the family has them, pieces)."""
     ext = lightring._ext.load()
     before = ext.set_documents_path(path)
     try:
@@ -98,7 +98,7 @@ def test_set_documents_path_names_the_choices():
     assert ext.set_documents_path("auto") == "auto"
     assert ext.set_documents_path("pieces") == "auto"
     assert ext.set_documents_path("auto") == "pieces"
-    with pytest.raises(Exception, match="'auto', 'scans' or 'pieces'.*got 'fast'"):
+    with pytest.raises(Exception, match="'auto' or 'pieces'.*got 'fast'"):
         ext.set_documents_path("fast")
     assert ext.set_documents_path("auto") == "auto"
 

@@ -1,7 +1,7 @@
 // Packed documents on the CUDA backend (kernels/documents.h) against the per-document float64
-// oracle (testing/documents_oracle.h), on each path: the boundaries inside the scans (chunk
-// tables, kernels/cuda/doc_chunks.h) of every family (wgmma, mma, tf32), and piece by piece
-// (kernels/documents.cpp). The stream cut into shards chained
+// oracle (testing/documents_oracle.h), on each path: the boundaries inside the wgmma scans
+// (chunk tables, kernels/cuda/doc_chunks.h), and piece by piece (kernels/documents.cpp) on the
+// wgmma, mma and tf32 families. The stream cut into shards chained
 // through the two-phase passes in device memory as the sequence-parallel runtime chains them, and
 // the one-shot forward / backward of the whole stream (the fused scans). Every output,
 // per-document final state and gradient, and the pair identities of common/run_documents.h.
@@ -22,32 +22,19 @@ using Family = kernels::KernelTuning::Family;
 
 // Which path runs the documents (KernelTuning::documents_path, family):
 //   kAuto    the defaults: inside the wgmma scans for 16-bit inputs on sm_90a, pieces for fp32;
-//   kScans   inside the scans of the automatic family (fp32: the tf32 family's);
-//   kMma     inside the mma family's scans (16-bit);
-//   kPieces  piece by piece on the automatic family.
-enum class Path { kAuto, kScans, kMma, kPieces };
+//   kMma     pieces on the mma family (16-bit);
+//   kPieces  pieces on the automatic family.
+enum class Path { kAuto, kMma, kPieces };
 
 const char* path_name(Path p) {
-  switch (p) {
-    case Path::kAuto:
-      return "auto";
-    case Path::kScans:
-      return "scans";
-    case Path::kMma:
-      return "mma";
-    case Path::kPieces:
-      return "pieces";
-  }
-  return "?";
+  return p == Path::kAuto ? "auto" : p == Path::kMma ? "mma" : "pieces";
 }
 
 kernels::KernelTuning path_tuning(Path p, int64_t segment_len = 0) {
   using Where = kernels::KernelTuning::DocumentsPath;
   kernels::KernelTuning t = kernels::kernel_tuning();
   t.family = p == Path::kMma ? Family::kMma : Family::kAuto;
-  t.documents_path = p == Path::kAuto     ? Where::kAuto
-                     : p == Path::kPieces ? Where::kPieces
-                                          : Where::kScans;
+  t.documents_path = p == Path::kPieces ? Where::kPieces : Where::kAuto;
   t.segment_len = segment_len;
   return t;
 }
@@ -237,8 +224,6 @@ void check_cuda_documents(const CudaDocsCase& c, DType dtype, Path path, bool wi
                           bool one_shot = false, int64_t segment_len = 0) {
   if (dtype == DType::kFloat32 && path == Path::kMma)
     GTEST_SKIP() << "fp32 inputs run the tf32 family only";
-  if (dtype != DType::kFloat32 && path == Path::kScans)
-    GTEST_SKIP() << "16-bit inputs: the same scans as auto";
   ScopedTuning use(path_tuning(path, segment_len));
   const std::vector<int64_t> cu = offsets_of(c.lengths);
   const int64_t T = cu.back(), docs = static_cast<int64_t>(c.lengths.size());
@@ -320,7 +305,7 @@ INSTANTIATE_TEST_SUITE_P(
     Cases, DocumentsCuda,
     ::testing::Combine(::testing::ValuesIn(cuda_cases()),
                        ::testing::Values(DType::kFloat32, DType::kBFloat16, DType::kFloat16),
-                       ::testing::Values(Path::kAuto, Path::kScans, Path::kMma, Path::kPieces)),
+                       ::testing::Values(Path::kAuto, Path::kMma, Path::kPieces)),
     [](const auto& info) {
       return std::get<0>(info.param).name + "_" + dtype_name(std::get<1>(info.param)) + "_" +
              path_name(std::get<2>(info.param));
