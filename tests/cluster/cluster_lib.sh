@@ -55,3 +55,47 @@ wait_train_steps() {
     sleep 0.1
   done
 }
+
+# cut_link_and_judge NAME PID NOTE: takes lr-node1's link down under a running 4-rank
+# lightring-train (mpirun PID, log $R/train.jsonl, output $R/mpirun.out), then judges the end:
+# every rank and mpirun gone within $BOUND_S s of the cut, mpirun non-zero, and node 0's ranks
+# (0, 1) printing the deadline error of --timeout $TIMEOUT_S. Sets fail=1 on any failure (the
+# caller sets fail=0 first); a hung mpirun is killed.
+cut_link_and_judge() {
+  local name=$1 pid=$2 note=$3 t_down mpirun_rc= ranks_gone= t_mpirun r
+  [ "$(train_alive | wc -l)" = 4 ] ||
+    { echo "$name: expected 4 running ranks" >&2; cat "$R/mpirun.out" >&2; exit 1; }
+  ip -n lr-node1 link set eth0 down
+  t_down=$(now_ms)
+  echo "$name: lr-node1 eth0 down after step $(grep -c '"train"' "$R/train.jsonl")" \
+    "(--timeout $TIMEOUT_S, bound $BOUND_S s$note)"
+  while [ $(($(now_ms) - t_down)) -lt $((BOUND_S * 1000)) ]; do
+    if [ -z "$mpirun_rc" ] && ! kill -0 "$pid" 2>/dev/null; then
+      mpirun_rc=0; wait "$pid" || mpirun_rc=$?
+      t_mpirun=$(now_ms)
+    fi
+    [ -z "$ranks_gone" ] && [ -z "$(train_alive)" ] && ranks_gone=$(now_ms)
+    [ -n "$mpirun_rc" ] && [ -n "$ranks_gone" ] && break
+    sleep 0.2
+  done
+  if [ -n "$ranks_gone" ]; then
+    echo "$name: every rank ended by +$((ranks_gone - t_down)) ms"
+  else
+    echo "$name: FAIL: ranks still running $BOUND_S s after the cut (hang)" >&2
+    fail=1
+  fi
+  if [ -n "$mpirun_rc" ]; then
+    echo "$name: mpirun exited $mpirun_rc at +$((t_mpirun - t_down)) ms"
+    [ "$mpirun_rc" != 0 ] || { echo "$name: FAIL: mpirun exited 0" >&2; fail=1; }
+  else
+    echo "$name: FAIL: mpirun still running $BOUND_S s after the cut (hang); killing it" >&2
+    kill -TERM "$pid" 2>/dev/null || true
+    sleep 2
+    kill -KILL "$pid" 2>/dev/null || true
+    fail=1
+  fi
+  for r in 0 1; do
+    grep -Eq "^lightring error \[rank $r\]: .*(timed out after|no answer within) $TIMEOUT_S s" "$R/mpirun.out" ||
+      { echo "$name: FAIL: rank $r (lr-node0) printed no deadline error" >&2; fail=1; }
+  done
+}

@@ -27,44 +27,8 @@ cluster_mpirun -np 4 --map-by ppr:2:node "$TRAIN" --dp 2 --sp 2 --data fortunes 
   --log "$R/train.jsonl" >"$R/mpirun.out" 2>&1 &
 mpirun_pid=$!
 wait_train_steps "$R/train.jsonl" 5 "$mpirun_pid"  # cluster_lib.sh
-[ "$(train_alive | wc -l)" = 4 ] ||
-  { echo "run_train_link_down: expected 4 running ranks" >&2; cat "$R/mpirun.out" >&2; exit 1; }
-ip -n lr-node1 link set eth0 down
-t_down=$(now_ms)
-echo "run_train_link_down: lr-node1 eth0 down after step $(grep -c '"train"' "$R/train.jsonl")" \
-  "(--timeout $TIMEOUT_S, bound $BOUND_S s)"
-
-mpirun_rc= ranks_gone=
-while [ $(($(now_ms) - t_down)) -lt $((BOUND_S * 1000)) ]; do
-  if [ -z "$mpirun_rc" ] && ! kill -0 "$mpirun_pid" 2>/dev/null; then
-    mpirun_rc=0; wait "$mpirun_pid" || mpirun_rc=$?
-    t_mpirun=$(now_ms)
-  fi
-  [ -z "$ranks_gone" ] && [ -z "$(train_alive)" ] && ranks_gone=$(now_ms)
-  [ -n "$mpirun_rc" ] && [ -n "$ranks_gone" ] && break
-  sleep 0.2
-done
 fail=0
-if [ -n "$ranks_gone" ]; then
-  echo "run_train_link_down: every rank ended by +$((ranks_gone - t_down)) ms"
-else
-  echo "run_train_link_down: FAIL: ranks still running $BOUND_S s after the cut (hang)" >&2
-  fail=1
-fi
-if [ -n "$mpirun_rc" ]; then
-  echo "run_train_link_down: mpirun exited $mpirun_rc at +$((t_mpirun - t_down)) ms"
-  [ "$mpirun_rc" != 0 ] || { echo "run_train_link_down: FAIL: mpirun exited 0" >&2; fail=1; }
-else
-  echo "run_train_link_down: FAIL: mpirun still running $BOUND_S s after the cut (hang); killing it" >&2
-  kill -TERM "$mpirun_pid" 2>/dev/null || true
-  sleep 2
-  kill -KILL "$mpirun_pid" 2>/dev/null || true
-  fail=1
-fi
-for r in 0 1; do
-  grep -Eq "^lightring error \[rank $r\]: .*(timed out after|no answer within) $TIMEOUT_S s" "$R/mpirun.out" ||
-    { echo "run_train_link_down: FAIL: rank $r (lr-node0) printed no deadline error" >&2; fail=1; }
-done
+cut_link_and_judge run_train_link_down "$mpirun_pid" ""  # cluster_lib.sh
 echo "--- mpirun output, without progress lines (last 30 lines)"
 grep -v '^step ' "$R/mpirun.out" | cut -c1-300 | tail -n 30
 exit "$fail"
