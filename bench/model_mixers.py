@@ -25,7 +25,7 @@ import sys
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from lightring.nn import LightningAttention, _ACTIVATIONS
+from lightring.nn import LightningAttention
 
 MIXERS = ("lightring", "fla", "torch-reference")
 
@@ -89,21 +89,10 @@ class ExternalMixer(LightningAttention):
                 cu_seqlens is not None:
             raise ValueError("ExternalMixer: initial_state, output_final_state, group and "
                              "cu_seqlens are not supported (benchmark mixer)")
-        b, n, _ = x.shape
-        h, d = self.num_heads, self.head_dim
-        act = _ACTIVATIONS[self.activation]
-        parts = self.qkvu_proj(x).split(self.hidden, dim=-1)
-        q = act(parts[0]).view(b, n, h, d)
-        k = act(parts[1]).view(b, n, h, d)
-        v = parts[2].view(b, n, h, d)
+        q, k, v, parts = self._project(x)  # the layer's own projection and output
         g_gamma = None if self.decay is None else -self.decay.float()
         o, _ = self.kernel(q, k, v, g_gamma=g_gamma, scale=self.scale)
-        o = o.reshape(b, n, self.hidden)
-        if self.norm is not None:
-            o = self.norm(o)
-        if self.gate:
-            o = parts[3] * o
-        return self.out_proj(o)
+        return self._output(o, parts)
 
 
 def use_kernel(model, kernel):

@@ -93,13 +93,7 @@ class LightningAttention(nn.Module):
         lightning_attention; initial_state and the final state are then per document."""
         if x.dim() != 3:
             raise ValueError(f"x must be [B, N, embed_dim] (got shape {list(x.shape)})")
-        b, n, _ = x.shape
-        h, d = self.num_heads, self.head_dim
-        act = _ACTIVATIONS[self.activation]
-        parts = self.qkvu_proj(x).split(self.hidden, dim=-1)
-        q = act(parts[0]).view(b, n, h, d)
-        k = act(parts[1]).view(b, n, h, d)
-        v = parts[2].view(b, n, h, d)
+        q, k, v, parts = self._project(x)
         decay = None if self.decay is None else self.decay.float()
         out = lightning_attention(q, k, v, decay, scale=self.scale, initial_state=initial_state,
                                   output_final_state=output_final_state, layout="bnhd",
@@ -107,10 +101,26 @@ class LightningAttention(nn.Module):
                                   schedule=self.schedule, block_size=self.block_size,
                                   exchange=self.exchange, cu_seqlens=cu_seqlens)
         o, final = out if output_final_state else (out, None)
-        o = o.reshape(b, n, self.hidden)
+        y = self._output(o, parts)
+        return (y, final) if output_final_state else y
+
+    def _project(self, x):
+        """q, k, v [B, N, H, D] of x (activation on q and k) and the projection's parts
+        (parts[3] is the gate u)."""
+        b, n, _ = x.shape
+        h, d = self.num_heads, self.head_dim
+        act = _ACTIVATIONS[self.activation]
+        parts = self.qkvu_proj(x).split(self.hidden, dim=-1)
+        q = act(parts[0]).view(b, n, h, d)
+        k = act(parts[1]).view(b, n, h, d)
+        v = parts[2].view(b, n, h, d)
+        return q, k, v, parts
+
+    def _output(self, o, parts):
+        """out_proj(u ⊙ norm(o)) of the attention output o [B, N, H, D]."""
+        o = o.reshape(o.shape[0], o.shape[1], self.hidden)
         if self.norm is not None:
             o = self.norm(o)
         if self.gate:
             o = parts[3] * o
-        y = self.out_proj(o)
-        return (y, final) if output_final_state else y
+        return self.out_proj(o)
